@@ -1,0 +1,28 @@
+# Portrait pipeline: raw portrait videos in data/raw/ -> tracked, cropped, 3DMM-fitted HDF5 per video.
+# This file only loads and validates the configuration and includes one rules/*.smk per stage.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/ingest.smk"
+include: "rules/track.smk"
+include: "rules/crop.smk"
+include: "rules/fit.smk"
+include: "rules/gaze.smk"
+include: "rules/assemble.smk"
+include: "rules/qc.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,109 @@
+"""Workflow configuration: schema validation, per-video overrides and typed stage configs.
+
+The YAML file is validated against `config.schema.yaml` (the same call Snakemake uses, which also fills in
+defaults), so a wrong value fails before any job starts, with the offending key in the message.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from neural_renderer.errors import PipelineInputError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
+STAGE_SECTIONS = ("track", "crop", "fit", "gaze", "qc")
+
+T = TypeVar("T")
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate in place (filling defaults) and return `config`; raise PipelineInputError naming the bad key."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path), set_default=True)
+    except WorkflowError as exc:
+        raise PipelineInputError(schema_path, f"invalid configuration: {exc}") from None
+    unknown = [
+        (video, key)
+        for video, sections in (config.get("overrides") or {}).items()
+        for key in sections
+        if key not in STAGE_SECTIONS
+    ]
+    if unknown:
+        raise PipelineInputError(None, f"overrides name unknown stage sections {unknown}; allowed {STAGE_SECTIONS}")
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineInputError(path, f"cannot read configuration ({exc})") from None
+    return validate_config(config)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def stage_config(config: dict[str, Any], stage: str, video: str | None = None) -> dict[str, Any]:
+    """The stage's section with the video's overrides applied (a plain dict: it becomes a rule's params)."""
+    if stage not in STAGE_SECTIONS:
+        raise KeyError(f"unknown stage section {stage!r}")
+    section = config.get(stage) or {}
+    override = (config.get("overrides") or {}).get(video or "", {}).get(stage, {})
+    return _deep_merge(section, override)
+
+
+def build_dataclass(cls: type[T], values: dict[str, Any]) -> T:
+    """Instantiate a (possibly nested) config dataclass from a dict, rejecting unknown keys by name."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise PipelineInputError(None, f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    hints = _resolved_hints(cls)
+    for name, value in values.items():
+        hint = hints.get(name)
+        if isinstance(value, dict) and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            kwargs[name] = build_dataclass(hint, value)
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise PipelineInputError(None, f"invalid {cls.__name__}: {exc}") from None
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to no nesting
+        return {}
+
+
+def to_json(values: Any) -> str:
+    """Canonical JSON of a config (dataclass or dict) for provenance attributes."""
+    if dataclasses.is_dataclass(values):
+        values = dataclasses.asdict(values)
+    return json.dumps(values, sort_keys=True, default=str)

@@ -1,0 +1,59 @@
+"""track: decode the video and run MediaPipe FaceLandmarker on every frame into `track.h5`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neural_renderer.assets import sha256_file
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.stages.ingest import load_probe
+from neural_renderer.storage import write_stage
+from neural_renderer.tracking import track_frames
+from neural_renderer.video import iter_frames
+
+
+def run(
+    video_path: str | Path,
+    probe_json: str | Path,
+    model_path: str | Path,
+    out_h5: str | Path,
+    *,
+    video: str,
+    cfg: dict[str, Any],
+    ffmpeg: str | None = None,
+) -> float:
+    """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate."""
+    info, sha = load_probe(probe_json)
+    track = track_frames(iter_frames(video_path, info, ffmpeg=ffmpeg), info.fps, model_path, **cfg)
+    n = len(track.valid)
+    if n == 0:
+        raise PipelineInputError(video_path, "no frame could be decoded")
+    if not track.valid.any():
+        raise PipelineInputError(video_path, f"no face detected in any of its {n} frames")
+    rate = float(track.valid.mean())
+    write_stage(
+        out_h5,
+        "track",
+        {
+            "landmarks": track.landmarks.astype(np.float32),
+            "blendshapes": track.blendshapes.astype(np.float32),
+            "blendshape_names": np.asarray(track.blendshape_names, dtype=str),
+            "transforms": track.transforms.astype(np.float32),
+            "valid": track.valid.astype(bool),
+        },
+        video=video,
+        source_path=str(video_path),
+        source_sha256=sha,
+        stage_config=cfg,
+        attrs={
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "detection_rate": rate,
+            "model_sha256": sha256_file(model_path),
+        },
+    )
+    return rate

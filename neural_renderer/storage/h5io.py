@@ -1,0 +1,200 @@
+"""Atomic, schema-checked HDF5 reads and writes.
+
+Every file is written to a temporary name in the destination directory and renamed into place only when it is
+complete, so a killed job never leaves a file that looks finished (Snakemake would otherwise trust it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from neural_renderer import __version__
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.storage.schema import (
+    COMMON_ATTRS,
+    FRAMES,
+    MERGED_STAGES,
+    SCHEMA_VERSION,
+    schema_for,
+    validate_arrays,
+)
+
+PER_FRAME_CHUNK = 256  # frames per chunk for small per-frame arrays: one read gives a useful window
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` on success, delete it on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _common_attrs(stage: str, video: str, source_path: str, source_sha256: str, stage_config: dict) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "stage": stage,
+        "video": video,
+        "software_version": __version__,
+        "source_path": str(source_path),
+        "source_sha256": source_sha256,
+        "stage_config": json.dumps(stage_config, sort_keys=True, default=str),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _write_dataset(group: h5py.Group, name: str, array: np.ndarray, per_frame: bool) -> None:
+    if array.dtype.kind in "UOS":
+        group.create_dataset(name, data=np.asarray(array, dtype=object), dtype=h5py.string_dtype())
+        return
+    kwargs: dict[str, Any] = {}
+    if per_frame and array.ndim >= 1 and array.shape[0] > 0:
+        kwargs["chunks"] = (min(array.shape[0], PER_FRAME_CHUNK),) + array.shape[1:]
+        kwargs["compression"] = "gzip"
+        kwargs["compression_opts"] = 4
+    group.create_dataset(name, data=array, **kwargs)
+
+
+def _write_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        obj.attrs[key] = value
+
+
+def write_stage(
+    path: str | Path,
+    stage: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    video: str,
+    source_path: str,
+    source_sha256: str,
+    stage_config: dict,
+    attrs: dict[str, Any] | None = None,
+) -> None:
+    """Validate `arrays` against the stage's schema and write them atomically with the required attributes."""
+    schema = schema_for(stage)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    validate_arrays(stage, arrays)
+    attrs = dict(attrs or {})
+    missing = set(schema.attrs) - set(attrs)
+    if missing:
+        raise ValueError(f"stage {stage!r}: missing attributes {sorted(missing)}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _write_attrs(f, _common_attrs(stage, video, source_path, source_sha256, stage_config))
+        _write_attrs(f, attrs)
+        for name, spec in schema.datasets.items():
+            _write_dataset(f, name, arrays[name], spec.per_frame)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_attrs(path: str | Path, group: str = "/") -> dict[str, Any]:
+    with open_h5(path) as f:
+        return {k: _decode(v) for k, v in f[group].attrs.items()}
+
+
+def read_stage(path: str | Path, stage: str, group: str = "/") -> dict[str, np.ndarray]:
+    """Read all datasets of a stage file (or of a stage's group inside `tracking.h5`) into memory."""
+    schema = schema_for(stage)
+    out: dict[str, np.ndarray] = {}
+    with open_h5(path) as f:
+        g = f[group]
+        if g.attrs.get("stage") not in (stage, None) and group == "/":
+            raise PipelineInputError(path, f"is a {g.attrs.get('stage')!r} file, expected {stage!r}")
+        for name, spec in schema.datasets.items():
+            if name not in g:
+                raise PipelineInputError(path, f"dataset {group.rstrip('/')}/{name} missing (schema {stage!r})")
+            data = g[name]
+            out[name] = data.asstr()[()] if spec.dtype == "str" else data[()]
+            if spec.dtype == "str":
+                out[name] = np.asarray(out[name], dtype=str)
+    return out
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open read-only with a clear error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineInputError(path, "file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise PipelineInputError(path, f"not a readable HDF5 file ({exc})") from exc
+
+
+def assemble_tracking(
+    out_path: str | Path,
+    stage_files: dict[str, str | Path],
+    frames: Iterable[np.ndarray],
+    n_frames: int,
+    resolution: int,
+    attrs: dict[str, Any],
+) -> int:
+    """Write `tracking.h5`: the cropped frames (one chunk per frame) plus each stage file copied into its group.
+
+    Frames are streamed in, so memory stays at one frame whatever the video length. Returns the frame count.
+    """
+    if set(stage_files) != set(MERGED_STAGES):
+        raise ValueError(f"assemble needs stage files {MERGED_STAGES}, got {sorted(stage_files)}")
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+        first = None
+        for stage in MERGED_STAGES:
+            with open_h5(stage_files[stage]) as src:
+                if src.attrs.get("stage") != stage:
+                    raise PipelineInputError(stage_files[stage], f"expected a {stage!r} stage file")
+                if first is None:
+                    first = {k: src.attrs[k] for k in COMMON_ATTRS}
+                group = out.create_group(stage)
+                _write_attrs(group, dict(src.attrs))
+                for name in src:
+                    src.copy(src[name], group, name=name)  # copies compressed chunks as they are
+        _write_attrs(out, first or {})
+        _write_attrs(out, {**attrs, "stage": "tracking", "resolution": resolution, "n_frames": n_frames})
+        ds = out.create_dataset(
+            "frames",
+            shape=(n_frames, resolution, resolution, 3),
+            dtype=np.uint8,
+            chunks=(1, resolution, resolution, 3),
+            compression="gzip",
+            compression_opts=4,
+        )
+        count = 0
+        for frame in frames:
+            if count >= n_frames:
+                raise PipelineInputError(out_path, f"more frames decoded than the {n_frames} tracked")
+            ds[count] = frame
+            count += 1
+        if count != n_frames:
+            raise PipelineInputError(out_path, f"decoded {count} frames but tracking has {n_frames}")
+        FRAMES.check("frames", ds, {})
+    return count
+
+
+def provenance(path: str | Path) -> dict[str, str]:
+    """The `video`, `source_path` and `source_sha256` of an upstream stage file, for its dependants to carry on."""
+    attrs = read_attrs(path)
+    try:
+        return {k: str(attrs[k]) for k in ("video", "source_path", "source_sha256")}
+    except KeyError as exc:
+        raise PipelineInputError(path, f"missing provenance attribute {exc}") from None

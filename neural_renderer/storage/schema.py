@@ -1,0 +1,187 @@
+"""The one HDF5 schema every stage writes and reads.
+
+Each stage writes one file per video (`results/{video}/{stage}.h5`); the `assemble` stage merges them into
+`tracking.h5`, one group per stage plus the cropped frames. Declaring every dataset here (dtype, symbolic shape,
+unit, meaning) lets `write_stage` reject a malformed array before it reaches disk, and lets the README's schema
+table be generated from the same source (`python -m neural_renderer.storage`).
+
+Symbolic dimensions: T frames, R crop resolution, Ki identity and Ke expression coefficients, L correspondences,
+B blendshapes (52). Dimensions with the same symbol must agree within a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+Dim = Union[int, str]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: dtype kind, symbolic shape, unit and meaning."""
+
+    dtype: str  # numpy dtype name, or "str" for variable-length UTF-8 strings
+    shape: tuple[Dim, ...]
+    description: str
+    unit: str = ""
+    per_frame: bool = True  # first axis is T: chunked along time for random access
+
+    def check(self, name: str, array: np.ndarray, dims: dict[str, int]) -> None:
+        """Raise ValueError when `array` does not match; binds symbolic dims into `dims` on first sight."""
+        if self.dtype == "str":
+            if array.dtype.kind not in "UOS":
+                raise ValueError(f"dataset {name!r}: expected strings, got dtype {array.dtype}")
+        elif array.dtype != np.dtype(self.dtype):
+            raise ValueError(f"dataset {name!r}: expected dtype {self.dtype}, got {array.dtype}")
+        if array.ndim != len(self.shape):
+            raise ValueError(f"dataset {name!r}: expected {len(self.shape)} dims {self.shape}, got shape {array.shape}")
+        for axis, (want, got) in enumerate(zip(self.shape, array.shape)):
+            if isinstance(want, int):
+                if want != got:
+                    raise ValueError(f"dataset {name!r}: axis {axis} must be {want}, got shape {array.shape}")
+            elif dims.setdefault(want, got) != got:
+                raise ValueError(
+                    f"dataset {name!r}: axis {axis} ({want}) is {got} but another dataset has {want}={dims[want]}"
+                )
+
+
+@dataclass(frozen=True)
+class StageSchema:
+    """The datasets and attributes of one stage's file."""
+
+    stage: str
+    description: str
+    datasets: dict[str, DatasetSpec]
+    attrs: dict[str, str] = field(default_factory=dict)  # stage-specific required attributes -> meaning
+
+
+# Attributes every file carries, so any file can be traced to its input, code and configuration.
+COMMON_ATTRS: dict[str, str] = {
+    "schema_version": "integer version of this schema",
+    "stage": "name of the stage that wrote the file",
+    "video": "video name (the wildcard)",
+    "software_version": "neural_renderer version that wrote the file",
+    "source_path": "path of the raw video",
+    "source_sha256": "sha256 of the raw video",
+    "stage_config": "JSON of the stage's configuration",
+    "created_utc": "ISO time of writing",
+}
+
+F32 = "float32"
+
+TRACK = StageSchema(
+    stage="track",
+    description="MediaPipe FaceLandmarker output per decoded frame (source-image pixels)",
+    datasets={
+        "landmarks": DatasetSpec(F32, ("T", 478, 3), "478 landmarks (468 mesh + 10 iris); x, y pixels; z = MediaPipe z * width; NaN where not valid", "px"),
+        "blendshapes": DatasetSpec(F32, ("T", "B"), "ARKit blendshape scores in [0, 1]; NaN where not valid"),
+        "blendshape_names": DatasetSpec("str", ("B",), "blendshape names (MediaPipe order)", per_frame=False),
+        "transforms": DatasetSpec(F32, ("T", 4, 4), "MediaPipe facial transformation matrix (canonical face -> camera, cm)"),
+        "valid": DatasetSpec("bool", ("T",), "a face was detected in the frame"),
+    },
+    attrs={
+        "fps": "frames per second of the source",
+        "width": "source width after rotation (px)",
+        "height": "source height after rotation (px)",
+        "detection_rate": "fraction of frames with a face",
+        "model_sha256": "sha256 of face_landmarker.task",
+    },
+)
+
+CROP = StageSchema(
+    stage="crop",
+    description="temporally smoothed square crop boxes and landmarks in crop pixels",
+    datasets={
+        "boxes": DatasetSpec("float64", ("T", 3), "crop box (centre x, centre y, side) in source pixels; interpolated where not valid", "px"),
+        "landmarks": DatasetSpec(F32, ("T", 478, 3), "landmarks in crop pixels (z scaled like x); NaN where not valid", "px"),
+        "valid": DatasetSpec("bool", ("T",), "a face was detected in the frame"),
+    },
+    attrs={"resolution": "crop side in pixels (256, 512 or 1024)"},
+)
+
+FIT = StageSchema(
+    stage="fit",
+    description="linear 3D morphable model fitted to the crop-space landmarks (OpenCV camera: x right, y down, z forward)",
+    datasets={
+        "identity": DatasetSpec(F32, ("Ki",), "identity coefficients shared by all frames", per_frame=False),
+        "expression": DatasetSpec(F32, ("T", "Ke"), "expression coefficients per frame (ARKit-named for ICT)"),
+        "expression_names": DatasetSpec("str", ("Ke",), "expression basis names", per_frame=False),
+        "rotation": DatasetSpec(F32, ("T", 3, 3), "model -> camera rotation matrix"),
+        "axis_angle": DatasetSpec(F32, ("T", 3), "the same rotation as an axis-angle vector", "rad"),
+        "translation": DatasetSpec(F32, ("T", 3), "model -> camera translation", "model units"),
+        "intrinsics": DatasetSpec(F32, (4,), "fx, fy, cx, cy of the crop camera", "px", per_frame=False),
+        "reprojection_error_px": DatasetSpec(F32, ("T",), "mean landmark reprojection error; NaN where not valid", "px"),
+        "valid": DatasetSpec("bool", ("T",), "frame had landmarks (others are interpolated)"),
+        "correspondence_mediapipe": DatasetSpec("int32", ("L",), "MediaPipe landmark index of each correspondence", per_frame=False),
+        "correspondence_vertex": DatasetSpec("int32", ("L",), "model vertex index of each correspondence", per_frame=False),
+    },
+    attrs={"model_name": "morphable model name", "model_sha256": "sha256 of the model file", "resolution": "crop side (px)"},
+)
+
+GAZE = StageSchema(
+    stage="gaze",
+    description="gaze from iris landmarks and the fitted head (eye order: subject's right, left)",
+    datasets={
+        "eye_vectors": DatasetSpec(F32, ("T", 2, 3), "unit gaze vector per eye, camera coordinates"),
+        "vector": DatasetSpec(F32, ("T", 3), "combined unit gaze vector, camera coordinates"),
+        "eye_pitch_yaw_deg": DatasetSpec(F32, ("T", 2, 2), "pitch, yaw per eye (0, 0 = looking at the camera)", "deg"),
+        "pitch_yaw_deg": DatasetSpec(F32, ("T", 2), "combined pitch, yaw", "deg"),
+        "head_vector": DatasetSpec(F32, ("T", 3), "combined gaze in head (model) coordinates"),
+        "head_pitch_yaw_deg": DatasetSpec(F32, ("T", 2), "combined pitch, yaw relative to the head", "deg"),
+        "valid": DatasetSpec("bool", ("T",), "frame had iris landmarks"),
+    },
+)
+
+FRAMES = DatasetSpec("uint8", ("T", "R", "R", 3), "cropped RGB frames, one frame per chunk, gzip-compressed")
+
+ASSEMBLED = StageSchema(
+    stage="tracking",
+    description="everything a renderer needs: /frames plus one group per stage (/track, /crop, /fit, /gaze) "
+    "holding that stage's datasets and attributes unchanged",
+    datasets={"frames": FRAMES},
+    attrs={"fps": "frames per second", "resolution": "crop side (px)", "n_frames": "T"},
+)
+
+STAGES: dict[str, StageSchema] = {s.stage: s for s in (TRACK, CROP, FIT, GAZE, ASSEMBLED)}
+MERGED_STAGES = ("track", "crop", "fit", "gaze")
+
+
+def schema_for(stage: str) -> StageSchema:
+    try:
+        return STAGES[stage]
+    except KeyError:
+        raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGES)}") from None
+
+
+def validate_arrays(stage: str, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """Check a stage's arrays against the schema; return the bound symbolic dimensions."""
+    schema = schema_for(stage)
+    missing = set(schema.datasets) - set(arrays)
+    extra = set(arrays) - set(schema.datasets)
+    if missing or extra:
+        raise ValueError(f"stage {stage!r}: missing datasets {sorted(missing)}, unexpected {sorted(extra)}")
+    dims: dict[str, int] = {}
+    for name, spec in schema.datasets.items():
+        spec.check(name, np.asarray(arrays[name]), dims)
+    return dims
+
+
+def markdown() -> str:
+    """The schema as Markdown tables (pasted into the README; a test keeps them in sync)."""
+    lines = ["Attributes on every file: " + ", ".join(f"`{k}`" for k in COMMON_ATTRS) + "."]
+    for schema in STAGES.values():
+        filename = "tracking.h5" if schema.stage == "tracking" else f"{schema.stage}.h5"
+        lines += ["", f"**`{filename}`**: {schema.description}.", "", "| dataset | dtype | shape | unit | meaning |", "|---|---|---|---|---|"]
+        for name, spec in schema.datasets.items():
+            shape = "(" + ", ".join(str(d) for d in spec.shape) + ")"
+            lines.append(f"| `{name}` | {spec.dtype} | {shape} | {spec.unit} | {spec.description} |")
+        if schema.attrs:
+            lines.append("")
+            lines.append("Attributes: " + "; ".join(f"`{k}` ({v})" for k, v in schema.attrs.items()) + ".")
+    return "\n".join(lines)
+

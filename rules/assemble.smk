@@ -1,0 +1,27 @@
+# assemble: tracking.h5 = the cropped frames (cut from the decoded video) + every stage's datasets.
+
+
+rule assemble:
+    input:
+        video=raw_video,
+        probe=rules.ingest.output.probe,
+        track=rules.track.output.h5,
+        crop=rules.crop.output.h5,
+        fit=rules.fit.output.h5,
+        gaze=rules.gaze.output.h5,
+    output:
+        h5=f"{RESULTS}/{{video}}/tracking.h5",
+    log:
+        "logs/{video}/assemble.log",
+    benchmark:
+        "benchmarks/{video}/assemble.tsv"
+    params:
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("assemble"),
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../envs/track.yaml"
+    script:
+        "../workflow_scripts/assemble.py"

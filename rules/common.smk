@@ -1,0 +1,35 @@
+# Shared helpers for every rule: video discovery, result paths, per-stage params.
+import sys
+from pathlib import Path
+
+from neural_renderer.config import stage_config, validate_config
+from neural_renderer.stages.code_version import code_hash
+from neural_renderer.video import VIDEO_NAME_PATTERN, discover_videos
+
+validate_config(config)  # overrides and cross-field checks beyond the JSON schema
+
+RESULTS = config["results_dir"]
+VIDEOS = discover_videos(config["raw_dir"])
+if not VIDEOS:
+    print(f"portrait pipeline: no videos in {config['raw_dir']}/ (mp4, mov, avi, mkv, webm)", file=sys.stderr)
+
+
+wildcard_constraints:
+    video=VIDEO_NAME_PATTERN,
+
+
+def raw_video(wildcards):
+    return str(VIDEOS[wildcards.video])
+
+
+def cfg(stage):
+    """Params function: the stage's config section with the video's overrides (changes rerun this stage only)."""
+    return lambda wildcards: stage_config(config, stage, wildcards.video)
+
+
+def all_targets():
+    return [
+        target
+        for video in sorted(VIDEOS)
+        for target in (f"{RESULTS}/{video}/tracking.h5", f"{RESULTS}/{video}/qc/stats.json")
+    ]

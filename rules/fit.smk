@@ -1,0 +1,27 @@
+# fit: linear 3D morphable model fitted to all frames at once (shared identity, per-frame expression and pose).
+
+
+rule fit:
+    input:
+        crop=rules.crop.output.h5,
+        track=rules.track.output.h5,
+        model=config["models"]["morphable_model"],
+        correspondence=rules.correspondence.output[0],
+    output:
+        h5=f"{RESULTS}/{{video}}/fit.h5",
+    log:
+        "logs/{video}/fit.log",
+    benchmark:
+        "benchmarks/{video}/fit.tsv"
+    params:
+        cfg=cfg("fit"),
+        kind=config["models"]["morphable_model_kind"],
+        code=code_hash("fit"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/fit.yaml"
+    script:
+        "../workflow_scripts/fit.py"

@@ -1,0 +1,23 @@
+# gaze: per-frame gaze (pitch, yaw, unit vectors) from the iris landmarks and the fitted head.
+
+
+rule gaze:
+    input:
+        crop=rules.crop.output.h5,
+        fit=rules.fit.output.h5,
+        model=config["models"]["morphable_model"],
+    output:
+        h5=f"{RESULTS}/{{video}}/gaze.h5",
+    log:
+        "logs/{video}/gaze.log",
+    params:
+        cfg=cfg("gaze"),
+        kind=config["models"]["morphable_model_kind"],
+        code=code_hash("gaze"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/fit.yaml"
+    script:
+        "../workflow_scripts/gaze.py"

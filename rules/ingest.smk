@@ -1,0 +1,21 @@
+# ingest: probe the raw video (fps, size, frames, rotation, audio) and extract its audio track (16 kHz mono WAV).
+
+
+rule ingest:
+    input:
+        video=raw_video,
+    output:
+        probe=f"{RESULTS}/{{video}}/ingest/probe.json",
+        audio=f"{RESULTS}/{{video}}/ingest/audio.wav",
+    log:
+        "logs/{video}/ingest.log",
+    params:
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("ingest"),
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        "../envs/ingest.yaml"
+    script:
+        "../workflow_scripts/ingest.py"

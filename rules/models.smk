@@ -1,0 +1,54 @@
+# Model files: downloaded and checksum-verified when the configured path is missing (tests point at local copies).
+
+
+rule download_face_landmarker:
+    output:
+        "resources/models/face_landmarker.task",
+    log:
+        "logs/models/face_landmarker.log",
+    params:
+        name="face_landmarker",
+    resources:
+        mem_mb=500,
+        runtime=30,
+    conda:
+        "../envs/ingest.yaml"
+    script:
+        "../workflow_scripts/download_asset.py"
+
+
+rule build_ict_model:
+    # Downloads the ICT-FaceKit repository archive (MIT) and converts its OBJ files to the face-region npz.
+    output:
+        "resources/models/ict_face_light_face.npz",
+    log:
+        "logs/models/ict_face_light_face.log",
+    params:
+        name="ict_facekit",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/fit.yaml"
+    script:
+        "../workflow_scripts/build_ict_model.py"
+
+
+rule correspondence:
+    # MediaPipe-landmark <-> morphable-model-vertex correspondences, computed once per (model, landmarker) pair.
+    input:
+        model=config["models"]["morphable_model"],
+        landmarker=config["models"]["face_landmarker"],
+    output:
+        f"{RESULTS}/_models/correspondence.npz",
+    log:
+        "logs/models/correspondence.log",
+    params:
+        kind=config["models"]["morphable_model_kind"],
+        code=code_hash("correspondence"),
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/fit.yaml"
+    script:
+        "../workflow_scripts/correspondence.py"

@@ -1,0 +1,33 @@
+# qc: a contact sheet (landmarks, fitted model, gaze) and tracking statistics per video, shown in the report.
+
+
+rule qc:
+    input:
+        tracking=rules.assemble.output.h5,
+        model=config["models"]["morphable_model"],
+    output:
+        sheet=report(
+            f"{RESULTS}/{{video}}/qc/contact_sheet.png",
+            category="Tracking QC",
+            subcategory="{video}",
+            caption="../report/qc_sheet.rst",
+        ),
+        stats=report(
+            f"{RESULTS}/{{video}}/qc/stats.json",
+            category="Tracking QC",
+            subcategory="{video}",
+            caption="../report/qc_stats.rst",
+        ),
+    log:
+        "logs/{video}/qc.log",
+    params:
+        cfg=cfg("qc"),
+        kind=config["models"]["morphable_model_kind"],
+        code=code_hash("qc"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/qc.yaml"
+    script:
+        "../workflow_scripts/qc.py"

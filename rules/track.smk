@@ -1,0 +1,26 @@
+# track: MediaPipe FaceLandmarker on every decoded frame (478 landmarks, 52 blendshapes, head transform).
+
+
+rule track:
+    input:
+        video=raw_video,
+        probe=rules.ingest.output.probe,
+        model=config["models"]["face_landmarker"],
+    output:
+        h5=f"{RESULTS}/{{video}}/track.h5",
+    log:
+        "logs/{video}/track.log",
+    benchmark:
+        "benchmarks/{video}/track.tsv"
+    params:
+        cfg=cfg("track"),
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("track"),
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    conda:
+        "../envs/track.yaml"
+    script:
+        "../workflow_scripts/track.py"

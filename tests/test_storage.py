@@ -1,0 +1,186 @@
+"""HDF5 schema and atomic writes: malformed arrays are rejected, killed writes leave nothing behind."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.storage import (
+    assemble_tracking,
+    atomic_path,
+    markdown,
+    open_h5,
+    provenance,
+    read_attrs,
+    read_stage,
+    validate_arrays,
+    write_stage,
+)
+from neural_renderer.storage.schema import STAGES
+
+PROV = dict(video="v", source_path="/data/v.mp4", source_sha256="ab" * 32, stage_config={"a": 1})
+
+
+def _track_arrays(t: int = 5) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    valid = np.ones(t, bool)
+    valid[2] = False
+    lm = rng.uniform(0, 100, (t, 478, 3)).astype(np.float32)
+    lm[~valid] = np.nan
+    return {
+        "landmarks": lm,
+        "blendshapes": rng.uniform(0, 1, (t, 52)).astype(np.float32),
+        "blendshape_names": np.array([f"b{i}" for i in range(52)]),
+        "transforms": np.tile(np.eye(4, dtype=np.float32), (t, 1, 1)),
+        "valid": valid,
+    }
+
+
+TRACK_ATTRS = {"fps": 30.0, "width": 100, "height": 100, "detection_rate": 0.8, "model_sha256": "00"}
+
+
+def _crop_arrays(t: int = 5) -> dict[str, np.ndarray]:
+    return {"boxes": np.zeros((t, 3)), "landmarks": np.zeros((t, 478, 3), np.float32), "valid": np.ones(t, bool)}
+
+
+def test_roundtrip_keeps_values_and_attrs(tmp_path):
+    arrays = _track_arrays()
+    path = tmp_path / "track.h5"
+    write_stage(path, "track", arrays, **PROV, attrs=TRACK_ATTRS)
+    back = read_stage(path, "track")
+    np.testing.assert_array_equal(back["landmarks"], arrays["landmarks"])  # NaNs included
+    assert list(back["blendshape_names"]) == list(arrays["blendshape_names"])
+    attrs = read_attrs(path)
+    assert attrs["stage"] == "track" and attrs["fps"] == 30.0 and attrs["schema_version"] == 1
+    assert provenance(path) == {"video": "v", "source_path": "/data/v.mp4", "source_sha256": "ab" * 32}
+
+
+def test_per_frame_arrays_are_chunked_along_time(tmp_path):
+    path = tmp_path / "track.h5"
+    write_stage(path, "track", _track_arrays(300), **PROV, attrs=TRACK_ATTRS)
+    with h5py.File(path) as f:
+        assert f["landmarks"].chunks == (256, 478, 3)
+        assert f["landmarks"].compression == "gzip"
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: a.update(landmarks=a["landmarks"].astype(np.float64)), "dtype"),
+        (lambda a: a.update(landmarks=a["landmarks"][:, :468]), "axis 1 must be 478"),
+        (lambda a: a.update(valid=a["valid"][:4]), "another dataset has T=5"),
+        (lambda a: a.pop("transforms"), "missing datasets"),
+        (lambda a: a.update(extra=np.zeros(3)), "unexpected"),
+    ],
+)
+def test_schema_rejects_malformed_arrays(tmp_path, mutate, message):
+    arrays = _track_arrays()
+    mutate(arrays)
+    with pytest.raises(ValueError, match=message):
+        write_stage(tmp_path / "track.h5", "track", arrays, **PROV, attrs=TRACK_ATTRS)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temp file
+
+
+def test_missing_stage_attribute_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="model_sha256"):
+        write_stage(tmp_path / "t.h5", "track", _track_arrays(), **PROV, attrs={k: v for k, v in TRACK_ATTRS.items() if k != "model_sha256"})
+
+
+def test_killed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "crop.h5"
+    write_stage(path, "crop", _crop_arrays(), **PROV, attrs={"resolution": 256})
+    before = path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("boxes", data=np.ones((5, 3)))
+            raise KeyboardInterrupt  # the job is killed half-way through writing
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["crop.h5"]
+
+
+def test_corrupt_or_missing_file_gives_clear_error(tmp_path):
+    bad = tmp_path / "track.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    with pytest.raises(PipelineInputError, match="not a readable HDF5 file"):
+        open_h5(bad)
+    with pytest.raises(PipelineInputError, match="file not found"):
+        read_stage(tmp_path / "nope.h5", "track")
+
+
+def test_reading_the_wrong_stage_is_refused(tmp_path):
+    path = tmp_path / "crop.h5"
+    write_stage(path, "crop", _crop_arrays(), **PROV, attrs={"resolution": 256})
+    with pytest.raises(PipelineInputError, match="expected 'track'"):
+        read_stage(path, "track")
+
+
+def _write_all_stages(tmp_path, t):
+    rng = np.random.default_rng(1)
+    files = {}
+    write_stage(tmp_path / "track.h5", "track", _track_arrays(t), **PROV, attrs=TRACK_ATTRS)
+    files["track"] = tmp_path / "track.h5"
+    write_stage(tmp_path / "crop.h5", "crop", _crop_arrays(t), **PROV, attrs={"resolution": 8})
+    files["crop"] = tmp_path / "crop.h5"
+    fit = {
+        "identity": rng.normal(size=10).astype(np.float32),
+        "expression": rng.uniform(size=(t, 4)).astype(np.float32),
+        "expression_names": np.array(["a", "b", "c", "d"]),
+        "rotation": np.tile(np.eye(3, dtype=np.float32), (t, 1, 1)),
+        "axis_angle": np.zeros((t, 3), np.float32),
+        "translation": np.zeros((t, 3), np.float32),
+        "intrinsics": np.array([16, 16, 4, 4], np.float32),
+        "reprojection_error_px": np.ones(t, np.float32),
+        "valid": np.ones(t, bool),
+        "correspondence_mediapipe": np.arange(7, dtype=np.int32),
+        "correspondence_vertex": np.arange(7, dtype=np.int32),
+    }
+    write_stage(tmp_path / "fit.h5", "fit", fit, **PROV, attrs={"model_name": "m", "model_sha256": "0", "resolution": 8})
+    files["fit"] = tmp_path / "fit.h5"
+    gaze = {
+        "eye_vectors": np.zeros((t, 2, 3), np.float32),
+        "vector": np.zeros((t, 3), np.float32),
+        "eye_pitch_yaw_deg": np.zeros((t, 2, 2), np.float32),
+        "pitch_yaw_deg": np.zeros((t, 2), np.float32),
+        "head_vector": np.zeros((t, 3), np.float32),
+        "head_pitch_yaw_deg": np.zeros((t, 2), np.float32),
+        "valid": np.ones(t, bool),
+    }
+    write_stage(tmp_path / "gaze.h5", "gaze", gaze, **PROV)
+    files["gaze"] = tmp_path / "gaze.h5"
+    return files
+
+
+def test_assemble_merges_stage_groups_and_frames_one_chunk_each(tmp_path):
+    t = 6
+    files = _write_all_stages(tmp_path, t)
+    frames = [np.full((8, 8, 3), i, np.uint8) for i in range(t)]
+    out = tmp_path / "tracking.h5"
+    assert assemble_tracking(out, files, iter(frames), t, 8, {"fps": 30.0}) == t
+    with h5py.File(out) as f:
+        assert f["frames"].chunks == (1, 8, 8, 3)
+        assert int(f["frames"][4, 0, 0, 0]) == 4
+        assert f["fit"].attrs["model_name"] == "m"
+        assert f.attrs["stage"] == "tracking" and f.attrs["n_frames"] == t
+    back = read_stage(out, "fit", group="fit")
+    np.testing.assert_array_equal(back["expression"], read_stage(files["fit"], "fit")["expression"])
+
+
+def test_assemble_frame_count_mismatch_leaves_no_file(tmp_path):
+    files = _write_all_stages(tmp_path, 4)
+    out = tmp_path / "tracking.h5"
+    with pytest.raises(PipelineInputError, match="decoded 3 frames but tracking has 4"):
+        assemble_tracking(out, files, iter([np.zeros((8, 8, 3), np.uint8)] * 3), 4, 8, {})
+    assert not out.exists() and not list(tmp_path.glob(".tracking.h5.tmp*"))
+
+
+def test_validate_arrays_binds_symbolic_dims():
+    dims = validate_arrays("crop", _crop_arrays(7))
+    assert dims == {"T": 7}
+
+
+def test_readme_schema_matches_schema_module(repo_dir):
+    readme = (repo_dir / "README.md").read_text()
+    assert markdown() in readme, "README schema is stale: paste `python -m neural_renderer.storage`"
+    assert set(STAGES) == {"track", "crop", "fit", "gaze", "tracking"}

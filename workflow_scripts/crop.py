@@ -1,0 +1,10 @@
+"""Entry point of rule `crop` (logic: neural_renderer.stages.crop)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import crop
+from neural_renderer.workflow import run_stage
+
+run_stage(sm, "crop", lambda: crop.run(sm.input.track, sm.output.h5, cfg=sm.params.cfg))

@@ -1,0 +1,10 @@
+"""Entry point of rule `ingest` (logic: neural_renderer.stages.ingest)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import ingest
+from neural_renderer.workflow import run_stage
+
+run_stage(sm, "ingest", lambda: ingest.run(sm.input.video, sm.output.probe, sm.output.audio, ffmpeg=sm.params.ffmpeg))

@@ -1,0 +1,17 @@
+"""Entry point of rule `track` (logic: neural_renderer.stages.track)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import track
+from neural_renderer.workflow import run_stage
+
+run_stage(
+    sm,
+    "track",
+    lambda: track.run(
+        sm.input.video, sm.input.probe, sm.input.model, sm.output.h5,
+        video=sm.wildcards.video, cfg=sm.params.cfg, ffmpeg=sm.params.ffmpeg,
+    ),
+)
