@@ -14,7 +14,7 @@ rule assemble:
     log:
         "logs/{video}/assemble.log",
     benchmark:
-        "benchmarks/{video}/assemble.tsv"
+        "logs/{video}/assemble.benchmark.tsv"
     params:
         ffmpeg=config["ffmpeg"],
         code=code_hash("assemble"),

@@ -12,7 +12,7 @@ rule fit:
     log:
         "logs/{video}/fit.log",
     benchmark:
-        "benchmarks/{video}/fit.tsv"
+        "logs/{video}/fit.benchmark.tsv"
     params:
         cfg=cfg("fit"),
         kind=config["models"]["morphable_model_kind"],

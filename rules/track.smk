@@ -11,7 +11,7 @@ rule track:
     log:
         "logs/{video}/track.log",
     benchmark:
-        "benchmarks/{video}/track.tsv"
+        "logs/{video}/track.benchmark.tsv"
     params:
         cfg=cfg("track"),
         ffmpeg=config["ffmpeg"],

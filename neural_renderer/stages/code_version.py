@@ -25,20 +25,20 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 ALWAYS = ("storage", "errors.py", "__init__.py")
 
 
-def _files(rel: str) -> list[Path]:
-    path = PACKAGE_DIR / rel
+def _files(package_dir: Path, rel: str) -> list[Path]:
+    path = package_dir / rel
     if path.is_dir():
         return sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
     return [path] if path.is_file() else []
 
 
-def code_hash(stage: str) -> str:
+def code_hash(stage: str, package_dir: Path = PACKAGE_DIR) -> str:
     """Short sha256 over the stage's source files (path + content), stable across machines."""
     if stage not in STAGE_CODE:
         raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGE_CODE)}")
     digest = hashlib.sha256()
     for rel in sorted(set(STAGE_CODE[stage] + ALWAYS)):
-        for path in _files(rel):
-            digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        for path in _files(package_dir, rel):
+            digest.update(str(path.relative_to(package_dir)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

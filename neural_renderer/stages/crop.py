@@ -25,7 +25,14 @@ def run(track_h5: str | Path, out_h5: str | Path, *, cfg: dict[str, Any]) -> Non
     valid = track["valid"]
     if not valid.any():
         raise PipelineInputError(prov["source_path"], "no frame with a face to crop around")
-    boxes = compute_crop_boxes(track["landmarks"], valid, (int(attrs["width"]), int(attrs["height"])), crop_cfg)
+    boxes = compute_crop_boxes(
+        track["landmarks"],
+        valid,
+        (int(attrs["width"]), int(attrs["height"])),
+        crop_cfg,
+        fps=float(attrs["fps"]),
+        source=prov["source_path"],
+    )
     landmarks = landmarks_to_crop(track["landmarks"], boxes, crop_cfg.resolution).astype(np.float32)
     landmarks[~valid] = np.nan
     write_stage(

@@ -1,0 +1,112 @@
+"""Fit configuration: one typed dataclass, so a run's settings can be logged and compared as a whole."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+__all__ = ["FitConfig", "GazeConfig"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of ``fit_sequence``.
+
+    Loss weights are relative to the landmark term, which is the weighted mean squared reprojection error in pixels
+    of a 512 px crop (residuals are rescaled by 512 / image_size), so the same weights work at every resolution.
+    Priors and smoothness terms are means over frames; the identity prior is per sequence.
+    """
+
+    # model
+    n_identity: int = 80
+    """leading identity components optimised (the rest stay 0); ICT's later components are tiny and unconstrained."""
+    n_expression: int | None = None
+    """leading expression components optimised; None = all."""
+
+    # camera
+    focal_factor: float = 2.0
+    """fx = fy = focal_factor * image_size (2.0 ~ 28 degree field of view)."""
+    optimize_focal: bool = False
+    """optimise one focal shared by all frames; weakly observable from landmarks (trades off against depth)."""
+
+    # schedule (Levenberg-Marquardt, see solver.py)
+    iterations_pose: int = 3
+    """stage 1: pose only, from the per-frame PnP initialisation."""
+    iterations_joint: int = 30
+    """stage 2: pose, identity, expression (and focal) jointly; usually converges in 10-20."""
+    tolerance: float = 1e-5
+    """stop when an accepted step lowers the cost by less than this fraction."""
+
+    # weights (cost terms in solver.py)
+    w_landmark: float = 1.0
+    w_identity_prior: float = 0.05
+    """squared norm of the identity coefficients (ICT components are scaled to unit variance)."""
+    w_expression_prior: float = 0.05
+    """mean over frames of the squared expression coefficients: resolves blendshapes that move landmarks alike."""
+    w_expression_smooth: float = 0.0
+    """first temporal difference of the expression coefficients (penalises fast changes)."""
+    w_expression_smooth2: float = 0.5
+    """second temporal difference (penalises jitter, not steady motion)."""
+    w_rotation_smooth: float = 200.0
+    """first difference of the head rotation (radians^2; 1 degree = 3e-4 rad^2)."""
+    w_translation_smooth: float = 0.5
+    """first difference of the translation (model units^2, cm for ICT)."""
+    expression_bounds: tuple[float, float] | None = (0.0, 1.0)
+    """ICT/ARKit blendshape weights live in [0, 1]; None leaves them unbounded."""
+    w_expression_bounds: float = 1000.0
+    """penalty on the part of an expression coefficient outside the bounds; the result is clamped afterwards."""
+
+    # init / runtime
+    init_from_blendshapes: bool = True
+    """start expressions from MediaPipe blendshapes mapped by ARKit name (when given)."""
+    device: str = "cpu"
+    jacobian_dtype: Literal["float32", "float64"] = "float32"
+    """dtype of the big Jacobian products (the solve is always float64); float32 halves the time."""
+    chunk_frames: int = 256
+    """frames per Jacobian chunk: bounds memory to ~chunk * L * 2 * (6 + Ke + Ki) floats."""
+    num_threads: int | None = None
+    """torch intra-op threads for the fit; None leaves torch's setting alone."""
+
+    def __post_init__(self) -> None:
+        if self.n_identity < 0 or (self.n_expression is not None and self.n_expression < 0):
+            raise ValueError("n_identity / n_expression must be >= 0")
+        if self.focal_factor <= 0:
+            raise ValueError("focal_factor must be > 0")
+        if self.jacobian_dtype not in ("float32", "float64"):
+            raise ValueError(f"jacobian_dtype must be 'float32' or 'float64', got {self.jacobian_dtype!r}")
+        for name in ("w_landmark", "w_identity_prior", "w_expression_prior", "w_expression_smooth",
+                     "w_expression_smooth2", "w_rotation_smooth", "w_translation_smooth", "w_expression_bounds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.expression_bounds is not None:
+            lo, hi = self.expression_bounds
+            if not lo < hi:
+                raise ValueError("expression_bounds must be (low, high) with low < high")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FitConfig":
+        """Build from a config mapping; unknown keys raise (a typo must not silently fall back to a default)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown FitConfig keys: {sorted(unknown)}")
+        d = dict(d)
+        if d.get("expression_bounds") is not None:
+            d["expression_bounds"] = tuple(d["expression_bounds"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class GazeConfig:
+    """Eyeball geometry for ``gaze_from_fit``, in cm (converted to the model's units)."""
+
+    eyeball_offset_cm: float = 1.2
+    """how far behind the midpoint of the eye corners (along the model's -z) the eyeball centre lies."""
+    eyeball_radius_cm: float = 1.2
+
+    def __post_init__(self) -> None:
+        if self.eyeball_radius_cm <= 0:
+            raise ValueError("eyeball_radius_cm must be > 0")

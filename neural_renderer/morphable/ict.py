@@ -1,0 +1,151 @@
+"""Converter from the upstream ICT-FaceKit OBJ files (FaceXModel/) to the npz layout `load_morphable_model` reads.
+
+Users download the MIT-licensed OBJs; the pipeline works from one compact npz of the face region only (the full
+head has 26719 vertices incl. eyeballs, teeth and back of the head, which the fitter never sees).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from neural_renderer.errors import PipelineInputError
+
+from .io import save_morphable_model
+from .model import LinearMorphableModel
+
+NEUTRAL_STEM = "generic_neutral_mesh"
+FACE_VERTEX_COUNT = 9409  # ICT-FaceKit: vertices 0..9408 are the face skin (material M_Face)
+_IDENTITY_RE = re.compile(r"^identity\d+$")
+
+# Multi-PIE 68 landmark vertices on ICT-FaceKit's face region (the embedding carried by the shared
+# ict_face_light_face.npz; all < 9409). Subject's right side first (x < 0), as in Multi-PIE.
+ICT_LANDMARKS_68: tuple[int, ...] = (
+    1225, 1888, 1052, 367, 1719, 1722, 2199, 1447, 966, 3661, 4390, 3927, 3924, 2608, 3272, 4088, 3443,
+    268, 493, 1914, 2044, 1401, 3615, 4240, 4114, 2734, 2509,
+    978, 4527, 4942, 4857, 1140, 2075, 1147, 4269, 3360,
+    1507, 1542, 1537, 1528, 1518, 1511, 3742, 3751, 3756, 3721, 3725, 3732,
+    5708, 5695, 2081, 0, 4275, 6200, 6213, 6346, 6461, 5518, 5957, 5841,
+    5702, 5711, 5533, 6216, 6207, 6470, 5517, 5966,
+)
+
+
+def read_obj(path: str | Path) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertices (N, 3) float64 and 0-based polygon vertex lists of an OBJ (optionally .gz); uv/normals ignored."""
+    p = Path(path)
+    opener = gzip.open if p.suffix == ".gz" else open
+    try:
+        with opener(p, "rt", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, EOFError) as exc:
+        raise PipelineInputError(p, f"cannot read OBJ: {exc}") from exc
+    coords: list[str] = []
+    polys: list[list[int]] = []
+    for line in lines:
+        if line.startswith("v "):
+            coords.append(line[2:])
+        elif line.startswith("f "):
+            polys.append([int(tok.split("/", 1)[0]) for tok in line.split()[1:]])
+    if not coords:
+        raise PipelineInputError(p, "OBJ has no vertices")
+    flat = np.array(" ".join(coords).split(), dtype=np.float64)
+    n = len(coords)
+    if flat.size < 3 * n:
+        raise PipelineInputError(p, "OBJ has vertex lines with fewer than 3 coordinates")
+    if flat.size != 3 * n:  # 'v x y z w' or colours: keep x y z
+        flat = np.concatenate([np.array(c.split()[:3], dtype=np.float64) for c in coords])
+    verts = flat.reshape(n, 3)
+    faces = [[i - 1 if i > 0 else n + i for i in poly] for poly in polys]  # OBJ: 1-based, negatives are relative
+    return verts, faces
+
+
+def _find_objs(src: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for f in sorted(src.iterdir()):
+        name = f.name
+        for suffix in (".obj.gz", ".obj"):
+            if name.endswith(suffix):
+                stem = name[: -len(suffix)]
+                if stem in found and found[stem].name.endswith(".obj"):
+                    continue  # prefer the uncompressed file when both exist
+                found[stem] = f
+    return found
+
+
+def region_faces(polys: Sequence[Sequence[int]], n_keep: int) -> np.ndarray:
+    """Polygons whose corners all lie in the first n_keep vertices: (F, 4) if all quads, (F, 3) if all triangles,
+    else quads split into two triangles so the array stays rectangular."""
+    kept = [p for p in polys if max(p) < n_keep and min(p) >= 0]
+    sizes = {len(p) for p in kept}
+    if not kept:
+        return np.zeros((0, 3), dtype=np.int64)
+    if sizes == {4} or sizes == {3}:
+        return np.asarray(kept, dtype=np.int64)
+    tris: list[list[int]] = []
+    for p in kept:  # fan triangulation for any polygon
+        tris.extend([p[0], p[i], p[i + 1]] for i in range(1, len(p) - 1))
+    return np.asarray(tris, dtype=np.int64)
+
+
+def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
+                     identity_names: Sequence[str] | None = None,
+                     expression_names: Sequence[str] | None = None,
+                     face_vertex_count: int | None = FACE_VERTEX_COUNT,
+                     landmarks_68: Sequence[int] | np.ndarray | None = None,
+                     name: str = "ict_face_light") -> LinearMorphableModel:
+    """Read ICT-FaceKit OBJs from src_dir and write the npz; returns the model written.
+
+    generic_neutral_mesh.obj is the neutral; every other OBJ becomes an offset from it: `identityNNN` files are
+    identity shapes, all others (ARKit-named, e.g. jawOpen) expression shapes, each sorted by name unless the
+    names are given. Only the first face_vertex_count vertices are kept (None keeps all), with the polygons inside
+    them. landmarks_68 defaults to ICT_LANDMARKS_68.
+    """
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise PipelineInputError(src, "ICT-FaceKit source folder not found")
+    objs = _find_objs(src)
+    if NEUTRAL_STEM not in objs:
+        raise PipelineInputError(src, f"no {NEUTRAL_STEM}.obj(.gz) in the folder")
+    others = sorted(s for s in objs if s != NEUTRAL_STEM)
+    id_names = list(identity_names) if identity_names is not None else [s for s in others if _IDENTITY_RE.match(s)]
+    ex_names = (list(expression_names) if expression_names is not None
+                else [s for s in others if not _IDENTITY_RE.match(s)])
+    missing = [s for s in id_names + ex_names if s not in objs]
+    if missing:
+        raise PipelineInputError(src, f"missing OBJ files for {missing}")
+
+    neutral_full, polys = read_obj(objs[NEUTRAL_STEM])
+    n_keep = len(neutral_full) if face_vertex_count is None else int(face_vertex_count)
+    if not 0 < n_keep <= len(neutral_full):
+        raise PipelineInputError(src, f"face_vertex_count {n_keep} outside 1..{len(neutral_full)}")
+    neutral = neutral_full[:n_keep]
+
+    def offsets(names: list[str]) -> np.ndarray:
+        out = np.empty((len(names), n_keep, 3), dtype=np.float32)
+        for k, stem in enumerate(names):
+            verts, _ = read_obj(objs[stem])
+            if len(verts) != len(neutral_full):
+                raise PipelineInputError(objs[stem], f"{len(verts)} vertices, the neutral mesh has {len(neutral_full)}")
+            out[k] = verts[:n_keep] - neutral  # difference in float64, then stored as float32
+        return out
+
+    lm = np.asarray(ICT_LANDMARKS_68 if landmarks_68 is None else landmarks_68, dtype=np.int64)
+    if lm.max() >= n_keep:
+        raise PipelineInputError(src, f"landmark vertex {int(lm.max())} lies outside the kept {n_keep} vertices")
+    model = LinearMorphableModel(
+        name=name,
+        neutral=neutral,
+        faces=region_faces(polys, n_keep),
+        identity_basis=offsets(id_names),
+        expression_basis=offsets(ex_names),
+        identity_names=id_names,
+        expression_names=ex_names,
+        landmarks_68=lm,
+        units="cm",
+    )
+    save_morphable_model(model, out_npz)
+    return model

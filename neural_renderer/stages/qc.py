@@ -1,0 +1,58 @@
+"""qc: contact sheet and tracking statistics from `tracking.h5` (the file users consume, so QC checks it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from neural_renderer.config import build_dataclass
+from neural_renderer.fitting import project_model_points
+from neural_renderer.morphable import load_morphable_model
+from neural_renderer.qc import QcConfig, contact_sheet, draw_tile, sheet_indices, tracking_stats
+from neural_renderer.storage import atomic_path, open_h5, read_stage
+from neural_renderer.tracking import LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER
+
+
+def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, stats_json: str | Path, *, cfg: dict[str, Any], kind: str = "auto") -> dict:
+    qc_cfg = build_dataclass(QcConfig, cfg)
+    crop = read_stage(tracking_h5, "crop", group="crop")
+    fit = read_stage(tracking_h5, "fit", group="fit")
+    gaze = read_stage(tracking_h5, "gaze", group="gaze")
+    with open_h5(tracking_h5) as f:
+        resolution = int(f.attrs["resolution"])
+        index = sheet_indices(len(crop["valid"]), qc_cfg.n_frames)
+        frames = f["frames"][index]  # only the sheet's frames are read: one chunk each
+    stats = tracking_stats(crop["valid"], crop["landmarks"], crop["boxes"], fit["reprojection_error_px"], resolution)
+    model = load_morphable_model(model_path, kind=kind)
+    model_points = project_model_points(
+        model, fit["identity"], fit["expression"][index], fit["rotation"][index], fit["translation"][index],
+        fit["intrinsics"], vertex_indices=fit["correspondence_vertex"],
+    )
+    tiles = []
+    for k, t in enumerate(index):
+        ok = bool(crop["valid"][t])
+        eyes = crop["landmarks"][t, [RIGHT_IRIS_CENTER, LEFT_IRIS_CENTER], :2] if ok else None
+        tiles.append(
+            draw_tile(
+                frames[k],
+                crop["landmarks"][t] if ok else None,
+                model_points[k],
+                eyes,
+                gaze["eye_vectors"][t] if ok else None,
+                f"#{t}" + ("" if ok else " no face"),
+                qc_cfg,
+            )
+        )
+    sheet = contact_sheet(tiles, qc_cfg.columns)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding of the contact sheet failed")
+    with atomic_path(sheet_png) as tmp:
+        tmp.write_bytes(png.tobytes())
+    with atomic_path(stats_json) as tmp:
+        tmp.write_text(json.dumps(stats, indent=2))
+    return stats

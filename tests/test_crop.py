@@ -1,0 +1,251 @@
+"""Crop maths (coordinate maps, smoothing, boxes), pixel crops, and a crop of a real tracked frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from neural_renderer.config import build_dataclass
+from neural_renderer.crop import (
+    CropConfig,
+    compute_crop_boxes,
+    crop_frame,
+    crop_to_source,
+    interpolate_invalid,
+    landmarks_to_crop,
+    one_euro_filter,
+    savgol_smooth,
+)
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.tracking import track_frames
+from neural_renderer.video import iter_frames, probe_video
+
+# ---------------------------------------------------------------------------------------------------------------
+# config
+
+
+def test_crop_config_validation():
+    assert CropConfig().resolution == 512
+    for bad in [dict(resolution=300), dict(resolution=True), dict(margin=-0.1), dict(smoothing="kalman"),
+                dict(savgol_window=10), dict(savgol_window=5, savgol_polyorder=5), dict(one_euro_min_cutoff=0),
+                dict(one_euro_beta=-1), dict(vertical_offset=2)]:  # fmt: skip
+        with pytest.raises(ValueError):
+            CropConfig(**bad)
+    assert build_dataclass(CropConfig, {"resolution": 1024, "smoothing": "one_euro"}).resolution == 1024
+    with pytest.raises(PipelineInputError, match="resolution"):
+        build_dataclass(CropConfig, {"resolution": 100})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# coordinate maps
+
+
+def test_landmarks_to_crop_known_values():
+    box = np.array([100.0, 200.0, 50.0])  # covers x 75..125, y 175..225
+    pts = np.array([[75.0, 175.0, 10.0], [125.0, 225.0, -5.0], [100.0, 200.0, 0.0]])
+    out = landmarks_to_crop(pts, box, 512)
+    np.testing.assert_allclose(out, [[0, 0, 10 * 512 / 50], [512, 512, -5 * 512 / 50], [256, 256, 0]])
+
+
+def test_crop_to_source_inverts_landmarks_to_crop():
+    rng = np.random.default_rng(1)
+    t = 7
+    x = rng.uniform(-50, 600, (t, 478, 3))
+    boxes = np.column_stack([rng.uniform(100, 400, t), rng.uniform(100, 400, t), rng.uniform(20, 900, t)])
+    for res in (256, 512, 1024):
+        crop = landmarks_to_crop(x, boxes, res)
+        assert crop.shape == x.shape
+        np.testing.assert_allclose(crop_to_source(crop, boxes, res), x, rtol=0, atol=1e-9)
+    x2 = x[..., :2]  # 2-D points work too
+    np.testing.assert_allclose(crop_to_source(landmarks_to_crop(x2, boxes, 256), boxes, 256), x2, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# smoothing
+
+
+def test_interpolate_invalid_fills_gaps_and_holds_edges():
+    values = np.array([[np.nan], [np.nan], [2.0], [np.nan], [np.nan], [8.0], [np.nan]])
+    valid = np.isfinite(values[:, 0])
+    out = interpolate_invalid(values, valid)
+    np.testing.assert_allclose(out[:, 0], [2, 2, 2, 4, 6, 8, 8])
+    assert np.isnan(values[0, 0])  # input untouched
+    with pytest.raises(ValueError):
+        interpolate_invalid(values, np.zeros(7, bool))
+
+
+def test_savgol_keeps_polynomials_and_removes_noise():
+    t = np.arange(200, dtype=float)
+    clean = np.column_stack([3 + 0.5 * t, 0.01 * (t - 100) ** 2])
+    np.testing.assert_allclose(savgol_smooth(clean, 15, 2), clean, atol=1e-8)
+    noisy = clean + np.random.default_rng(0).normal(0, 1, clean.shape)
+    residual = savgol_smooth(noisy, 15, 2) - clean
+    assert residual.std() < 0.5 * (noisy - clean).std()
+    short = noisy[:4]  # window shrinks to the signal; too short -> unchanged
+    np.testing.assert_array_equal(savgol_smooth(short, 15, 2), short)
+
+
+def _one_euro_reference(x: np.ndarray, rate: float, min_cutoff: float, beta: float, d_cutoff: float) -> np.ndarray:
+    """Scalar one-euro filter written straight from Casiez et al. 2012 (x_hat_prev in the derivative)."""
+
+    def alpha(fc):
+        tau = 1 / (2 * np.pi * fc)
+        return 1 / (1 + tau * rate)
+
+    out, dx_hat = [x[0]], 0.0
+    for xi in x[1:]:
+        dx = (xi - out[-1]) * rate
+        dx_hat = alpha(d_cutoff) * dx + (1 - alpha(d_cutoff)) * dx_hat
+        a = alpha(min_cutoff + beta * abs(dx_hat))
+        out.append(a * xi + (1 - a) * out[-1])
+    return np.array(out)
+
+
+def test_one_euro_vectorised_matches_scalar_reference():
+    rng = np.random.default_rng(2)
+    x = np.cumsum(rng.normal(0, 1, (120, 3)), axis=0)
+    out = one_euro_filter(x, 30.0, 0.8, 0.3, 1.0)
+    for j in range(3):
+        np.testing.assert_allclose(out[:, j], _one_euro_reference(x[:, j], 30.0, 0.8, 0.3, 1.0), rtol=1e-12)
+
+
+def test_one_euro_reduces_jitter_and_tracks_a_step():
+    """In the units compute_crop_boxes uses (box sides) with CropConfig's defaults: 0.3% jitter, a 10% jump."""
+    cfg = CropConfig()
+    rng = np.random.default_rng(3)
+    fps = 30.0
+    truth = np.where(np.arange(300) < 150, 0.0, 0.1)[:, None]
+    noisy = truth + rng.normal(0, 0.003, truth.shape)
+    params = dict(min_cutoff=cfg.one_euro_min_cutoff, d_cutoff=cfg.one_euro_d_cutoff)
+    out = one_euro_filter(noisy, fps, beta=cfg.one_euro_beta, **params)
+    still = slice(30, 150)
+    assert np.diff(out[still, 0]).std() < 0.2 * np.diff(noisy[still, 0]).std()  # frame-to-frame jitter
+    assert np.abs(out[still, 0]).std() < 0.5 * np.abs(noisy[still, 0]).std()
+    assert abs(out[150 + int(fps), 0] - 0.1) < 0.005  # settled within a second of the step
+    # beta is what lets it follow fast motion: without it the lag after the step is much larger
+    slow = one_euro_filter(noisy, fps, beta=0.0, **params)
+    assert abs(slow[150 + 5, 0] - 0.1) > 2 * abs(out[150 + 5, 0] - 0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# boxes
+
+
+def _synthetic_faces(t: int, rng, jitter: float = 0.5) -> np.ndarray:
+    """A 100 x 120 px 'face' (mesh-sized point cloud) centred at (200, 150), with per-frame jitter."""
+    base = np.column_stack([rng.uniform(150, 250, 478), rng.uniform(90, 210, 478), rng.uniform(-20, 20, 478)])
+    base[0, :2], base[1, :2] = (150, 90), (250, 210)  # pin the extent
+    return base[None] + rng.normal(0, jitter, (t, 1, 3)) * [1, 1, 0]
+
+
+@pytest.mark.parametrize("smoothing", ["savgol", "one_euro", "none"])
+def test_compute_crop_boxes(smoothing):
+    rng = np.random.default_rng(4)
+    t = 90
+    landmarks = _synthetic_faces(t, rng)
+    valid = np.ones(t, bool)
+    valid[[0, 1, 40, 41, 42, 89]] = False
+    landmarks[~valid] = np.nan
+    cfg = CropConfig(margin=0.5, smoothing=smoothing)
+    boxes = compute_crop_boxes(landmarks, valid, (400, 300), cfg, fps=30.0)
+    assert boxes.shape == (t, 3) and boxes.dtype == np.float64 and np.isfinite(boxes).all()
+    np.testing.assert_allclose(boxes[:, 0], 200, atol=2.0)
+    np.testing.assert_allclose(boxes[:, 1], 150, atol=2.0)
+    np.testing.assert_allclose(boxes[:, 2], 120 * 1.5, atol=1.0)
+    if smoothing != "none":
+        raw = compute_crop_boxes(landmarks, valid, (400, 300), CropConfig(margin=0.5, smoothing="none"))
+        assert np.diff(boxes[10:80, 0]).std() < 0.6 * np.diff(raw[10:80, 0]).std()
+
+
+def test_crop_boxes_vertical_offset_and_all_invalid():
+    rng = np.random.default_rng(5)
+    landmarks = _synthetic_faces(10, rng, jitter=0.0)
+    valid = np.ones(10, bool)
+    plain = compute_crop_boxes(landmarks, valid, (400, 300), CropConfig(smoothing="none"))
+    up = compute_crop_boxes(landmarks, valid, (400, 300), CropConfig(smoothing="none", vertical_offset=-0.1))
+    np.testing.assert_allclose(up[:, 1], plain[:, 1] - 0.1 * plain[:, 2])
+    np.testing.assert_allclose(up[:, [0, 2]], plain[:, [0, 2]])
+    with pytest.raises(PipelineInputError, match="clip.mp4.*no valid face"):
+        compute_crop_boxes(np.full_like(landmarks, np.nan), np.zeros(10, bool), (400, 300), CropConfig(), source="clip.mp4")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pixel crops
+
+
+def _blob_image(width: int, height: int, centre: tuple[float, float], sigma: float) -> np.ndarray:
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5  # pixel centres
+    blob = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma**2))
+    return np.repeat((blob * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _centroid(image: np.ndarray) -> np.ndarray:
+    w = image[..., 0].astype(float)
+    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]] + 0.5
+    return np.array([(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()])
+
+
+@pytest.mark.parametrize("side", [900.0, 333.3, 100.0, 37.5], ids=["down3.5x", "down1.3x", "up2.6x", "up6.8x"])
+def test_crop_frame_is_consistent_with_landmarks_to_crop(side):
+    centre = (517.3, 402.8)
+    sigma = max(4.0, side / 40)
+    image = _blob_image(1100, 900, centre, sigma)
+    box = np.array([centre[0] + 0.17 * side, centre[1] - 0.11 * side, side])  # blob off-centre, sub-pixel box
+    out = crop_frame(image, box, 256)
+    assert out.shape == (256, 256, 3) and out.dtype == np.uint8
+    expected = landmarks_to_crop(np.array([[centre[0], centre[1]]]), box, 256)[0]
+    np.testing.assert_allclose(_centroid(out), expected, atol=0.25)
+
+
+def test_crop_frame_downscaling_does_not_alias():
+    checker = (np.indices((800, 800)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = np.repeat(checker[..., None], 3, axis=2)
+    out = crop_frame(image, np.array([400.0, 400.0, 700.0]), 256).astype(float)
+    assert abs(out.mean() - 127.5) < 3 and out.std() < 6  # a flat grey, not moire
+    naive = cv2.resize(image[50:750, 50:750], (256, 256), interpolation=cv2.INTER_NEAREST).astype(float)
+    assert naive.std() > 50  # what plain point sampling would give
+
+
+def test_crop_frame_padding():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    box = np.array([10.0, 50.0, 60.0])  # x from -20 to 40: the left third is outside
+    black = crop_frame(image, box, 256)
+    assert (black[:, :80] == 0).all() and (black[:, 90:] == 200).all()
+    edge = crop_frame(image, box, 256, pad="edge")
+    assert (edge == 200).all()
+    with pytest.raises(ValueError):
+        crop_frame(image, np.array([10.0, 50.0, 0.0]), 256)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# real frames
+
+
+def test_crop_of_real_frames(videos_dir, landmarker_model):
+    info = probe_video(videos_dir / "d12.mp4")  # glasses + hand near the face
+    frames = []
+    for i, frame in enumerate(iter_frames(info.path, info)):
+        if i % 12 == 0:
+            frames.append(frame)
+        if len(frames) == 8:
+            break
+    track = track_frames(frames, info.fps / 12, landmarker_model)
+    assert track.valid.sum() >= 6
+    cfg = CropConfig(resolution=256, smoothing="none", vertical_offset=0.0)
+    boxes = compute_crop_boxes(track.landmarks, track.valid, (info.width, info.height), cfg)
+    crop_lm = landmarks_to_crop(track.landmarks, boxes, cfg.resolution)
+    for i in np.flatnonzero(track.valid):
+        lm = crop_lm[i, :468, :2]
+        assert (lm > 0).all() and (lm < cfg.resolution).all()
+        face_centre = (lm.min(axis=0) + lm.max(axis=0)) / 2
+        np.testing.assert_allclose(face_centre, cfg.resolution / 2, atol=0.01 * cfg.resolution)
+        # the pixels agree with the coordinate map: the crop's colour at mapped landmarks = the source's colour
+        crop = crop_frame(frames[i], boxes[i], cfg.resolution).astype(float)
+        src_xy = np.floor(track.landmarks[i, :468, :2]).astype(int)
+        dst_xy = np.clip(np.floor(lm).astype(int), 0, cfg.resolution - 1)
+        src_rgb = frames[i][src_xy[:, 1], src_xy[:, 0]].astype(float)
+        dst_rgb = crop[dst_xy[:, 1], dst_xy[:, 0]]
+        assert np.abs(src_rgb - dst_rgb).mean() < 12
+        shuffled = dst_rgb[np.random.default_rng(0).permutation(len(dst_rgb))]
+        assert np.abs(src_rgb - shuffled).mean() > np.abs(src_rgb - dst_rgb).mean() + 5

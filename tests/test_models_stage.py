@@ -1,0 +1,50 @@
+"""Model preparation on users' machines, without network: archive extraction + conversion, and the asset registry."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+
+import numpy as np
+import pytest
+
+from neural_renderer.assets import ASSETS
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.morphable import convert_ict_objs
+from neural_renderer.stages.models import extract_facexmodel
+
+
+def _fake_repo_archive(shared_dir, path):
+    """A zip laid out like GitHub's ICT-FaceKit archive, holding the two real upstream OBJs."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name in ("generic_neutral_mesh", "jawOpen"):
+            data = gzip.decompress((shared_dir / "models" / "ict_raw" / f"{name}.obj.gz").read_bytes())
+            z.writestr(f"ICT-FaceKit-master/FaceXModel/{name}.obj", data)
+        z.writestr("ICT-FaceKit-master/README.md", "readme")
+    return path
+
+
+def test_archive_extraction_feeds_the_converter(shared_dir, ict_model_npz, tmp_path):
+    archive = _fake_repo_archive(shared_dir, tmp_path / "master.zip")
+    objs = extract_facexmodel(archive, tmp_path / "objs")
+    assert sorted(p.name for p in objs.iterdir()) == ["generic_neutral_mesh.obj", "jawOpen.obj"]
+    model = convert_ict_objs(objs, tmp_path / "ict.npz")
+    with np.load(ict_model_npz) as ref:
+        np.testing.assert_allclose(model.neutral, ref["neutral"], atol=1e-5)
+        jaw = list(ref["expression_names"]).index("jawOpen")
+        np.testing.assert_allclose(model.expression_basis[0], ref["expression_basis"][jaw], atol=1e-5)
+
+
+def test_archive_without_models_is_refused(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("something/README.md", "x")
+    with pytest.raises(PipelineInputError, match="not an ICT-FaceKit archive"):
+        extract_facexmodel(path, tmp_path / "out")
+
+
+def test_rules_download_the_registered_assets(repo_dir):
+    text = (repo_dir / "rules" / "models.smk").read_text()
+    for name in ("face_landmarker", "ict_facekit"):
+        assert f'name="{name}"' in text and name in ASSETS
+    assert ASSETS["face_landmarker"].sha256 == "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"

@@ -1,0 +1,12 @@
+"""Entry point of rule `build_ict_model` (logic: neural_renderer.stages.models)."""
+import sys
+from pathlib import Path
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages.models import build_ict_model
+from neural_renderer.workflow import run_stage
+
+out = Path(sm.output[0])
+run_stage(sm, "build_ict_model", lambda: build_ict_model(out, out.parent / "downloads"))

@@ -1,0 +1,17 @@
+"""Entry point of rule `fit` (logic: neural_renderer.stages.fit)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import fit
+from neural_renderer.workflow import run_stage
+
+run_stage(
+    sm,
+    "fit",
+    lambda: fit.run(
+        sm.input.crop, sm.input.track, sm.input.model, sm.input.correspondence, sm.output.h5,
+        cfg=sm.params.cfg, kind=sm.params.kind,
+    ),
+)
