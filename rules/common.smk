@@ -1,4 +1,5 @@
 # Shared helpers for every rule: video discovery, result paths, per-stage params.
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,10 @@ from neural_renderer.stages.code_version import code_hash
 from neural_renderer.video import VIDEO_NAME_PATTERN, discover_videos
 
 validate_config(config)  # overrides and cross-field checks beyond the JSON schema
+
+# HDF5's file locking fails or hangs on many shared file systems (NFS, Lustre); our writes are atomic renames of
+# private temporary files, so the locks protect nothing here. Jobs inherit this, locally and on a cluster.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 RESULTS = config["results_dir"]
 VIDEOS = discover_videos(config["raw_dir"])

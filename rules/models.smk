@@ -48,6 +48,7 @@ rule correspondence:
         code=code_hash("correspondence"),
     resources:
         mem_mb=4000,
+        runtime=30,
     conda:
         "../envs/fit.yaml"
     script:

@@ -29,18 +29,24 @@ class FitConfig:
     optimize_focal: bool = False
     """optimise one focal shared by all frames; weakly observable from landmarks (trades off against depth)."""
 
-    # schedule (Levenberg-Marquardt, see solver.py)
-    iterations_pose: int = 3
-    """stage 1: pose only, from the per-frame PnP initialisation."""
-    iterations_joint: int = 30
-    """stage 2: pose, identity, expression (and focal) jointly; usually converges in 10-20."""
-    tolerance: float = 1e-5
-    """stop when an accepted step lowers the cost by less than this fraction."""
+    # schedule (Levenberg-Marquardt, see solver.py and fit.py)
+    identity_frames: int = 150
+    """key frames (evenly spaced valid frames) on which identity is fitted; <= 0 means all frames."""
+    iterations_identity: int = 20
+    """stage 2: identity + key-frame pose and expression."""
+    iterations_sequence: int = 15
+    """stage 3: all frames' pose and expression, identity fixed."""
+    tolerance: float = 1e-3
+    """stop a stage when an accepted step lowers the cost by less than this fraction."""
+    refine_radius: float = 0.5
+    """fit_sequence_refined: how far (model units, cm for ICT) a correspondence may slide on the mesh; 0 = off."""
+    refine_rounds: int = 2
+    """fit_sequence_refined: refinement / key-frame refit rounds."""
 
     # weights (cost terms in solver.py)
     w_landmark: float = 1.0
     w_identity_prior: float = 0.05
-    """squared norm of the identity coefficients (ICT components are scaled to unit variance)."""
+    """squared norm of the identity coefficients (a Gaussian prior; ICT's coefficients are O(1) per component)."""
     w_expression_prior: float = 0.05
     """mean over frames of the squared expression coefficients: resolves blendshapes that move landmarks alike."""
     w_expression_smooth: float = 0.0
@@ -52,9 +58,7 @@ class FitConfig:
     w_translation_smooth: float = 0.5
     """first difference of the translation (model units^2, cm for ICT)."""
     expression_bounds: tuple[float, float] | None = (0.0, 1.0)
-    """ICT/ARKit blendshape weights live in [0, 1]; None leaves them unbounded."""
-    w_expression_bounds: float = 1000.0
-    """penalty on the part of an expression coefficient outside the bounds; the result is clamped afterwards."""
+    """ICT/ARKit blendshape weights live in [0, 1] (an active-set method keeps them there); None: unbounded."""
 
     # init / runtime
     init_from_blendshapes: bool = True
@@ -72,10 +76,15 @@ class FitConfig:
             raise ValueError("n_identity / n_expression must be >= 0")
         if self.focal_factor <= 0:
             raise ValueError("focal_factor must be > 0")
+        for name in ("identity_frames", "iterations_identity", "iterations_sequence", "refine_rounds"):
+            if not isinstance(getattr(self, name), int) or (getattr(self, name) < 0 and name != "identity_frames"):
+                raise ValueError(f"{name} must be an integer >= 0")
+        if self.tolerance < 0 or self.refine_radius < 0 or self.chunk_frames < 1:
+            raise ValueError("tolerance and refine_radius must be >= 0, chunk_frames >= 1")
         if self.jacobian_dtype not in ("float32", "float64"):
             raise ValueError(f"jacobian_dtype must be 'float32' or 'float64', got {self.jacobian_dtype!r}")
         for name in ("w_landmark", "w_identity_prior", "w_expression_prior", "w_expression_smooth",
-                     "w_expression_smooth2", "w_rotation_smooth", "w_translation_smooth", "w_expression_bounds"):
+                     "w_expression_smooth2", "w_rotation_smooth", "w_translation_smooth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.expression_bounds is not None:
@@ -88,15 +97,19 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FitConfig":
-        """Build from a config mapping; unknown keys raise (a typo must not silently fall back to a default)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FitConfig keys: {sorted(unknown)}")
-        d = dict(d)
+        """Build from a config mapping (e.g. the workflow's YAML); unknown keys raise."""
+        d = _checked(cls, d)
         if d.get("expression_bounds") is not None:
-            d["expression_bounds"] = tuple(d["expression_bounds"])
+            d["expression_bounds"] = tuple(float(v) for v in d["expression_bounds"])
         return cls(**d)
+
+
+def _checked(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """Copy of ``d`` after checking its keys: a typo must not silently fall back to a default."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return dict(d)
 
 
 @dataclass(frozen=True)
@@ -110,3 +123,10 @@ class GazeConfig:
     def __post_init__(self) -> None:
         if self.eyeball_radius_cm <= 0:
             raise ValueError("eyeball_radius_cm must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GazeConfig":
+        return cls(**_checked(cls, d))

@@ -1,0 +1,272 @@
+"""Morphable-model fitting: solver maths, synthetic recovery, and a real MediaPipe track of d0.mp4."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from neural_renderer.fitting import (
+    FitConfig,
+    blendshapes_to_expression,
+    default_intrinsics,
+    fit_sequence,
+    fit_sequence_refined,
+    project_model_points,
+    select_keyframes,
+)
+from neural_renderer.fitting.camera import FLIP_YZ, head_to_camera_rotation, project_points, project_points_np
+from neural_renderer.fitting.fit import interpolate_invalid
+from neural_renderer.fitting.solver import SequenceProblem, SequenceState, _build_system, _smoothness, sequence_cost
+from neural_renderer.fitting.rotation import axis_angle_to_matrix
+from neural_renderer.morphable import build_correspondence, load_morphable_model
+
+
+@pytest.fixture(scope="module")
+def ict(ict_model_npz):
+    return load_morphable_model(ict_model_npz)
+
+
+# ----------------------------------------------------------------------------------------------------- camera / maths
+
+
+def test_camera_projection_and_flip():
+    r = Rotation.random(4, random_state=0).as_matrix()
+    full = head_to_camera_rotation(torch.from_numpy(r)).numpy()
+    np.testing.assert_allclose(full, FLIP_YZ[None] @ r, atol=1e-15)
+    pts = np.random.default_rng(0).normal(size=(4, 10, 3)) + [0, 0, 50]
+    intr = default_intrinsics(512)
+    np.testing.assert_allclose(project_points(torch.from_numpy(pts), torch.from_numpy(intr)).numpy(),
+                               project_points_np(pts, intr), atol=1e-10)
+    np.testing.assert_allclose(intr, [1024, 1024, 256, 256])
+    # a frontal upright face: model +y (up) lands above the centre, model +x (subject's left) on the image's right
+    cam = np.array([[0.0, 5.0, 0.0], [5.0, 0.0, 0.0]]) @ FLIP_YZ.T + [0, 0, 60]
+    uv = project_points_np(cam, intr)
+    assert uv[0, 1] < 256 and uv[1, 0] > 256
+
+
+def _small_problem(rng, t=6, n_points=40, ki=5, ke=7, smooth=True):
+    neutral = rng.normal(size=(n_points, 3)) * 5
+    prob = SequenceProblem(
+        target=torch.from_numpy(rng.uniform(150, 350, size=(t, n_points, 2))),
+        sqrt_w=torch.from_numpy(np.sqrt(rng.uniform(0.2, 1.0, size=(t, n_points)) / (t * n_points))),
+        neutral=torch.from_numpy(neutral),
+        id_basis=torch.from_numpy(rng.normal(size=(n_points, 3, ki)) * 0.3),
+        exp_basis=torch.from_numpy(rng.normal(size=(n_points, 3, ke)) * 0.5),
+        focal=1024.0, center=(256.0, 256.0), w_identity=0.1, w_expression=0.2,
+        w_expression_smooth=0.3, w_expression_smooth2=0.7, w_rotation_smooth=50.0, w_translation_smooth=0.4,
+        bounds=(0.0, 1.0), temporal=smooth,
+    )
+    state = SequenceState(
+        identity=torch.from_numpy(rng.normal(size=ki)),
+        expression=torch.from_numpy(rng.uniform(0.1, 0.9, size=(t, ke))),
+        rotation=axis_angle_to_matrix(torch.from_numpy(rng.normal(size=(t, 3)) * 0.2)),
+        translation=torch.from_numpy(np.c_[rng.normal(size=(t, 2)), rng.uniform(50, 60, t)]),
+        log_focal=torch.tensor(0.05, dtype=torch.float64),
+    )
+    return prob, state
+
+
+def test_gauss_newton_gradient_matches_finite_differences():
+    """The analytic Jacobian products (incl. rotation increments, smoothness, focal) against the cost itself."""
+    rng = np.random.default_rng(7)
+    prob, st = _small_problem(rng)
+    t, ke, ki = prob.n_frames, prob.n_expression, prob.n_identity
+    sys_ = _build_system(prob, st, torch.float64, ki + 1, True)
+    _, g_smooth = _smoothness(prob, st)
+    g_frame = sys_.g_frame + g_smooth  # = 1/2 d cost / d frame unknowns
+    eps = 1e-6
+
+    def cost(s):
+        return sequence_cost(prob, s)["total"]
+
+    for frame, k in [(0, 0), (2, 1), (5, 2), (1, 3), (3, 5), (4, 6), (0, 6 + 2), (5, 6 + ke - 1)]:
+        def bumped(h):
+            d = torch.zeros(t, 6 + ke, dtype=torch.float64)
+            d[frame, k] = h
+            rot = axis_angle_to_matrix(d[:, :3]) @ st.rotation
+            return replace(st, rotation=rot, translation=st.translation + d[:, 3:6],
+                           expression=st.expression + d[:, 6:])
+
+        num = (cost(bumped(eps)) - cost(bumped(-eps))) / (2 * eps)
+        assert num / 2 == pytest.approx(g_frame[frame, k], rel=1e-5, abs=1e-9), (frame, k)
+    for k in [0, 3, ki]:  # identity components and log focal
+        def shared(h):
+            if k == ki:
+                return replace(st, log_focal=st.log_focal + h)
+            a = st.identity.clone()
+            a[k] += h
+            return replace(st, identity=a)
+
+        num = (cost(shared(eps)) - cost(shared(-eps))) / (2 * eps)
+        assert num / 2 == pytest.approx(sys_.g_shared[k], rel=1e-5, abs=1e-9), k
+
+
+def test_blendshapes_to_expression_maps_arkit_names():
+    mp_names = ["_neutral", "browInnerUp", "eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "cheekPuff"]
+    model_names = ["eyeBlink_L", "eyeBlink_R", "browInnerUp_L", "browInnerUp_R", "jawOpen", "cheekRaiser_L",
+                   "cheekPuff_R", "PupilDilate_L"]
+    bs = np.array([[0.9, 0.2, 0.7, 0.1, 0.5, 0.3], [np.nan] * 6, [0.0, 0.0, 1.2, -0.1, 0.0, 0.0]])
+    e = blendshapes_to_expression(bs, mp_names, model_names)
+    np.testing.assert_allclose(e[0], [0.7, 0.1, 0.2, 0.2, 0.5, 0.0, 0.3, 0.0], atol=1e-7)
+    assert np.isnan(e[1]).all()
+    np.testing.assert_allclose(e[2, :2], [1.0, 0.0])  # clipped into [0, 1]
+
+
+def test_select_keyframes_and_interpolation():
+    valid = np.ones(1000, bool)
+    valid[:10] = False
+    k = select_keyframes(valid, 150)
+    assert len(k) == 150 and k[0] == 10 and k[-1] == 999 and valid[k].all()
+    assert (select_keyframes(valid[:20], 150) == np.arange(10, 20)).all()
+    v = np.array([[0.0], [np.nan], [np.nan], [3.0], [np.nan]])
+    np.testing.assert_allclose(interpolate_invalid(v, np.isfinite(v[:, 0]))[:, 0], [0, 1, 2, 3, 3])
+
+
+def test_fit_config_from_dict_rejects_unknown_keys():
+    cfg = FitConfig.from_dict({"n_identity": 40, "expression_bounds": [0, 1]})
+    assert cfg.n_identity == 40 and cfg.expression_bounds == (0.0, 1.0)
+    with pytest.raises(ValueError, match="unknown"):
+        FitConfig.from_dict({"n_identiy": 40})
+    with pytest.raises(ValueError):
+        FitConfig(focal_factor=0)
+
+
+# ----------------------------------------------------------------------------------------------------- synthetic
+
+
+def _synthetic_sequence(model, vertices, n_frames=50, seed=0, size=512):
+    rng = np.random.default_rng(seed)
+    sub = model.subset(vertices)
+    alpha = np.zeros(model.n_identity)
+    alpha[:40] = rng.normal(size=40) * 0.8
+    t = np.arange(n_frames)
+    active = rng.uniform(size=model.n_expression) < 0.3
+    beta = np.clip(0.3 + 0.4 * np.sin(0.25 * t[:, None] + rng.uniform(0, 6, model.n_expression)), 0, 1) * active
+    euler = np.stack([8 * np.sin(0.1 * t), 25 * np.sin(0.07 * t + 1), 5 * np.cos(0.13 * t)], axis=1)
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", euler, degrees=True).as_matrix()
+    trans = np.stack([np.sin(0.1 * t), 0.5 * np.cos(0.1 * t), 55 + 3 * np.sin(0.05 * t)], axis=1)
+    intr = default_intrinsics(size)
+    clean = project_model_points(sub, alpha, beta, rot, trans, intr)
+    noisy = clean + rng.normal(size=clean.shape) * 0.5
+    return dict(sub=sub, alpha=alpha, beta=beta, rot=rot, trans=trans, clean=clean, noisy=noisy)
+
+
+def test_synthetic_recovery(ict):
+    rng = np.random.default_rng(1)
+    vertices = np.unique(np.r_[ict.landmarks_68, rng.choice(ict.n_vertices, 250, replace=False)])
+    s = _synthetic_sequence(ict, vertices)
+    valid = np.ones(50, bool)
+    valid[[10, 11, 30]] = False
+    pts = s["noisy"].copy()
+    pts[~valid] = np.nan
+    pts[5, :7] = np.nan  # a few missing points in a valid frame are ignored
+    res = fit_sequence(pts, valid, s["sub"], 512, FitConfig())
+    ok = res.valid
+    assert (ok == valid).all()
+    assert np.nanmean(res.reprojection_error_px) < 1.0
+    assert np.isnan(res.reprojection_error_px[~valid]).all()
+    rot_err = Rotation.from_matrix(np.einsum("tji,tjk->tik", res.rotation, s["rot"])).magnitude()
+    assert np.degrees(rot_err[ok]).max() < 2.0
+    assert np.abs(res.translation[ok, :2] - s["trans"][ok, :2]).max() < 0.5
+    assert np.abs(res.translation[ok, 2] / s["trans"][ok, 2] - 1).max() < 0.05  # depth ~ identity scale
+    # the fitted shapes reproduce the clean points (not just the noisy ones)
+    uv = project_model_points(s["sub"], res.identity, res.expression, res.rotation, res.translation, res.intrinsics)
+    assert np.linalg.norm(uv - s["clean"], axis=2)[ok].mean() < 0.7
+    # invalid frames: interpolated from their neighbours
+    assert np.degrees(rot_err[~valid]).max() < 3.0
+    np.testing.assert_allclose(res.expression[10], res.expression[9] + (res.expression[12] - res.expression[9]) / 3,
+                               atol=1e-5)
+    assert res.expression.min() >= 0 and res.expression.max() <= 1
+    # consistency of the stored forms
+    np.testing.assert_allclose(Rotation.from_rotvec(res.axis_angle).as_matrix(), res.rotation, atol=1e-5)
+    np.testing.assert_allclose(FLIP_YZ[None] @ Rotation.from_rotvec(res.head_axis_angle).as_matrix(), res.rotation,
+                               atol=1e-5)
+    assert res.identity.shape == (ict.n_identity,) and res.expression.shape == (50, ict.n_expression)
+
+
+def test_fit_rejects_bad_input(ict):
+    sub = ict.subset(ict.landmarks_68)
+    with pytest.raises(ValueError, match="subset"):
+        fit_sequence(np.zeros((3, 10, 2)), np.ones(3, bool), sub, 512)
+    from neural_renderer.errors import PipelineInputError
+
+    with pytest.raises(PipelineInputError):
+        fit_sequence(np.full((3, 68, 2), np.nan), np.zeros(3, bool), sub, 512)
+
+
+def test_to_arrays_matches_the_storage_schema(ict):
+    s = _synthetic_sequence(ict, ict.landmarks_68, n_frames=8)
+    res = fit_sequence(s["noisy"], np.ones(8, bool), s["sub"], 512, FitConfig(iterations_identity=3,
+                                                                              iterations_sequence=2))
+
+    class Corr:
+        mediapipe_idx = np.arange(68)
+        model_vertex = ict.landmarks_68
+
+    arrays = res.to_arrays(Corr())
+    schema = pytest.importorskip("neural_renderer.storage.schema")
+    schema.validate_arrays("fit", arrays)
+
+
+# ----------------------------------------------------------------------------------------------------- real video
+
+
+@pytest.fixture(scope="module")
+def d0_track(videos_dir, landmarker_model, ict, ict_model_npz):
+    from neural_renderer.crop import CropConfig, compute_crop_boxes, landmarks_to_crop
+    from neural_renderer.tracking import track_frames
+    from neural_renderer.video import iter_frames, probe_video
+
+    path = videos_dir / "d0.mp4"
+    info = probe_video(path)
+    track = track_frames(iter_frames(path, info), info.fps, landmarker_model)
+    boxes = compute_crop_boxes(track.landmarks, track.valid, (info.width, info.height), CropConfig(resolution=512))
+    crop = landmarks_to_crop(track.landmarks, boxes, 512)
+    corr = build_correspondence(ict, landmarker_model, dense=True)
+    init = blendshapes_to_expression(track.blendshapes, track.blendshape_names, ict.expression_names)
+    return dict(crop=crop, valid=track.valid, corr=corr, init=init)
+
+
+@pytest.mark.slow
+def test_real_d0_fit(d0_track, ict):
+    corr = d0_track["corr"]
+    pts = d0_track["crop"][:, corr.mediapipe_idx, :2]
+    valid = d0_track["valid"].copy()
+    assert valid.all()
+    valid[[20, 21, 22]] = False  # pretend the tracker lost the face
+    pts[~valid] = np.nan
+    res = fit_sequence_refined(pts, valid, ict, corr.model_vertex, 512, FitConfig(), init_expression=d0_track["init"],
+                               point_weights=corr.weight)
+    err = res.reprojection_error_px
+    assert np.nanmean(err) < 2.5, np.nanmean(err)
+    assert np.isnan(err[~valid]).all() and np.isfinite(err[valid]).all()
+    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0
+    steps = Rotation.from_matrix(np.einsum("tij,tkj->tik", res.rotation[1:], res.rotation[:-1])).magnitude()
+    assert np.degrees(steps).max() < 10.0
+    # the gap: parameters interpolated between the neighbours (head pose, translation, expression)
+    for name in ("head_axis_angle", "translation", "expression"):
+        v = getattr(res, name)
+        np.testing.assert_allclose(v[21], (v[19] + v[23]) / 2, atol=1e-4)
+    # refined correspondences stay on the mesh near the generic ones
+    moved = np.linalg.norm(ict.neutral[res.model_vertex] - ict.neutral[corr.model_vertex], axis=1)
+    assert moved.max() < 1.0
+    # QC projection of the stored result reproduces the reported error
+    uv = project_model_points(ict, res.identity, res.expression, res.rotation, res.translation, res.intrinsics,
+                              res.model_vertex)
+    per_frame = np.linalg.norm(uv - pts, axis=2).mean(axis=1)
+    np.testing.assert_allclose(per_frame[valid], err[valid], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_real_d0_fit_generic_correspondence(d0_track, ict):
+    """Without refinement the generic correspondence's per-landmark bias stays in the error (see fit.py)."""
+    corr = d0_track["corr"]
+    pts = d0_track["crop"][:, corr.mediapipe_idx, :2]
+    res = fit_sequence(pts, d0_track["valid"], ict.subset(corr.model_vertex), 512, FitConfig(),
+                       init_expression=d0_track["init"], point_weights=corr.weight)
+    assert np.nanmean(res.reprojection_error_px) < 3.0
+    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0

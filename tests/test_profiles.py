@@ -1,0 +1,127 @@
+"""profiles/local and profiles/slurm: parsed by Snakemake's own profile reader, their per-rule threads and resources
+equal to what the rules declare (so the profiles are the rules' numbers, ready to tune, never silently different),
+heavy rules get more runtime on each retry, and HDF5 file locking is off for shared file systems.
+
+The cluster itself is exercised in tests/test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from snakemake.profiles import ProfileConfigFileParser
+from test_workflow import write_config
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "profiles"
+HEAVY = {"track": 120, "fit": 60}  # rule -> runtime (minutes) of its first attempt
+
+
+def parse_profile(name: str, env: dict[str, str] | None = None) -> dict:
+    """The profile as Snakemake reads it: {option: value or list of 'key=value' / 'rule:key=value' strings}."""
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        with open(PROFILES / name / "config.v8+.yaml") as stream:
+            return dict(ProfileConfigFileParser().parse(stream))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def set_resources(profile: dict) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for entry in profile["set-resources"]:
+        rule, assignment = entry.split(":", 1)
+        key, value = assignment.split("=", 1)
+        out.setdefault(rule, {})[key] = value
+    return out
+
+
+def dry_run_resources(workdir: Path, *args: str) -> dict[str, dict[str, int]]:
+    """{rule: {threads, mem_mb, runtime}} as a forced dry run of the whole workflow would submit them."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--dry-run", "--forceall", "--cores", "2", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m or m.group(1) == "all":
+            continue
+        threads = re.search(r"^\s+threads: (\d+)", block, re.M)
+        resources = dict(re.findall(r"\b(mem_mb|runtime)=(\d+)", block))
+        jobs[m.group(1)] = {"threads": int(threads.group(1)) if threads else 1, **{k: int(v) for k, v in resources.items()}}
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def dry_workflow(tmp_path_factory, shared_dir):
+    workdir = tmp_path_factory.mktemp("profiles")
+    raw = workdir / "data" / "raw"
+    raw.mkdir(parents=True)
+    os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", raw / "d0.mp4")
+    write_config(workdir, shared_dir)
+    return workdir
+
+
+@pytest.mark.parametrize("name", ["local", "slurm"])
+def test_profile_resources_equal_the_rules_own(name, dry_workflow):
+    declared = dry_run_resources(dry_workflow)
+    assert {"ingest", "track", "crop", "correspondence", "fit", "gaze", "assemble", "qc"} <= set(declared)
+    profile = parse_profile(name)
+    threads = dict(entry.split("=") for entry in profile["set-threads"])
+    # every rule of the workflow (models' download rules included) is listed, and nothing else
+    rule_names = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "rules").glob("*.smk")), re.M))
+    assert set(threads) == rule_names == set(set_resources(profile)), (name, rule_names)
+    assert dry_run_resources(dry_workflow, "--profile", str(PROFILES / name)) == declared
+
+
+def test_heavy_rules_get_more_runtime_on_each_retry():
+    resources = set_resources(parse_profile("slurm"))
+    for rule, first in HEAVY.items():
+        # Snakemake evaluates a resource string as a Python expression of `attempt` (1, 2, ... on retries)
+        runtimes = [eval(resources[rule]["runtime"], {"attempt": attempt}) for attempt in (1, 2, 3)]
+        assert runtimes == [first, 2 * first, 3 * first], (rule, runtimes)
+    assert int(parse_profile("slurm")["retries"]) >= 1
+
+
+def test_slurm_profile_reads_partition_and_account_from_the_environment():
+    unset = parse_profile("slurm", {"PORTRAIT_SLURM_PARTITION": "", "PORTRAIT_SLURM_ACCOUNT": ""})
+    assert not [r for r in unset["default-resources"] if r.startswith(("slurm_partition", "slurm_account"))]
+    both = parse_profile("slurm", {"PORTRAIT_SLURM_PARTITION": "all", "PORTRAIT_SLURM_ACCOUNT": "123"})
+    # quoted, so that names like `all` or `123` stay strings when Snakemake evaluates them
+    assert {"slurm_partition='all'", "slurm_account='123'"} <= set(both["default-resources"])
+    assert parse_profile("slurm")["executor"] == "slurm"
+
+
+def write_probe_workflow(workdir: Path, shared: Path) -> Path:
+    """This workflow plus a rule `probe` that records its job's environment in probe.env; returns the Snakefile."""
+    raw = workdir / "data" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    write_config(workdir, shared)
+    snakefile = workdir / "Snakefile.probe"
+    snakefile.write_text(
+        f"include: {str(REPO / 'Snakefile')!r}\n\n"
+        "rule probe:\n"
+        "    output: 'probe.env'\n"
+        "    resources: mem_mb=100, runtime=5\n"
+        "    shell: 'env > {output}'\n"
+    )
+    return snakefile
+
+
+def test_jobs_run_with_hdf5_file_locking_off(tmp_path, shared_dir):
+    """HDF5 locks fail on many NFS/Lustre mounts: the workflow turns them off (unless set) for every job."""
+    assert "HDF5_USE_FILE_LOCKING" in parse_profile("slurm")["envvars"]
+    snakefile = write_probe_workflow(tmp_path, shared_dir)
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--profile", str(PROFILES / "local"), "probe.env"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "HDF5_USE_FILE_LOCKING=FALSE" in (tmp_path / "probe.env").read_text().splitlines()

@@ -1,0 +1,294 @@
+"""The workflow on a real SLURM cluster through profiles/slurm (snakemake-executor-plugin-slurm).
+
+One video end to end: every job goes through sbatch (Snakemake's submissions, the controller's job list and each
+job's own log agree), outputs equal a local run's, a cancelled job is retried with more runtime, a run whose
+Snakemake and running job are killed resumes with --rerun-incomplete without redoing finished jobs, a second run
+submits nothing, and a GPU rule gets a GPU.
+
+Needs a reachable SLURM controller (`sinfo` works) whose nodes see this machine's temporary directory (pytest's
+--basetemp can point elsewhere): `bash .ci/slurm_setup.sh` starts a single-node cluster on localhost. Skipped
+without one, unless PORTRAIT_REQUIRE_SLURM=1 (set by .ci/run, which starts the cluster): then it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from test_profiles import write_probe_workflow
+from test_workflow import write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE_RULES = {"ingest", "correspondence", "track", "crop", "fit", "gaze", "assemble", "qc"}
+# Settings for this test cluster, not for users: it has no accounting database (sacct cannot answer, so job states
+# come from squeue) and its jobs are short (first status check after 2 s, not 40). Successful jobs' logs are kept
+# so that the test can read them.
+CLUSTER_ARGS = (
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-keep-successful-logs",
+)
+FIT_DERIVED = ("fit", "gaze", "qc")  # iterative float maths: compared with a tolerance, the rest bit for bit
+
+
+def find_partition() -> tuple[str | None, str]:
+    """(partition to use, '') or (None, why there is no cluster)."""
+    missing = [c for c in ("sinfo", "sbatch", "squeue", "scancel") if not shutil.which(c)]
+    if missing:
+        return None, f"SLURM client commands missing: {', '.join(missing)}"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        return None, f"no SLURM controller reachable (sinfo: {proc.stderr.strip() or proc.returncode})"
+    up = [p for p, state in (line.split() for line in proc.stdout.splitlines() if line.strip()) if state == "up"]
+    if not up:
+        return None, "the SLURM controller has no partition that is up"
+    default = next((p for p in up if p.endswith("*")), up[0]).rstrip("*")
+    return os.environ.get("PORTRAIT_SLURM_PARTITION") or default, ""
+
+
+@pytest.fixture(scope="module")
+def partition() -> str:
+    name, reason = find_partition()
+    if name is None:
+        reason += "; start a single-node cluster with `bash .ci/slurm_setup.sh` (as root)"
+        if os.environ.get("PORTRAIT_REQUIRE_SLURM") == "1":
+            pytest.fail(f"PORTRAIT_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    return name
+
+
+def snakemake_cmd(*args: str, profile: str = "slurm", snakefile: Path = REPO / "Snakefile") -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--profile", str(REPO / "profiles" / profile), *args]
+
+
+def run_env(partition: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PORTRAIT_SLURM_PARTITION": partition}
+
+
+def run(workdir: Path, cmd: list[str], env: dict[str, str], name: str, check: bool = True) -> str:
+    """Runs to the end; returns stdout + stderr (also kept in workdir/name.log)."""
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=900)
+    text = proc.stdout + proc.stderr
+    (workdir / f"{name}.log").write_text(text)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[3:])} failed ({proc.returncode}):\n{text[-6000:]}")
+    return text
+
+
+def squeue(*args: str) -> list[dict[str, str]]:
+    """Jobs the controller knows (finished ones too, for MinJobAge): id, state, comment (rule_<rule>_...), time limit."""
+    out = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%i|%T|%k|%l", *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return [dict(zip(("id", "state", "comment", "time_limit"), line.split("|"))) for line in out.splitlines() if line]
+
+
+def run_id(text: str) -> str:
+    m = re.search(r"SLURM run ID: (\S+)", text)
+    assert m, f"no SLURM run ID in the output:\n{text[-3000:]}"
+    return m.group(1)
+
+
+def submissions(text: str) -> dict[str, str]:
+    """Snakemake job id -> SLURM job id, from Snakemake's output."""
+    return dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text))
+
+
+def finished(text: str) -> dict[str, str]:
+    """Snakemake job id -> rule of every job that finished (the target rule `all` runs in Snakemake itself)."""
+    return {jobid: rule for jobid, rule in re.findall(r"Finished jobid: (\d+) \(Rule: (\w+)\)", text) if rule != "all"}
+
+
+def slurm_log(workdir: Path, slurm_id: str) -> Path:
+    (path,) = (workdir / ".snakemake" / "slurm_logs").rglob(f"{slurm_id}.log")
+    return path
+
+
+def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, str]:
+    """Every job Snakemake ran was a SLURM job that ran its rule; returns rule -> SLURM job id."""
+    done, submitted = finished(text), submissions(text)
+    assert done, f"no job finished:\n{text[-3000:]}"
+    assert re.findall(r"^localrule (\w+):", text, re.M) in ([], ["all"]), "a job ran outside SLURM"
+    assert set(done) <= set(submitted), f"finished without an sbatch submission: {set(done) - set(submitted)}"
+    jobs = {job["id"]: job for job in squeue("--name", run_id(text))}  # the controller's view of this run
+    assert set(jobs) == set(submitted.values()), (jobs, submitted)
+    slurm_ids = {}
+    for jobid, rule in done.items():
+        slurm_id = submitted[jobid]
+        assert jobs[slurm_id]["state"] == "COMPLETED" and jobs[slurm_id]["comment"].startswith(f"rule_{rule}"), jobs[slurm_id]
+        assert re.search(rf"Finished jobid: \d+ \(Rule: {rule}\)", slurm_log(workdir, slurm_id).read_text()), slurm_id
+        slurm_ids[rule] = slurm_id
+    return slurm_ids
+
+
+def wait_for_running_track(workdir: Path, proc: subprocess.Popen, log: Path, skip: set[str]) -> dict[str, str]:
+    """The first track job (not in `skip`) that SLURM runs and whose rule has started inside it."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"snakemake ended ({proc.returncode}) before track ran:\n{log.read_text()[-4000:]}")
+        m = re.search(r"SLURM run ID: (\S+)", log.read_text())
+        for job in squeue("--name", m.group(1)) if m else []:
+            if job["comment"].startswith("rule_track") and job["state"] == "RUNNING" and job["id"] not in skip:
+                logs = list((workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log"))
+                if logs and "rule track:" in logs[0].read_text():
+                    return job
+        time.sleep(0.2)
+    raise AssertionError(f"no track job ran within 240 s:\n{log.read_text()[-4000:]}")
+
+
+def interrupted_run(workdir: Path, env: dict[str, str]) -> dict:
+    """Starts the workflow; cancels the first track job while it runs (Snakemake retries it with more runtime);
+    then kills Snakemake and the retry while that runs, like a lost login session and a dead node."""
+    log = workdir / "interrupted.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(snakemake_cmd(*CLUSTER_ARGS), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        first = wait_for_running_track(workdir, proc, log, skip=set())
+        subprocess.run(["scancel", first["id"]], check=True)
+        retry = wait_for_running_track(workdir, proc, log, skip={first["id"]})
+        proc.kill()
+        subprocess.run(["scancel", retry["id"]], check=True)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while squeue("--jobs", retry["id"])[0]["state"] not in ("CANCELLED", "COMPLETED", "FAILED"):
+            assert time.monotonic() < deadline, "the killed track job did not end"
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return {"text": log.read_text(), "first": first, "retry": retry}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, shared_dir) -> Path:
+    workdir = tmp_path_factory.mktemp("local")
+    (workdir / "data" / "raw").mkdir(parents=True)
+    os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", workdir / "data" / "raw" / "d0.mp4")  # 78 frames
+    write_config(workdir, shared_dir)
+    run(workdir, snakemake_cmd(profile="local"), {**os.environ, "PYTHONPATH": str(REPO)}, "local")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, shared_dir, partition, local_run) -> dict:
+    """An interrupted run, then `--unlock` and a run with --rerun-incomplete that completes."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    (workdir / "data" / "raw").mkdir(parents=True)
+    os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", workdir / "data" / "raw" / "d0.mp4")
+    write_config(workdir, shared_dir)
+    env = run_env(partition)
+    interrupted = interrupted_run(workdir, env)
+    probe_mtime = (workdir / "results" / "d0" / "ingest" / "probe.json").stat().st_mtime_ns
+    run(workdir, snakemake_cmd("--unlock"), env, "unlock")  # the killed Snakemake left its lock behind
+    rerun = run(workdir, snakemake_cmd("--rerun-incomplete", *CLUSTER_ARGS), env, "rerun")
+    return {"workdir": workdir, "env": env, "interrupted": interrupted, "rerun": rerun, "probe_mtime": probe_mtime}
+
+
+def test_every_job_went_through_sbatch(slurm_run):
+    workdir, interrupted, rerun = slurm_run["workdir"], slurm_run["interrupted"]["text"], slurm_run["rerun"]
+    before = assert_all_jobs_went_through_sbatch(workdir, interrupted)
+    after = assert_all_jobs_went_through_sbatch(workdir, rerun)
+    # between them, every stage ran exactly once to completion
+    assert set(before) == {"ingest", "correspondence"} and set(after) == PIPELINE_RULES - set(before), (before, after)
+    assert len(finished(rerun)) == len(after)
+
+
+def test_cancelled_job_is_retried_with_more_runtime(slurm_run):
+    first, retry = slurm_run["interrupted"]["first"], slurm_run["interrupted"]["retry"]
+    # profiles/slurm: track gets attempt * 120 minutes
+    assert (first["time_limit"], retry["time_limit"]) == ("2:00:00", "4:00:00"), (first, retry)
+    assert re.search(r"rule track:.*?runtime=240", slurm_run["interrupted"]["text"], re.S)
+
+
+def test_rerun_after_kill_redoes_only_unfinished_jobs(slurm_run):
+    workdir, rerun = slurm_run["workdir"], slurm_run["rerun"]
+    assert "track" in finished(rerun).values(), "the killed job's outputs must not be trusted"
+    assert not {"ingest", "correspondence"} & set(finished(rerun).values()), "finished jobs were redone"
+    assert (workdir / "results" / "d0" / "ingest" / "probe.json").stat().st_mtime_ns == slurm_run["probe_mtime"]
+
+
+def h5_items(path: Path) -> dict[str, object]:
+    """Every dataset (as an array) and attribute (as 'path@name') of an HDF5 file, creation times left out."""
+    items: dict[str, object] = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                items[name] = obj.asstr()[()] if h5py.check_string_dtype(obj.dtype) else obj[()]
+            items.update({f"{name}@{k}": v for k, v in obj.attrs.items() if k != "created_utc"})
+        visit("/", f)
+        f.visititems(visit)
+    return items
+
+
+def assert_same(a: object, b: object, where: str, exact: bool) -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}:{key}", exact)
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    if exact or a.dtype.kind not in "fc":
+        assert a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), where
+    else:
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, equal_nan=True, err_msg=where)
+
+
+def test_outputs_equal_the_local_run(slurm_run, local_run):
+    results, reference = slurm_run["workdir"] / "results", local_run / "results"
+    files = sorted(p.relative_to(reference) for p in reference.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(results) for p in results.rglob("*") if p.is_file())
+    assert {f.name for f in files} >= {"probe.json", "track.h5", "crop.h5", "fit.h5", "gaze.h5", "tracking.h5", "stats.json"}
+    for rel in files:
+        a, b = reference / rel, results / rel
+        exact = not {rel.stem, *rel.parts} & set(FIT_DERIVED)
+        if rel.name == "tracking.h5":
+            items_a, items_b = h5_items(a), h5_items(b)
+            assert items_a.keys() == items_b.keys(), rel
+            for key in items_a:  # one group per stage: only /fit and /gaze come from iterative maths
+                assert_same(items_a[key], items_b[key], f"{rel}:{key}", not key.startswith(FIT_DERIVED))
+        elif rel.suffix == ".h5":
+            assert_same(h5_items(a), h5_items(b), str(rel), exact)
+        elif rel.suffix == ".json":
+            assert_same(json.loads(a.read_text()), json.loads(b.read_text()), str(rel), exact)
+        elif rel.suffix == ".npz":
+            with np.load(a) as za, np.load(b) as zb:
+                assert_same(dict(za), dict(zb), str(rel), exact)
+        elif rel.suffix == ".png":
+            assert b.stat().st_size > 10_000, rel  # a drawing of the fitted values: no byte equality asked
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
+
+
+def test_second_run_submits_nothing(slurm_run):
+    known = {job["id"] for job in squeue()}
+    text = run(slurm_run["workdir"], snakemake_cmd(*CLUSTER_ARGS), slurm_run["env"], "second")
+    assert "Nothing to be done" in text and not submissions(text), text[-3000:]
+    assert {job["id"] for job in squeue()} == known, "a job was submitted"
+
+
+def test_gpu_rule_gets_a_gpu(tmp_path, shared_dir, partition):
+    """A rule asking for `gpu: 1` through set-resources (as the GPU example in profiles/slurm) is scheduled on a GPU."""
+    snakefile = write_probe_workflow(tmp_path, shared_dir)
+    gpu_profile = tmp_path / "gpu"
+    gpu_profile.mkdir()
+    (gpu_profile / "config.yaml").write_text("set-resources:\n  probe:\n    gpu: 1\n    runtime: attempt * 5\n")
+    cmd = snakemake_cmd("probe.env", *CLUSTER_ARGS, snakefile=snakefile) + ["--profile", str(gpu_profile)]
+    text = run(tmp_path, cmd, run_env(partition), "gpu")
+    ids = assert_all_jobs_went_through_sbatch(tmp_path, text)
+    env = dict(line.split("=", 1) for line in (tmp_path / "probe.env").read_text().splitlines() if "=" in line)
+    assert env["SLURM_JOB_ID"] == ids["probe"] and env["SLURM_GPUS_ON_NODE"] == "1", env
+    assert env.get("CUDA_VISIBLE_DEVICES"), "no GPU made visible to the job"
+    assert env["HDF5_USE_FILE_LOCKING"] == "FALSE"

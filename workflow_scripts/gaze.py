@@ -1,0 +1,10 @@
+"""Entry point of rule `gaze` (logic: neural_renderer.stages.gaze)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import gaze
+from neural_renderer.workflow import run_stage
+
+run_stage(sm, "gaze", lambda: gaze.run(sm.input.crop, sm.input.fit, sm.input.model, sm.output.h5, cfg=sm.params.cfg, kind=sm.params.kind))
