@@ -9,7 +9,7 @@ import numpy as np
 
 from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.fitting import FitConfig, FitResult, blendshapes_to_expression, fit_sequence
+from neural_renderer.fitting import FitConfig, FitResult, blendshapes_to_expression, fit_sequence_refined
 from neural_renderer.morphable import load_morphable_model
 from neural_renderer.stages import correspondence as correspondence_stage
 from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
@@ -58,10 +58,13 @@ def run(
         track = read_stage(track_h5, "track")
         init = blendshapes_to_expression(track["blendshapes"], list(track["blendshape_names"]), model.expression_names)
     points = crop["landmarks"][:, corr.mediapipe_idx, :2]
-    result = fit_sequence(
+    # The refined fit lets each correspondence slide to a better vertex for this face (within refine_radius):
+    # the generic MediaPipe<->model pairs carry a per-face constant offset that otherwise biases the expressions.
+    result = fit_sequence_refined(
         points,
         valid,
-        model.subset(corr.model_vertex),
+        model,
+        corr.model_vertex,
         resolution,
         fit_cfg,
         init_expression=init,
