@@ -100,9 +100,12 @@ def run_id(text: str) -> str:
     return m.group(1)
 
 
-def submissions(text: str) -> dict[str, str]:
-    """Snakemake job id -> SLURM job id, from Snakemake's output."""
-    return dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text))
+def submissions(text: str) -> dict[str, list[str]]:
+    """Snakemake job id -> its SLURM job ids (one per attempt), from Snakemake's output."""
+    out: dict[str, list[str]] = {}
+    for jobid, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text):
+        out.setdefault(jobid, []).append(slurm_id)
+    return out
 
 
 def finished(text: str) -> dict[str, str]:
@@ -122,10 +125,10 @@ def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, s
     assert re.findall(r"^localrule (\w+):", text, re.M) in ([], ["all"]), "a job ran outside SLURM"
     assert set(done) <= set(submitted), f"finished without an sbatch submission: {set(done) - set(submitted)}"
     jobs = {job["id"]: job for job in squeue("--name", run_id(text))}  # the controller's view of this run
-    assert set(jobs) == set(submitted.values()), (jobs, submitted)
+    assert set(jobs) == {i for ids in submitted.values() for i in ids}, (jobs, submitted)
     slurm_ids = {}
     for jobid, rule in done.items():
-        slurm_id = submitted[jobid]
+        slurm_id = submitted[jobid][-1]  # the attempt that finished
         assert jobs[slurm_id]["state"] == "COMPLETED" and jobs[slurm_id]["comment"].startswith(f"rule_{rule}"), jobs[slurm_id]
         assert re.search(rf"Finished jobid: \d+ \(Rule: {rule}\)", slurm_log(workdir, slurm_id).read_text()), slurm_id
         slurm_ids[rule] = slurm_id

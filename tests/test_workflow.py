@@ -196,3 +196,10 @@ def test_video_without_face_fails_with_clear_message(tmp_path):
     assert "noface.mp4: no face detected in any of its 25 frames" in log
     assert not (tmp_path / "results" / "noface" / "track.h5").exists()
     assert (tmp_path / "results" / "noface" / "ingest" / "probe.json").exists()  # earlier stage output kept
+
+
+def test_report_shows_qc_outputs(workflow):
+    workdir, _, _ = workflow
+    snakemake(workdir, "--report", "report.html")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "contact_sheet.png" in html and "stats.json" in html and "Tracking QC" in html
