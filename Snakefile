@@ -20,6 +20,7 @@ include: "rules/fit.smk"
 include: "rules/gaze.smk"
 include: "rules/assemble.smk"
 include: "rules/qc.smk"
+include: "rules/renderer.smk"
 
 
 rule all:

@@ -27,9 +27,17 @@ def raw_video(wildcards):
     return str(VIDEOS[wildcards.video])
 
 
-def cfg(stage):
-    """Params function: the stage's config section with the video's overrides (changes rerun this stage only)."""
-    return lambda wildcards: stage_config(config, stage, wildcards.video)
+def cfg(stage, drop=()):
+    """Params function: the stage's config section with the video's overrides (changes rerun this stage only).
+
+    `drop` leaves out keys a rule does not use, so changing them does not rerun it (e.g. render settings, training).
+    """
+
+    def params(wildcards):
+        section = stage_config(config, stage, wildcards.video)
+        return {k: v for k, v in section.items() if k not in drop}
+
+    return params
 
 
 def all_targets():
@@ -37,4 +45,15 @@ def all_targets():
         target
         for video in sorted(VIDEOS)
         for target in (f"{RESULTS}/{video}/tracking.h5", f"{RESULTS}/{video}/qc/stats.json")
+    ] + renderer_targets()
+
+
+def renderer_targets():
+    """Trained renderer and test renders per video, when `renderer.enabled` (schema default: off)."""
+    if not config.get("renderer", {}).get("enabled", False):
+        return []
+    return [
+        target
+        for video in sorted(VIDEOS)
+        for target in (f"{RESULTS}/{video}/renderer/model.pt", f"{RESULTS}/{video}/renderer/test_render.mp4")
     ]

@@ -19,7 +19,7 @@ from test_workflow import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
-HEAVY = {"track": 120, "fit": 60}  # rule -> runtime (minutes) of its first attempt
+HEAVY = {"track": 120, "fit": 60, "train_renderer": 720}  # rule -> runtime (minutes) of its first attempt
 
 
 def parse_profile(name: str, env: dict[str, str] | None = None) -> dict:

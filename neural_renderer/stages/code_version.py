@@ -21,6 +21,8 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "gaze": ("fitting", "morphable", "stages/gaze.py"),
     "assemble": ("video", "crop", "stages/assemble.py"),
     "qc": ("qc.py", "fitting", "morphable", "stages/qc.py"),
+    "train_renderer": ("renderer", "fitting/camera.py", "config.py", "stages/train_renderer.py"),
+    "render": ("renderer", "fitting/camera.py", "video/ffmpeg_exe.py", "config.py", "stages/render.py"),
 }
 ALWAYS = ("storage", "errors.py", "__init__.py")
 

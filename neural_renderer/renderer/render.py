@@ -1,0 +1,121 @@
+"""Inference: a streaming API (one frame's parameters in, one image out) and self-reenactment of the test frames."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from neural_renderer.config import build_dataclass
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.renderer.config import RendererConfig
+from neural_renderer.renderer.data import TrackingData, pose_features
+from neural_renderer.renderer.model import PortraitGenerator
+from neural_renderer.renderer.train import resolve_device
+from neural_renderer.storage import atomic_path
+
+
+class PortraitRenderer:
+    """Load a trained model once, then `render(expression, rotation, translation, gaze_pitch_yaw_deg)` per frame."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", test_latent: str | None = None):
+        path = Path(model_path)
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001
+            raise PipelineInputError(path, f"cannot load renderer model ({exc})") from None
+        self.cfg = build_dataclass(RendererConfig, blob["config"])
+        self.device = resolve_device(device)
+        self.resolution = int(blob["resolution"])
+        self.gen = PortraitGenerator(self.cfg.model, self.resolution, blob["n_expression"], blob["n_train"])
+        self.gen.load_state_dict(blob["generator"])
+        self.gen.to(self.device).eval()
+        if self.cfg.train.channels_last:
+            self.gen = self.gen.to(memory_format=torch.channels_last)
+        self.norm = {k: v.numpy() for k, v in blob["norm"].items()}
+        self.test_idx = blob["test_idx"].numpy()
+        self.fps = float(blob["fps"])
+        choice = test_latent or self.cfg.render.test_latent
+        codes = self.gen.latents.weight.detach()
+        self.latent = {"mean": codes.mean(0), "first": codes[0], "zero": torch.zeros_like(codes[0])}[choice][None]
+
+    @torch.inference_mode()
+    def render_batch(self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray) -> np.ndarray:
+        """Prepared inputs (B, 9) un-normalised pose features, (B, 2) rad, (B, Ke) -> (B, R, R, 3) uint8."""
+        pose = (pose - self.norm["pose_mean"]) / self.norm["pose_std"]
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.train.amp)
+        with amp:
+            img, _ = self.gen(t(pose), t(gaze_rad), t(expression), self.latent.expand(len(pose), -1))
+        return ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    def render(self, expression: np.ndarray, rotation: np.ndarray, translation: np.ndarray, gaze_pitch_yaw_deg: np.ndarray) -> np.ndarray:
+        """One frame: expression (Ke,), model->camera rotation (3, 3), translation (3,), gaze (2,) deg -> (R, R, 3) uint8."""
+        pose = pose_features(np.asarray(rotation)[None], np.asarray(translation, np.float32)[None])
+        gaze = np.deg2rad(np.asarray(gaze_pitch_yaw_deg, np.float32))[None]
+        return self.render_batch(pose, gaze, np.asarray(expression, np.float32)[None])[0]
+
+
+class FfmpegWriter:
+    """rgb24 frames through a pipe into libx264 (imageio-ffmpeg's binary unless one is configured)."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, ffmpeg: str, crf: int = 18, audio: Path | None = None, audio_start_s: float = 0.0):
+        cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
+        if audio is not None:
+            cmd += ["-ss", f"{audio_start_s:.6f}", "-i", str(audio), "-map", "0:v", "-map", "1:a?", "-c:a", "aac", "-shortest"]
+        cmd += ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", "-f", "mp4", str(path)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.path = path
+
+    def write(self, frame: np.ndarray) -> None:
+        self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        err = self.proc.stderr.read().decode(errors="replace")
+        if self.proc.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {self.path}: {err[-500:]}")
+
+
+def render_test_frames(
+    data: TrackingData, renderer: PortraitRenderer, out_mp4: Path, out_h5: Path, side_by_side_mp4: Path | None,
+    *, ffmpeg: str, audio_source: Path | None = None, batch_size: int = 4, crf: int = 18,
+) -> np.ndarray:
+    """Self-reenactment of data.test_idx from its own parameters: mp4 (with audio), frames HDF5, GT | render mp4."""
+    if data.resolution != renderer.resolution:
+        raise PipelineInputError(data.path, f"crop resolution {data.resolution} != model resolution {renderer.resolution}")
+    idx = data.test_idx
+    r = data.resolution
+    start_s = idx[0] / data.fps
+    out_mp4, out_h5 = Path(out_mp4), Path(out_h5)
+    rendered = np.empty((len(idx), r, r, 3), np.uint8)
+    for s in range(0, len(idx), batch_size):
+        b = idx[s : s + batch_size]
+        rendered[s : s + len(b)] = renderer.render_batch(data.pose[b], data.gaze_rad[b], data.expression[b])
+    with atomic_path(out_h5) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("frames", data=rendered, chunks=(1, r, r, 3), compression="gzip", compression_opts=4)
+            f.create_dataset("frame_index", data=idx.astype(np.int64))
+            f.attrs.update({"stage": "render", "fps": data.fps, "resolution": r, "n_frames": len(idx), "source_path": str(data.path), "test_latent": renderer.cfg.render.test_latent})
+    outputs = [(out_mp4, lambda i: rendered[i], r)]
+    if side_by_side_mp4 is not None:
+        outputs.append((Path(side_by_side_mp4), lambda i: np.concatenate([data.frames[idx[i]], rendered[i]], axis=1), 2 * r))
+    for path, frame_of, width in outputs:
+        with atomic_path(path) as tmp:
+            writer = FfmpegWriter(tmp, width, r, data.fps, ffmpeg, crf, audio_source, start_s)
+            try:
+                for i in range(len(idx)):
+                    writer.write(frame_of(i))
+            finally:
+                writer.close()
+    return rendered
+
+
+def has_audio(probe_json: str | Path | None) -> bool:
+    if probe_json is None or not Path(probe_json).is_file():
+        return False
+    return bool(json.loads(Path(probe_json).read_text()).get("has_audio", False))

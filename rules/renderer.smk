@@ -1,0 +1,53 @@
+# renderer: per-identity neural renderer (train on a GPU, resumable) and self-reenactment of the test frames.
+# Checkpoints, losses.jsonl and sample PNGs go to results/{video}/renderer/ beside the model but are NOT outputs,
+# so a rerun (or a SLURM retry / requeue) after a crash resumes from the last checkpoint instead of deleting it.
+
+
+rule train_renderer:
+    input:
+        tracking=rules.assemble.output.h5,
+    output:
+        model=f"{RESULTS}/{{video}}/renderer/model.pt",
+    log:
+        "logs/{video}/train_renderer.log",
+    params:
+        cfg=cfg("renderer", drop=("enabled", "render")),
+        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.video}/renderer",
+        code=code_hash("train_renderer"),
+    threads: 4
+    retries: 2
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=lambda wildcards, attempt: attempt * 720,
+    conda:
+        "../envs/renderer.yaml"
+    script:
+        "../workflow_scripts/train_renderer.py"
+
+
+rule render:
+    input:
+        tracking=rules.assemble.output.h5,
+        model=rules.train_renderer.output.model,
+        probe=rules.ingest.output.probe,
+        video=raw_video,
+    output:
+        mp4=f"{RESULTS}/{{video}}/renderer/test_render.mp4",
+        h5=f"{RESULTS}/{{video}}/renderer/test_render.h5",
+        side_by_side=f"{RESULTS}/{{video}}/renderer/test_side_by_side.mp4",
+    log:
+        "logs/{video}/render.log",
+    params:
+        cfg=cfg("renderer", drop=("enabled",)),
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("render"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    conda:
+        "../envs/renderer.yaml"
+    script:
+        "../workflow_scripts/render.py"

@@ -1,0 +1,258 @@
+"""Neural renderer (neural_renderer.renderer): shapes, encoding maths, tiny CPU training, exact resume, bad input,
+rendering. Everything runs at 64 x 64 with a tiny model on CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from neural_renderer.config import build_dataclass
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.fitting.camera import FLIP_YZ
+from neural_renderer.renderer import ModelConfig, RenderConfig, RendererConfig, TrainConfig
+from neural_renderer.renderer.data import load_tracking
+from neural_renderer.renderer.encoding import encoded_dim, pixel_grid, positional_encoding
+from neural_renderer.renderer.mlp import PortraitMLP
+from neural_renderer.renderer.model import PortraitGenerator
+from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.stages import render as render_stage
+from neural_renderer.stages import train_renderer
+
+RES = 64
+KE = 6
+
+
+def tiny_cfg(**train) -> dict:
+    return {
+        "model": {"width": 32, "feature_dim": 8, "pixel_freqs": 4, "pose_freqs": 2, "gaze_freqs": 2, "latent_dim": 8, "decoder_channels": 16, "decoder_res_blocks": 2},
+        "train": {"iterations": 30, "batch_size": 4, "disc_channels": 8, "disc_layers": 2, "disc_scales": 2, "checkpoint_every": 10,
+                  "log_every": 0, "sample_every": 0, "device": "cpu", "progress": False, "train_frames": 32, "test_frames": 8,
+                  "min_train_frames": 8, **train},
+        "render": {"device": "cpu"},
+    }
+
+
+def make_tracking(path, n=40, res=RES, valid=None, fps=25.0):
+    """Synthetic tracking.h5: a bright disc whose position follows expression[0:2] and whose size follows yaw."""
+    rng = np.random.default_rng(0)
+    expr = rng.uniform(0, 1, (n, KE)).astype(np.float32)
+    yaw = rng.uniform(-0.2, 0.2, n)
+    rot = np.stack([FLIP_YZ @ np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) for a in yaw]).astype(np.float32)
+    trans = np.stack([np.zeros(n), np.zeros(n), 50 + rng.normal(0, 1, n)], 1).astype(np.float32)
+    gaze = rng.uniform(-10, 10, (n, 2)).astype(np.float32)
+    yy, xx = np.mgrid[:res, :res]
+    frames = np.zeros((n, res, res, 3), np.uint8)
+    for t in range(n):
+        cx, cy = res * (0.3 + 0.4 * expr[t, 0]), res * (0.3 + 0.4 * expr[t, 1])
+        r = res * (0.15 + 0.3 * abs(yaw[t]))
+        frames[t][(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = (220, 180, 140)
+    with h5py.File(path, "w") as f:
+        f.attrs["fps"] = fps
+        f.create_dataset("frames", data=frames, chunks=(1, res, res, 3))
+        f["fit/expression"] = expr
+        f["fit/rotation"] = rot
+        f["fit/translation"] = trans
+        f["fit/valid"] = np.ones(n, bool) if valid is None else valid
+        f["gaze/head_pitch_yaw_deg"] = gaze
+    return path
+
+
+@pytest.fixture()
+def tracking(tmp_path):
+    return make_tracking(tmp_path / "tracking.h5")
+
+
+# ---------------------------------------------------------------- maths and shapes
+
+
+def test_positional_encoding_matches_hand_computation():
+    x = torch.tensor([[0.25, -0.5]])
+    out = positional_encoding(x, 2)
+    pi = math.pi
+    expected = [0.25, -0.5, math.sin(pi * 0.25), math.sin(-pi * 0.5), math.cos(pi * 0.25), math.cos(-pi * 0.5),
+                math.sin(2 * pi * 0.25), math.sin(-2 * pi * 0.5), math.cos(2 * pi * 0.25), math.cos(-2 * pi * 0.5)]
+    assert out.shape == (1, encoded_dim(2, 2)) == (1, 10)
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-6)
+    assert positional_encoding(x, 0).equal(x)
+    grid = pixel_grid(2, 2)
+    np.testing.assert_allclose(grid.numpy(), [[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]])
+
+
+def test_mlp_has_eight_layers_with_the_input_concatenated_at_the_fourth_and_outputs_the_quarter_grid():
+    mlp = PortraitMLP(cond_dim=7, grid_size=16, width=32, depth=8, skip_layer=4, out_features=5, pixel_freqs=3)
+    assert len(mlp.layers) == 8
+    in_dim = encoded_dim(2, 3) + 7
+    assert mlp.layers[0].in_features == in_dim
+    assert mlp.layers[4].in_features == 32 + in_dim  # skip: hidden + the original input
+    assert all(mlp.layers[i].in_features == 32 for i in (1, 2, 3, 5, 6, 7))
+    cond = torch.randn(3, 7)
+    out = mlp(cond)
+    assert out.shape == (3, 3 + 5, 16, 16)
+    # the split first/skip layers equal the plain concatenated formulation
+    x = torch.cat([mlp.pixel_enc[None].expand(3, -1, -1), cond[:, None].expand(-1, 256, -1)], -1)
+    h = x
+    for i, layer in enumerate(mlp.layers):
+        h = torch.relu(layer(torch.cat([h, x], -1) if i == 4 else h))
+    ref = mlp.out(h).transpose(1, 2).reshape(3, -1, 16, 16)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["full", "cnn"])
+def test_generator_outputs_full_and_quarter_resolution(variant):
+    cfg = build_dataclass(ModelConfig, {**tiny_cfg()["model"], "variant": variant})
+    gen = PortraitGenerator(cfg, RES, KE, n_latents=5)
+    img, low = gen(torch.randn(2, 9), torch.randn(2, 2), torch.rand(2, KE), gen.latents(torch.tensor([0, 1])))
+    assert img.shape == (2, 3, RES, RES) and low.shape == (2, 3, RES // 4, RES // 4)
+    assert img.abs().max() <= 1
+    if variant == "full":
+        assert len(gen.decoder.res) == 2 and len(gen.decoder.up) == 2
+
+
+def test_schema_renderer_section_matches_the_dataclasses(repo_dir):
+    schema = yaml.safe_load((repo_dir / "config.schema.yaml").read_text())["$defs"]["renderer"]["properties"]
+    assert set(schema) == {f.name for f in dataclasses.fields(RendererConfig)}
+    for name, cls in (("model", ModelConfig), ("train", TrainConfig), ("render", RenderConfig)):
+        assert set(schema[name]["properties"]) == {f.name for f in dataclasses.fields(cls)}, name
+    defaults = TrainConfig()
+    assert (defaults.lr, defaults.beta1, defaults.beta2, defaults.batch_size) == (5e-4, 0.9, 0.999, 16)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_tiny_training_reduces_the_loss_and_writes_model_log_and_checkpoint(tracking, tmp_path):
+    model = tmp_path / "renderer" / "model.pt"
+    result = train_renderer.run(tracking, model, cfg=tiny_cfg(iterations=30, sample_every=30))
+    l1 = [r["l1"] for r in result.losses]
+    assert len(l1) == 30 and np.mean(l1[-5:]) < 0.7 * np.mean(l1[:5])
+    assert model.is_file() and (tmp_path / "renderer" / "checkpoints" / "last.pt").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "renderer" / "losses.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, 31)) and {"l1", "low", "adv", "fm", "d", "loss"} <= set(rows[0])
+    assert (tmp_path / "renderer" / "samples" / "00000030.png").is_file()
+
+
+def test_cnn_only_variant_trains(tracking, tmp_path):
+    cfg = tiny_cfg(iterations=20, w_adv=0, w_fm=0)
+    cfg["model"]["variant"] = "cnn"
+    result = train_renderer.run(tracking, tmp_path / "m.pt", cfg=cfg)
+    l1 = [r["l1"] for r in result.losses]
+    assert np.mean(l1[-4:]) < np.mean(l1[:4])
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_a_crash_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_run(tracking, tmp_path):
+    cfg = tiny_cfg(iterations=10, checkpoint_every=5)
+    ref = train_renderer.run(tracking, tmp_path / "ref" / "model.pt", cfg=cfg)
+
+    def crash(iteration, _row):
+        if iteration == 7:
+            raise Crash
+
+    out = tmp_path / "run" / "model.pt"
+    with pytest.raises(Crash):
+        train_renderer.run(tracking, out, cfg=cfg, hook=crash)
+    assert not out.exists()  # the declared output appears only when training is complete
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["iteration"] == 5
+    seen = []
+    resumed = train_renderer.run(tracking, out, cfg=cfg, hook=lambda it, row: seen.append(it))
+    assert resumed.resumed_from == 5 and resumed.iteration == 10 and seen == [6, 7, 8, 9, 10]
+    assert [r["iteration"] for r in resumed.losses] == list(range(1, 11))
+    a, b = torch.load(tmp_path / "ref" / "model.pt", weights_only=False), torch.load(out, weights_only=False)
+    for key in a["generator"]:
+        torch.testing.assert_close(a["generator"][key], b["generator"][key], msg=key)
+    np.testing.assert_allclose([r["loss"] for r in resumed.losses], [r["loss"] for r in ref.losses], rtol=1e-5)
+    # a finished run restarted does no more steps
+    again = train_renderer.run(tracking, out, cfg=cfg, hook=lambda it, row: seen.append(it))
+    assert again.resumed_from == 10 and seen == [6, 7, 8, 9, 10]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_fail_with_clear_errors(tmp_path):
+    cfg = tiny_cfg(iterations=1)
+    with pytest.raises(PipelineInputError, match="not found"):
+        train_renderer.run(tmp_path / "missing.h5", tmp_path / "m.pt", cfg=cfg)
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"not an hdf5 file" * 10)
+    with pytest.raises(PipelineInputError, match="cannot read tracking file"):
+        train_renderer.run(corrupt, tmp_path / "m.pt", cfg=cfg)
+    with h5py.File(tmp_path / "partial.h5", "w") as f:
+        f["frames"] = np.zeros((4, 8, 8, 3), np.uint8)
+    with pytest.raises(PipelineInputError, match="missing"):
+        train_renderer.run(tmp_path / "partial.h5", tmp_path / "m.pt", cfg=cfg)
+    valid = np.zeros(40, bool)
+    valid[:5] = True
+    few = make_tracking(tmp_path / "few.h5", valid=valid)
+    with pytest.raises(PipelineInputError, match="too few valid training frames: 5"):
+        train_renderer.run(few, tmp_path / "m.pt", cfg=cfg)
+    odd = make_tracking(tmp_path / "odd.h5", res=66)
+    with pytest.raises(PipelineInputError, match="not divisible by 4"):
+        train_renderer.run(odd, tmp_path / "m.pt", cfg=cfg)
+    with pytest.raises(PipelineInputError, match="exceed"):
+        load_tracking(make_tracking(tmp_path / "short.h5", n=20), 32, 8)
+    with pytest.raises(PipelineInputError, match="variant"):
+        train_renderer.run(make_tracking(tmp_path / "ok.h5"), tmp_path / "m.pt", cfg={**cfg, "model": {"variant": "gan"}})
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_render_test_frames_and_streaming_api(tracking, tmp_path):
+    import cv2
+
+    from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+
+    cfg = tiny_cfg(iterations=3)
+    model = tmp_path / "renderer" / "model.pt"
+    train_renderer.run(tracking, model, cfg=cfg)
+    # a raw video with audio, to check the mux (-map 1:a?) of the test frames' audio
+    raw = tmp_path / "raw.mp4"
+    import subprocess
+
+    subprocess.run([resolve_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=1.6", "-f", "lavfi", "-i", "sine=f=440:d=1.6",
+                    "-shortest", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(raw)], check=True)
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"has_audio": True}))
+    out = {k: tmp_path / "renderer" / f"test_{k}" for k in ("render.mp4", "render.h5", "sbs.mp4")}
+    rendered = render_stage.run(tracking, model, out["render.mp4"], out["render.h5"], out["sbs.mp4"], cfg=cfg, probe_json=probe, raw_video=raw)
+    assert rendered.shape == (8, RES, RES, 3) and rendered.dtype == np.uint8
+    with h5py.File(out["render.h5"]) as f:
+        assert f["frames"].shape == (8, RES, RES, 3) and f["frames"].chunks == (1, RES, RES, 3)
+        assert list(f["frame_index"][()]) == list(range(32, 40))
+    cap = cv2.VideoCapture(str(out["sbs.mp4"]))
+    ok, frame = cap.read()
+    assert ok and frame.shape == (RES, 2 * RES, 3)
+    info = subprocess.run([resolve_ffmpeg(), "-i", str(out["render.mp4"])], capture_output=True, text=True).stderr
+    assert "Audio:" in info and "Video:" in info
+    # streaming: one frame's tracked parameters in, the same image as the batch path out
+    with h5py.File(tracking) as f:
+        i = 35
+        one = PortraitRenderer(model, "cpu").render(f["fit/expression"][i], f["fit/rotation"][i], f["fit/translation"][i], f["gaze/head_pitch_yaw_deg"][i])
+    assert one.shape == (RES, RES, 3)
+    assert np.abs(one.astype(int) - rendered[i - 32].astype(int)).max() <= 1
+
+
+def test_perceptual_loss_loads_torchvision_format_weights_from_a_file_and_is_off_without(tmp_path):
+    from neural_renderer.renderer.losses import _vgg19_features, make_perceptual
+
+    assert make_perceptual(None, 10.0) is None and make_perceptual("x.pth", 0.0) is None
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in _vgg19_features().state_dict().items()}
+    torch.save(state, tmp_path / "vgg19.pth")
+    vgg = make_perceptual(str(tmp_path / "vgg19.pth"), 10.0)
+    a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    assert vgg(a, a).item() == 0 and vgg(a, b).item() > 0
+    assert not any(p.requires_grad for p in vgg.parameters())
+    with pytest.raises(PipelineInputError, match="cannot load VGG19"):
+        make_perceptual(str(tmp_path / "missing.pth"), 1.0)

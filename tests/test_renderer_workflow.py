@@ -1,0 +1,67 @@
+"""The renderer rules in a real Snakemake run: a 40-frame clip at 256 px through the whole DAG with a tiny renderer
+(train_renderer + render), resume-friendly layout (checkpoints not declared), per-video overrides rerun only it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import pytest
+from test_workflow import REPO, cut_clip, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "enabled": True,
+    "model": {"width": 16, "feature_dim": 4, "pixel_freqs": 3, "pose_freqs": 2, "gaze_freqs": 2, "latent_dim": 4, "decoder_channels": 8, "decoder_res_blocks": 1},
+    "train": {"iterations": 4, "batch_size": 2, "checkpoint_every": 2, "disc_channels": 4, "disc_layers": 2, "disc_scales": 1,
+              "device": "cpu", "train_frames": 30, "test_frames": 6, "min_train_frames": 8, "log_every": 1, "sample_every": 0},
+    "render": {"device": "cpu"},
+}
+
+
+@pytest.fixture(scope="module")
+def renderer_workflow(tmp_path_factory, shared_dir):
+    workdir = tmp_path_factory.mktemp("wf_renderer")
+    raw = workdir / "data" / "raw"
+    raw.mkdir(parents=True)
+    cut_clip(shared_dir / "testdata" / "videos" / "d0.mp4", raw / "d0.mp4", 40)
+    write_config(workdir, shared_dir, renderer=TINY)
+    proc = snakemake(workdir)
+    return workdir, shared_dir, proc
+
+
+def test_renderer_rules_train_and_render_every_video(renderer_workflow):
+    workdir, _, _ = renderer_workflow
+    out = workdir / "results" / "d0" / "renderer"
+    assert (out / "model.pt").is_file()
+    assert (out / "checkpoints" / "last.pt").is_file()  # kept between runs (not an output: never deleted by Snakemake)
+    assert len((out / "losses.jsonl").read_text().splitlines()) == 4
+    with h5py.File(out / "test_render.h5") as f:
+        assert f["frames"].shape == (6, 256, 256, 3) and list(f["frame_index"][()]) == list(range(34, 40))
+    for name in ("test_render.mp4", "test_side_by_side.mp4"):
+        assert (out / name).stat().st_size > 1000
+    assert "train_renderer" in (workdir / "logs" / "d0" / "train_renderer.log").read_text()
+    probe = json.loads((workdir / "results" / "d0" / "ingest" / "probe.json").read_text())
+    assert isinstance(probe["has_audio"], bool)
+    assert not list((workdir / "results").rglob(".*.tmp-*"))
+
+
+def test_renderer_override_reruns_only_the_renderer_of_that_video(renderer_workflow):
+    workdir, shared, _ = renderer_workflow
+    assert planned_jobs(workdir) == set()
+    write_config(workdir, shared, renderer=TINY, overrides={"d0": {"renderer": {"train": {"iterations": 6}}}})
+    try:
+        assert planned_jobs(workdir) == {("train_renderer", "d0"), ("render", "d0")}
+    finally:
+        write_config(workdir, shared, renderer=TINY)
+
+
+def test_renderer_rules_ask_for_a_gpu_and_retry_with_more_time():
+    text = (REPO / "rules" / "renderer.smk").read_text()
+    train_block = text.split("rule render:")[0]
+    assert "gpu=1" in train_block and "retries: 2" in train_block and "attempt * 720" in train_block
+    for block in text.split("\nrule ")[1:]:
+        assert "log:" in block and "conda:" in block and "code=code_hash(" in block
+    assert os.path.isfile(REPO / "envs" / "renderer.yaml")

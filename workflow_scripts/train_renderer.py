@@ -1,0 +1,10 @@
+"""Entry point of rule `train_renderer` (logic: neural_renderer.stages.train_renderer)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import train_renderer
+from neural_renderer.workflow import run_stage
+
+run_stage(sm, "train_renderer", lambda: train_renderer.run(sm.input.tracking, sm.output.model, cfg=sm.params.cfg, work_dir=sm.params.work_dir))
