@@ -10,7 +10,6 @@ neural_renderer.renderer.train (data on the device as uint8, bf16 autocast on CU
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import numpy as np
@@ -20,7 +19,8 @@ from neural_renderer.config import build_dataclass
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData
 from neural_renderer.renderer.model import PortraitGenerator
-from neural_renderer.renderer.train import resolve_device, train
+from neural_renderer.device import resolve_device
+from neural_renderer.renderer.train import train
 
 TINY_MODEL = {"width": 32, "feature_dim": 8, "pixel_freqs": 4, "latent_dim": 8, "decoder_channels": 16, "decoder_res_blocks": 2}
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 
 log = logging.getLogger(__name__)
@@ -99,12 +98,9 @@ def ensure_asset(
             raise PipelineInputError(target, f"existing file does not match the pinned checksum ({exc.reason}); "
                                              "delete it to download it again") from None  # fmt: skip
         return target
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{asset.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target) as tmp:
         log.info("downloading %s from %s", name, asset.url)
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             try:
                 with urllib.request.urlopen(asset.url, timeout=timeout_s) as response:
                     shutil.copyfileobj(response, out, length=1 << 20)
@@ -118,7 +114,4 @@ def ensure_asset(
             raise PipelineInputError(asset.url, f"downloaded asset {name!r} is corrupt or changed upstream ({exc.reason})") from None
         if asset.sha256 is None:
             log.warning("asset %s is not pinned; downloaded sha256 %s", name, sha256_file(tmp))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target

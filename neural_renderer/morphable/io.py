@@ -7,14 +7,13 @@ published file layouts and are tested on small synthetic files written in those 
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 
 from .model import LinearMorphableModel
@@ -73,14 +72,8 @@ def save_morphable_model(model: LinearMorphableModel, path: str | Path) -> Path:
     }
     if model.landmarks_68 is not None:
         arrays["landmarks_68"] = model.landmarks_68.astype(np.int32)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
+        np.savez_compressed(fh, **arrays)
     return out
 
 

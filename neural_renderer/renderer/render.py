@@ -15,7 +15,7 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData, pose_features
 from neural_renderer.renderer.model import PortraitGenerator
-from neural_renderer.renderer.train import resolve_device
+from neural_renderer.device import resolve_device
 from neural_renderer.storage import atomic_path
 
 

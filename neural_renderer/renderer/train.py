@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import FrameCache, TrackingData
 from neural_renderer.renderer.discriminator import MultiScaleDiscriminator
+from neural_renderer.atomic import atomic_path
+from neural_renderer.device import resolve_device
 from neural_renderer.renderer.losses import feature_matching, gan_loss, make_perceptual
 from neural_renderer.renderer.model import PortraitGenerator
 
@@ -29,23 +30,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PipelineInputError(None, "device 'cuda' requested but no CUDA GPU is available")
-    return torch.device(name)
-
-
 def atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _rng_state() -> dict[str, Any]:
@@ -266,10 +253,8 @@ def _read_losses(path: Path, upto: int) -> list[dict[str, float]]:
 
 
 def _write_losses(path: Path, rows: list[dict[str, float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _write_sample(path: Path, real: torch.Tensor, fake: torch.Tensor) -> None:

@@ -17,14 +17,14 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "track": ("video", "tracking", "assets.py", "stages/track.py"),
     "crop": ("crop", "stages/crop.py"),
     "correspondence": ("morphable", "stages/correspondence.py"),
-    "fit": ("fitting", "morphable", "stages/fit.py"),
+    "fit": ("fitting", "morphable", "device.py", "stages/fit.py"),
     "gaze": ("fitting", "morphable", "stages/gaze.py"),
     "assemble": ("video", "crop", "stages/assemble.py"),
     "qc": ("qc.py", "fitting", "morphable", "stages/qc.py"),
-    "train_renderer": ("renderer", "fitting/camera.py", "config.py", "stages/train_renderer.py"),
-    "render": ("renderer", "fitting/camera.py", "video/ffmpeg_exe.py", "config.py", "stages/render.py"),
+    "train_renderer": ("renderer", "device.py", "fitting/camera.py", "config.py", "stages/train_renderer.py"),
+    "render": ("renderer", "device.py", "fitting/camera.py", "video/ffmpeg_exe.py", "config.py", "stages/render.py"),
 }
-ALWAYS = ("storage", "errors.py", "__init__.py")
+ALWAYS = ("storage", "atomic.py", "errors.py", "__init__.py")
 
 
 def _files(package_dir: Path, rel: str) -> list[Path]:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from neural_renderer.assets import sha256_file
+from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting import FitConfig, FitResult, blendshapes_to_expression, fit_sequence_refined
 from neural_renderer.morphable import load_morphable_model
@@ -15,19 +16,8 @@ from neural_renderer.stages import correspondence as correspondence_stage
 from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an explicit 'cuda' without a GPU is a config error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PipelineInputError(None, "fit.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
-    return device
-
-
 def fit_config(cfg: dict[str, Any]) -> FitConfig:
-    values = {**cfg, "device": resolve_device(cfg.get("device", "auto"))}
+    values = {**cfg, "device": str(resolve_device(cfg.get("device", "auto")))}
     try:
         return FitConfig.from_dict(values)
     except (TypeError, ValueError) as exc:

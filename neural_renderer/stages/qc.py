@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from neural_renderer.config import build_dataclass
 from neural_renderer.fitting import project_model_points

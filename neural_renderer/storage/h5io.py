@@ -6,11 +6,9 @@ complete, so a killed job never leaves a file that looks finished (Snakemake wou
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import h5py
 import numpy as np
 
 from neural_renderer import __version__
+from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.storage.schema import (
     COMMON_ATTRS,
@@ -29,20 +28,6 @@ from neural_renderer.storage.schema import (
 )
 
 PER_FRAME_CHUNK = 256  # frames per chunk for small per-frame arrays: one read gives a useful window
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` on success, delete it on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _common_attrs(stage: str, video: str, source_path: str, source_sha256: str, stage_config: dict) -> dict[str, Any]:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.video.ffmpeg_exe import QUIET, check_readable, input_url, resolve_ffmpeg, stderr_tail
 from neural_renderer.video.probe import VIDEO_STREAM, VideoInfo, read_header_ffmpeg
@@ -114,7 +113,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def extract_audio(path: str | Path, out_wav: str | Path, sample_rate: int = 16000, ffmpeg: str | None = None) -> None:
-    """Write the first audio stream as a mono 16-bit PCM WAV at `sample_rate`, atomically (temp file + os.replace).
+    """Write the first audio stream as a mono 16-bit PCM WAV at `sample_rate`, atomically.
 
     Raises PipelineInputError when the video has no audio stream or ffmpeg cannot decode it.
     """
@@ -124,24 +123,17 @@ def extract_audio(path: str | Path, out_wav: str | Path, sample_rate: int = 1600
     header = read_header_ffmpeg(path, exe)
     if not header.has_audio:
         raise PipelineInputError(path, "the video has no audio stream")
-    out = Path(out_wav)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part.wav")
-    os.close(fd)
     try:
-        (
-            ffmpeg_python.input(input_url(path))
-            .output(
-                tmp, map="0:a:0", vn=None, ac=1, ar=int(sample_rate), acodec="pcm_s16le", format="wav",
-                map_metadata=-1, fflags="+bitexact", **{"flags:a": "+bitexact"},
-            )  # fmt: skip
-            .global_args(*QUIET, "-nostats", "-loglevel", "error")
-            .overwrite_output()
-            .run(cmd=exe, capture_stdout=True, capture_stderr=True)
-        )
-        os.replace(tmp, out)
+        with atomic_path(out_wav) as tmp:
+            (
+                ffmpeg_python.input(input_url(path))
+                .output(
+                    str(tmp), map="0:a:0", vn=None, ac=1, ar=int(sample_rate), acodec="pcm_s16le", format="wav",
+                    map_metadata=-1, fflags="+bitexact", **{"flags:a": "+bitexact"},
+                )  # fmt: skip
+                .global_args(*QUIET, "-nostats", "-loglevel", "error")
+                .overwrite_output()
+                .run(cmd=exe, capture_stdout=True, capture_stderr=True)
+            )
     except ffmpeg_python.Error as exc:
         raise PipelineInputError(path, f"cannot extract the audio track: {stderr_tail(exc.stderr)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
