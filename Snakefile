@@ -1,4 +1,5 @@
-# Portrait pipeline: raw portrait videos in data/raw/ -> tracked, cropped, 3DMM-fitted HDF5 per video.
+# Portrait pipeline: raw portrait videos in data/raw/ -> tracked, cropped, 3DMM-fitted HDF5 per video, a trained
+# renderer per identity, reenactments, audio-driven renders and an evaluation table.
 # This file only loads and validates the configuration and includes one rules/*.smk per stage.
 from snakemake.utils import min_version, validate
 
@@ -21,6 +22,9 @@ include: "rules/gaze.smk"
 include: "rules/assemble.smk"
 include: "rules/qc.smk"
 include: "rules/renderer.smk"
+include: "rules/reenact.smk"
+include: "rules/audio.smk"
+include: "rules/metrics.smk"
 
 
 rule all:

@@ -14,3 +14,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise PipelineInputError(None, "device 'cuda' requested but no CUDA GPU is available (use 'auto' or 'cpu')")
     return torch.device(name)
+
+
+def exact_float32() -> None:
+    """Turn off TF32 for this process: PyTorch uses it for convolutions on Ampere+ GPUs by default, which shifts
+    metric features by ~1e-3 relative; metrics must not depend on the GPU they ran on."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False

@@ -4,8 +4,10 @@ import sys
 from pathlib import Path
 
 from neural_renderer.config import stage_config, validate_config
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.stages.code_version import code_hash
-from neural_renderer.video import VIDEO_NAME_PATTERN, discover_videos
+from neural_renderer.video import VIDEO_NAME_PATTERN, discover_audio, discover_videos
 
 validate_config(config)  # overrides and cross-field checks beyond the JSON schema
 
@@ -17,10 +19,13 @@ RESULTS = config["results_dir"]
 VIDEOS = discover_videos(config["raw_dir"])
 if not VIDEOS:
     print(f"portrait pipeline: no videos in {config['raw_dir']}/ (mp4, mov, avi, mkv, webm)", file=sys.stderr)
+AUDIO_CLIPS = discover_audio(config["audio_dir"])
 
 
 wildcard_constraints:
     video=VIDEO_NAME_PATTERN,
+    driver=VIDEO_NAME_PATTERN,
+    clip=VIDEO_NAME_PATTERN,
 
 
 def raw_video(wildcards):
@@ -41,11 +46,17 @@ def cfg(stage, drop=()):
 
 
 def all_targets():
-    return [
-        target
-        for video in sorted(VIDEOS)
-        for target in (f"{RESULTS}/{video}/tracking.h5", f"{RESULTS}/{video}/qc/stats.json")
-    ] + renderer_targets()
+    return (
+        [
+            target
+            for video in sorted(VIDEOS)
+            for target in (f"{RESULTS}/{video}/tracking.h5", f"{RESULTS}/{video}/qc/stats.json")
+        ]
+        + renderer_targets()
+        + reenact_targets()
+        + audio_targets()
+        + metrics_targets()
+    )
 
 
 def renderer_targets():
@@ -57,3 +68,49 @@ def renderer_targets():
         for video in sorted(VIDEOS)
         for target in (f"{RESULTS}/{video}/renderer/model.pt", f"{RESULTS}/{video}/renderer/test_render.mp4")
     ]
+
+
+def renderer_variant(video):
+    """The renderer variant of a video (full | cnn), names the method in the metrics table."""
+    return stage_config(config, "renderer", video).get("model", {}).get("variant", RendererConfig().model.variant)
+
+
+def reenact_targets():
+    """One reenactment per configured (driver, target) pair."""
+    return [f"{RESULTS}/{p['target']}/reenact/{p['driver']}/reenacted.mp4" for p in config.get("reenact", {}).get("pairs", [])]
+
+
+def audio_targets():
+    """Every clip in audio_dir rendered by every configured audio target identity."""
+    return [
+        f"{RESULTS}/{target}/audio_render/{clip}/audio_render.mp4"
+        for target in config.get("audio", {}).get("targets", [])
+        for clip in sorted(AUDIO_CLIPS)
+    ]
+
+
+def rendered_outputs():
+    """(kind, rendered frames file without .h5) of every rendered output the run makes."""
+    outputs = [("self", f"{RESULTS}/{video}/renderer/test_render") for video in sorted(VIDEOS)] if config.get("renderer", {}).get("enabled", False) else []
+    outputs += [("cross", t[: -len(".mp4")]) for t in reenact_targets()]
+    outputs += [("audio", t[: -len(".mp4")]) for t in audio_targets()]
+    return outputs
+
+
+def metrics_targets():
+    """Metrics of every rendered output plus the summary table, when `metrics.enabled`."""
+    if not config.get("metrics", {}).get("enabled", False):
+        return []
+    return [f"{RESULTS}/metrics/summary.csv"]
+
+
+def check_named_videos():
+    """Reenactment pairs and audio targets must name videos in raw_dir (a typo would otherwise be a MissingInput)."""
+    named = [(f"reenact.pairs[{i}].{role}", p[role]) for i, p in enumerate(config.get("reenact", {}).get("pairs", [])) for role in ("driver", "target")]
+    named += [(f"audio.targets[{i}]", t) for i, t in enumerate(config.get("audio", {}).get("targets", []))]
+    unknown = [f"{where}={name!r}" for where, name in named if name not in VIDEOS]
+    if unknown:
+        raise PipelineInputError(None, f"config names videos that are not in {config['raw_dir']}/: {', '.join(unknown)}; known: {sorted(VIDEOS)}")
+
+
+check_named_videos()

@@ -112,3 +112,34 @@ def test_code_hash_is_per_stage_and_follows_the_code(tmp_path):
     after = {stage: code_hash(stage, package) for stage in STAGE_CODE}
     changed = {stage for stage in STAGE_CODE if before[stage] != after[stage]}
     assert changed == {"crop", "assemble"}
+
+
+# Keys the workflow reads itself (which videos to pair or drive); not options of the stage's dataclass.
+WORKFLOW_KEYS = {"reenact": {"pairs"}, "audio": {"targets"}}
+
+
+def _compare_nested(schema_def, cls, where):
+    props = schema_def["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(props) - WORKFLOW_KEYS.get(where, set()) == set(fields), where
+    assert schema_def.get("additionalProperties") is False, f"{where}: typos must be rejected"
+    for name, f in fields.items():
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            _compare_nested(props[name], type(default), f"{where}.{name}")
+
+
+@pytest.mark.parametrize(
+    "section, cls_path",
+    [
+        ("renderer", "neural_renderer.renderer.config.RendererConfig"),
+        ("metrics", "neural_renderer.metrics.config.MetricsConfig"),
+        ("reenact", "neural_renderer.reenact.config.ReenactConfig"),
+        ("audio", "neural_renderer.audio.config.AudioConfig"),
+    ],
+)
+def test_nested_schema_sections_match_dataclasses(repo_dir, section, cls_path):
+    module, name = cls_path.rsplit(".", 1)
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    schema = yaml.safe_load((repo_dir / "config.schema.yaml").read_text())
+    _compare_nested(schema["$defs"][section], cls, section)

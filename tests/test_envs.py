@@ -51,3 +51,16 @@ def test_every_rule_has_a_log(repo_dir):
         for block in re.split(r"\n(?=rule )", smk.read_text()):
             if block.startswith("rule ") or "\nrule " in block:
                 assert "log:" in block, f"{smk.name}: rule without log:\n{block[:80]}"
+
+
+def test_weight_packages_pinned_alike_everywhere(repo_dir):
+    """requirements-weights.txt (installed with --no-deps), the metrics env's post-deploy script and the package's
+    own table of weight packages (used in its 'how to install' errors) pin the same versions."""
+    from neural_renderer.metrics.weights import WEIGHT_PACKAGES
+
+    weights = _pins((repo_dir / "requirements-weights.txt").read_text().splitlines())
+    assert weights == {k.lower(): v for k, v in WEIGHT_PACKAGES.items()}
+    script = (repo_dir / "envs" / "metrics.post-deploy.sh").read_text()
+    post = dict(re.findall(r"([A-Za-z0-9_.\-]+)==([^\s\\]+)", script))
+    assert post == weights
+    assert not set(weights) & set(_pins((repo_dir / "requirements.txt").read_text().splitlines()))

@@ -183,4 +183,4 @@ def test_validate_arrays_binds_symbolic_dims():
 def test_readme_schema_matches_schema_module(repo_dir):
     readme = (repo_dir / "README.md").read_text()
     assert markdown() in readme, "README schema is stale: paste `python -m neural_renderer.storage`"
-    assert set(STAGES) == {"track", "crop", "fit", "gaze", "tracking"}
+    assert set(STAGES) == {"track", "crop", "fit", "gaze", "tracking", "rendered", "features"}

@@ -13,5 +13,6 @@ run_stage(
     lambda: render.run(
         sm.input.tracking, sm.input.model, sm.output.mp4, sm.output.h5, sm.output.side_by_side,
         cfg=sm.params.cfg, probe_json=sm.input.probe, raw_video=sm.input.video, ffmpeg=sm.params.ffmpeg,
+        video=sm.wildcards.video,
     ),
 )

@@ -6,7 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -16,7 +15,8 @@ from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData, pose_features
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.device import resolve_device
-from neural_renderer.storage import atomic_path
+from neural_renderer.assets import sha256_file
+from neural_renderer.storage import atomic_path, write_stage
 
 
 class PortraitRenderer:
@@ -31,6 +31,7 @@ class PortraitRenderer:
         self.cfg = build_dataclass(RendererConfig, blob["config"])
         self.device = resolve_device(device)
         self.resolution = int(blob["resolution"])
+        self.n_expression = int(blob["n_expression"])
         self.gen = PortraitGenerator(self.cfg.model, self.resolution, blob["n_expression"], blob["n_train"])
         self.gen.load_state_dict(blob["generator"])
         self.gen.to(self.device).eval()
@@ -83,7 +84,7 @@ class FfmpegWriter:
 
 def render_test_frames(
     data: TrackingData, renderer: PortraitRenderer, out_mp4: Path, out_h5: Path, side_by_side_mp4: Path | None,
-    *, ffmpeg: str, audio_source: Path | None = None, batch_size: int = 4, crf: int = 18,
+    *, ffmpeg: str, audio_source: Path | None = None, batch_size: int = 4, crf: int = 18, video: str = "",
 ) -> np.ndarray:
     """Self-reenactment of data.test_idx from its own parameters: mp4 (with audio), frames HDF5, GT | render mp4."""
     if data.resolution != renderer.resolution:
@@ -96,23 +97,32 @@ def render_test_frames(
     for s in range(0, len(idx), batch_size):
         b = idx[s : s + batch_size]
         rendered[s : s + len(b)] = renderer.render_batch(data.pose[b], data.gaze_rad[b], data.expression[b])
-    with atomic_path(out_h5) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("frames", data=rendered, chunks=(1, r, r, 3), compression="gzip", compression_opts=4)
-            f.create_dataset("frame_index", data=idx.astype(np.int64))
-            f.attrs.update({"stage": "render", "fps": data.fps, "resolution": r, "n_frames": len(idx), "source_path": str(data.path), "test_latent": renderer.cfg.render.test_latent})
+    write_stage(
+        out_h5, "rendered", {"frames": rendered, "frame_index": idx.astype(np.int64)}, video=video, source_path=str(data.path),
+        source_sha256=sha256_file(data.path), stage_config=renderer.cfg.to_dict(),
+        attrs={"fps": data.fps, "resolution": r, "kind": "self", "driver": video, "target": video, "test_latent": renderer.cfg.render.test_latent},
+    )
     outputs = [(out_mp4, lambda i: rendered[i], r)]
     if side_by_side_mp4 is not None:
         outputs.append((Path(side_by_side_mp4), lambda i: np.concatenate([data.frames[idx[i]], rendered[i]], axis=1), 2 * r))
     for path, frame_of, width in outputs:
-        with atomic_path(path) as tmp:
-            writer = FfmpegWriter(tmp, width, r, data.fps, ffmpeg, crf, audio_source, start_s)
-            try:
-                for i in range(len(idx)):
-                    writer.write(frame_of(i))
-            finally:
-                writer.close()
+        write_mp4(path, len(idx), frame_of, width, r, data.fps, ffmpeg=ffmpeg, crf=crf, audio=audio_source, audio_start_s=start_s)
     return rendered
+
+
+def write_mp4(
+    path: str | Path, n_frames: int, frame_of, width: int, height: int, fps: float,
+    *, ffmpeg: str, crf: int = 18, audio: Path | None = None, audio_start_s: float = 0.0,
+) -> None:
+    """Atomically write `frame_of(i)` (i = 0..n_frames-1, (height, width, 3) uint8) as an H.264 mp4, muxing the first
+    audio stream of `audio` (from `audio_start_s`, cut to the video) when given."""
+    with atomic_path(path) as tmp:
+        writer = FfmpegWriter(tmp, width, height, fps, ffmpeg, crf, audio, audio_start_s)
+        try:
+            for i in range(n_frames):
+                writer.write(frame_of(i))
+        finally:
+            writer.close()
 
 
 def has_audio(probe_json: str | Path | None) -> bool:

@@ -22,7 +22,13 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "assemble": ("video", "crop", "stages/assemble.py"),
     "qc": ("qc.py", "fitting", "morphable", "stages/qc.py"),
     "train_renderer": ("renderer", "device.py", "fitting/camera.py", "config.py", "stages/train_renderer.py"),
-    "render": ("renderer", "device.py", "fitting/camera.py", "video/ffmpeg_exe.py", "config.py", "stages/render.py"),
+    "render": ("renderer", "device.py", "fitting/camera.py", "video/ffmpeg_exe.py", "config.py", "assets.py", "stages/render.py"),
+    "reenact": ("reenact", "renderer", "device.py", "fitting/camera.py", "video/ffmpeg_exe.py", "assets.py", "config.py", "stages/reenact.py"),
+    "train_audio": ("audio", "reenact", "renderer", "fitting/rotation.py", "fitting/camera.py", "video/ffmpeg_exe.py", "device.py", "assets.py", "config.py", "stages/train_audio.py"),
+    "audio_render": ("audio", "reenact", "renderer", "fitting/rotation.py", "fitting/camera.py", "video/ffmpeg_exe.py", "device.py", "assets.py", "config.py", "stages/audio_render.py"),
+    # metric features re-run the project's tracker and fitter on frames, so their code is part of the features' code
+    "metric_features": ("metrics", "tracking", "fitting", "morphable", "stages/correspondence.py", "renderer/data.py", "device.py", "config.py", "assets.py", "stages/metric_features.py"),
+    "metrics": ("metrics", "device.py", "config.py", "stages/metrics.py"),
 }
 ALWAYS = ("storage", "atomic.py", "errors.py", "__init__.py")
 

@@ -18,6 +18,7 @@ from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 def run(
     tracking_h5: str | Path, model: str | Path, out_mp4: str | Path, out_h5: str | Path, out_side_by_side: str | Path | None,
     *, cfg: dict[str, Any], probe_json: str | Path | None = None, raw_video: str | Path | None = None, ffmpeg: str | None = None,
+    video: str | None = None,
 ):
     rcfg = build_dataclass(RendererConfig, cfg)
     t = rcfg.train
@@ -28,5 +29,5 @@ def run(
     audio = Path(raw_video) if raw_video and has_audio(probe_json) else None
     return render_test_frames(
         data, renderer, Path(out_mp4), Path(out_h5), Path(out_side_by_side) if out_side_by_side and rcfg.render.side_by_side else None,
-        ffmpeg=resolve_ffmpeg(ffmpeg), audio_source=audio, crf=rcfg.render.crf,
+        ffmpeg=resolve_ffmpeg(ffmpeg), audio_source=audio, crf=rcfg.render.crf, video=video or Path(tracking_h5).parent.name,
     )

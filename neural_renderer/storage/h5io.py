@@ -49,7 +49,8 @@ def _write_dataset(group: h5py.Group, name: str, array: np.ndarray, per_frame: b
         return
     kwargs: dict[str, Any] = {}
     if per_frame and array.ndim >= 1 and array.shape[0] > 0:
-        kwargs["chunks"] = (min(array.shape[0], PER_FRAME_CHUNK),) + array.shape[1:]
+        per_chunk = 1 if array.ndim == 4 else min(array.shape[0], PER_FRAME_CHUNK)  # images: one frame per chunk
+        kwargs["chunks"] = (per_chunk,) + array.shape[1:]
         kwargs["compression"] = "gzip"
         kwargs["compression_opts"] = 4
     group.create_dataset(name, data=array, **kwargs)

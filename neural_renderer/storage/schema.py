@@ -58,6 +58,7 @@ class StageSchema:
     description: str
     datasets: dict[str, DatasetSpec]
     attrs: dict[str, str] = field(default_factory=dict)  # stage-specific required attributes -> meaning
+    filename: str = ""  # the file name(s) when not `{stage}.h5`
 
 
 # Attributes every file carries, so any file can be traced to its input, code and configuration.
@@ -147,7 +148,48 @@ ASSEMBLED = StageSchema(
     attrs={"fps": "frames per second", "resolution": "crop side (px)", "n_frames": "T"},
 )
 
-STAGES: dict[str, StageSchema] = {s.stage: s for s in (TRACK, CROP, FIT, GAZE, ASSEMBLED)}
+RENDERED = StageSchema(
+    stage="rendered",
+    description="generated frames (self-reenactment of the test frames, cross-identity reenactment or audio-driven); "
+    "the input of the metrics",
+    datasets={
+        "frames": FRAMES,
+        "frame_index": DatasetSpec("int64", ("T",), "driving frame's index in the driver's tracking.h5 (audio-driven: output frame number)"),
+    },
+    attrs={
+        "fps": "frames per second",
+        "resolution": "crop side (px)",
+        "kind": "self | cross | audio",
+        "driver": "driving video (or audio file) name",
+        "target": "identity whose renderer produced the frames",
+    },
+    filename="renderer/test_render.h5`, `reenact/{driver}/reenacted.h5`, `audio_render/{clip}/audio_render.h5",
+)
+
+FEATURES = StageSchema(
+    stage="features",
+    description="cached metric features of one set of frames (real test frames, rendered frames or driving frames), "
+    "so a new method or video only computes what is new",
+    datasets={
+        "frame_index": DatasetSpec("int64", ("T",), "frame index the features belong to (as in the frames' source)"),
+        "inception": DatasetSpec(F32, ("T", 2048), "InceptionV3 pool features (TF weights), for FID"),
+        "i3d": DatasetSpec(F32, ("C", 400), "I3D Kinetics-400 logits of consecutive 16-frame clips at 224 px, for FVD", per_frame=False),
+        "identity": DatasetSpec(F32, ("T", "D"), "face-identity embedding, for CSIM; NaN where no face"),
+        "identity_valid": DatasetSpec("bool", ("T",), "a face was found for the identity embedding"),
+        "expression": DatasetSpec(F32, ("T", "Ke"), "expression coefficients re-extracted with the project's tracker and fitter"),
+        "rotation": DatasetSpec(F32, ("T", 3, 3), "re-extracted model -> camera rotation"),
+        "gaze_pitch_yaw_deg": DatasetSpec(F32, ("T", 2), "re-extracted gaze relative to the head", "deg"),
+        "motion_valid": DatasetSpec("bool", ("T",), "the tracker found a face (motion features valid)"),
+    },
+    attrs={
+        "source": "rendered | real (frames read from tracking.h5)",
+        "identity_backend": "face-identity network (dlib_resnet_v1 | arcface)",
+        "clip_len": "frames per I3D clip",
+    },
+    filename="metrics/real_test.features.h5`, `{rendered}.features.h5`, `reenact/{driver}/driving.features.h5",
+)
+
+STAGES: dict[str, StageSchema] = {s.stage: s for s in (TRACK, CROP, FIT, GAZE, ASSEMBLED, RENDERED, FEATURES)}
 MERGED_STAGES = ("track", "crop", "fit", "gaze")
 
 
@@ -175,7 +217,7 @@ def markdown() -> str:
     """The schema as Markdown tables (pasted into the README; a test keeps them in sync)."""
     lines = ["Attributes on every file: " + ", ".join(f"`{k}`" for k in COMMON_ATTRS) + "."]
     for schema in STAGES.values():
-        filename = "tracking.h5" if schema.stage == "tracking" else f"{schema.stage}.h5"
+        filename = schema.filename or f"{schema.stage}.h5"
         lines += ["", f"**`{filename}`**: {schema.description}.", "", "| dataset | dtype | shape | unit | meaning |", "|---|---|---|---|---|"]
         for name, spec in schema.datasets.items():
             shape = "(" + ", ".join(str(d) for d in spec.shape) + ")"

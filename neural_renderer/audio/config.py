@@ -1,0 +1,84 @@
+"""Typed audio-driven configuration (defaults live here; `config.schema.yaml` $defs/audio mirrors the fields)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FeatureConfig:
+    sample_rate: int = 16000  # the ingest stage's WAV rate; other inputs are resampled to it
+    n_mels: int = 80
+    win_ms: float = 25.0  # STFT window
+    hop_ms: float = 10.0  # STFT hop: 100 mel frames per second
+    fmin: float = 55.0
+    fmax: float = 7600.0
+    # Mel frames per video frame, centred on the frame's timestamp: 32 x 10 ms = 320 ms of context, the span of
+    # AD-NeRF's 16 DeepSpeech windows of 20 ms (enough for a phoneme on either side of the current one).
+    window: int = 32
+    normalise: str = "utterance"  # utterance: per-clip mean/variance per mel bin (robust to recording level/channel) | none
+
+    def __post_init__(self) -> None:
+        if self.normalise not in ("utterance", "none"):
+            raise ValueError(f"normalise must be utterance or none, got {self.normalise!r}")
+        if self.window < 4:
+            raise ValueError(f"window must be >= 4 mel frames, got {self.window}")
+        if not 0 < self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need 0 < fmin < fmax <= sample_rate / 2, got {self.fmin}, {self.fmax}")
+
+
+@dataclass
+class AudioNetConfig:
+    channels: int = 128  # 1D conv channels over the window (time axis; mel bins are the input channels)
+    code_dim: int = 64  # per-frame audio code
+    # AD-NeRF's attention smoothing: codes of this many neighbouring frames are weighted by a learned softmax
+    # attention and summed before the output layer (0 or 1 = per-frame, no temporal smoothing).
+    smooth_frames: int = 8
+    pose: bool = True  # train N_pose as well (False: render with the identity's mean pose)
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.code_dim < 1 or self.smooth_frames < 0:
+            raise ValueError("channels and code_dim must be >= 1, smooth_frames >= 0")
+
+
+@dataclass
+class AudioTrainConfig:
+    iterations: int = 20000
+    batch_size: int = 64
+    lr: float = 5e-4  # Adam (AD-NeRF's audio nets use 5e-4)
+    weight_decay: float = 0.0
+    w_expression: float = 1.0
+    w_rotation: float = 1.0  # MSE of the 6D rotation relative to the mean
+    w_translation: float = 1.0  # MSE of the standardised translation offset
+    feature_noise: float = 0.0  # std of Gaussian noise on the normalised features (augmentation)
+    log_every: int = 500
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class AudioRenderConfig:
+    smoothing_sigma: float = 0.0  # extra Gaussian smoothing of the predicted parameters (frames; 0 = off)
+    batch_size: int = 8
+    test_latent: str | None = None  # renderer latent: mean | first | zero; null = the renderer's render.test_latent
+    crf: int = 18
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.smoothing_sigma < 0:
+            raise ValueError(f"smoothing_sigma must be >= 0, got {self.smoothing_sigma}")
+        if self.test_latent not in (None, "mean", "first", "zero"):
+            raise ValueError(f"test_latent must be mean, first, zero or null, got {self.test_latent!r}")
+
+
+@dataclass
+class AudioConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: AudioNetConfig = field(default_factory=AudioNetConfig)
+    train: AudioTrainConfig = field(default_factory=AudioTrainConfig)
+    render: AudioRenderConfig = field(default_factory=AudioRenderConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,107 @@
+"""Audio file -> per-frame features at the target's fps -> N_exp / N_pose -> the target's PortraitRenderer ->
+mp4 with the audio muxed in + frames HDF5 (schema `rendered`, kind "audio", frame_index = 0..T-1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural_renderer.assets import sha256_file
+from neural_renderer.audio.config import AudioConfig, AudioRenderConfig
+from neural_renderer.audio.features import audio_features, load_audio
+from neural_renderer.audio.model import predict_sequence, pose_to_matrix
+from neural_renderer.audio.train import FORMAT, build_nets
+from neural_renderer.config import build_dataclass
+from neural_renderer.device import resolve_device
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.reenact.render import read_motion, render_params
+from neural_renderer.reenact.transfer import Transferred, motion_stats, project_to_rotation, smooth_rotations, smooth_sequence
+from neural_renderer.renderer.render import PortraitRenderer, write_mp4
+from neural_renderer.storage import write_stage
+
+log = logging.getLogger(__name__)
+
+
+class AudioDriver:
+    """A trained audio model: features -> expression (T, Ke), relative rotation (T, 3, 3), translation offset (T, 3)."""
+
+    def __init__(self, path: str | Path, device: str = "auto"):
+        path = Path(path)
+        if not path.is_file():
+            raise PipelineInputError(path, "audio model not found (train it first)")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001
+            raise PipelineInputError(path, f"cannot load audio model ({exc})") from None
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise PipelineInputError(path, f"not an audio model (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}, expected {FORMAT!r})")
+        self.path = path
+        self.cfg = build_dataclass(AudioConfig, blob["config"])
+        self.device = resolve_device(device)
+        self.exp_net, self.pose_net = build_nets(self.cfg, blob["n_expression"])
+        self.exp_net.load_state_dict(blob["exp_net"])
+        self.exp_net.to(self.device).eval()
+        if self.pose_net is not None:
+            self.pose_net.load_state_dict(blob["pose_net"])
+            self.pose_net.to(self.device).eval()
+        self.norm = {k: v.numpy() for k, v in blob["norm"].items()}
+        self.expression_names = list(blob["expression_names"])
+        self.metrics = blob.get("metrics", {})
+        self.fps = float(blob["fps"])
+
+    @torch.inference_mode()
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = torch.from_numpy(features).to(self.device)
+        expression = predict_sequence(self.exp_net, x).cpu().numpy().astype(np.float32)
+        t = len(features)
+        if self.pose_net is None:
+            return expression, np.repeat(np.eye(3)[None], t, 0), np.zeros((t, 3))
+        pose = predict_sequence(self.pose_net, x).double()
+        rel = pose_to_matrix(pose).cpu().numpy()
+        offset = pose[:, 6:].cpu().numpy() * self.norm["translation_std"][None]
+        return expression, rel, offset
+
+
+def render_audio(
+    audio_path: str | Path, target_tracking: str | Path, renderer_model: str | Path, audio_model: str | Path, out_mp4: str | Path, out_h5: str | Path,
+    *, cfg: AudioRenderConfig, clip: str, target: str, ffmpeg: str,
+) -> np.ndarray:
+    """Returns the generated frames (T, R, R, 3), T = round(audio duration * the target's fps)."""
+    driver = AudioDriver(audio_model, cfg.device)
+    motion = read_motion(target_tracking)
+    if driver.expression_names != motion.expression_names:
+        raise PipelineInputError(audio_model, f"trained on other expression coefficients than {target_tracking} has")
+    renderer = PortraitRenderer(renderer_model, cfg.device, cfg.test_latent)
+    if renderer.n_expression != len(driver.expression_names):
+        raise PipelineInputError(renderer_model, f"renderer takes {renderer.n_expression} expression coefficients, the audio model gives {len(driver.expression_names)}")
+    fps = motion.fps
+    samples = load_audio(audio_path, driver.cfg.features.sample_rate, ffmpeg)
+    feats = audio_features(samples, fps, driver.cfg.features)
+    expression, rel, offset = driver.predict(feats)
+    # The nets predict the pose relative to the training frames' mean; gaze is the target's mean gaze.
+    rotation = project_to_rotation(rel @ driver.norm["rotation_mean"])
+    translation = driver.norm["translation_mean"][None] + offset
+    gaze = np.repeat(motion_stats(motion).gaze_deg[None], len(feats), 0)
+    if cfg.smoothing_sigma > 0:
+        expression = np.clip(smooth_sequence(expression, cfg.smoothing_sigma), 0, 1).astype(np.float32)
+        rotation = smooth_rotations(rotation, cfg.smoothing_sigma)
+        translation = smooth_sequence(translation, cfg.smoothing_sigma)
+    frames = render_params(renderer, Transferred(expression, rotation, translation, gaze), cfg.batch_size)
+    n, r = len(frames), renderer.resolution
+    write_stage(
+        out_h5, "rendered", {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
+        video=f"{clip}_to_{target}", source_path=str(audio_path), source_sha256=sha256_file(audio_path),
+        stage_config=driver.cfg.to_dict() | {"render": dataclasses.asdict(cfg)},
+        attrs={"fps": fps, "resolution": r, "kind": "audio", "driver": clip, "target": target, "audio_model": str(audio_model), "renderer_model": str(renderer_model)},
+    )
+    try:
+        write_mp4(out_mp4, n, lambda i: frames[i], r, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=Path(audio_path))
+    except BaseException:
+        Path(out_h5).unlink(missing_ok=True)
+        raise
+    log.info("rendered %d frames of %s from %s", n, target, audio_path)
+    return frames

@@ -1,0 +1,198 @@
+"""Per-identity training of N_exp and N_pose on the renderer's training split (targets: the tracked expression
+and head pose), with held-out errors on the renderer's test split stored in the saved model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neural_renderer.atomic import atomic_path
+from neural_renderer.audio.config import AudioConfig
+from neural_renderer.audio.features import audio_features
+from neural_renderer.audio.model import ExpressionNet, PoseNet, neighbour_index, pose_to_matrix
+from neural_renderer.device import resolve_device
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.reenact.transfer import Motion, rotation_mean
+from neural_renderer.renderer.data import split_counts
+
+log = logging.getLogger(__name__)
+FORMAT = "portrait-audio/1"
+
+
+@dataclass
+class AudioTrainingData:
+    features: np.ndarray  # (T, n_mels, W) float32, one window per video frame
+    expression: np.ndarray  # (T, Ke) float32
+    pose: np.ndarray  # (T, 9) float32: 6D rotation relative to the mean + standardised translation offset
+    rotation_rel: np.ndarray  # (T, 3, 3) the relative rotation itself (for angle errors)
+    norm: dict[str, np.ndarray]  # rotation_mean (3, 3), translation_mean (3,), translation_std (3,), gaze_mean_deg (2,), expression_mean (Ke,)
+    train_idx: np.ndarray  # valid frames of the training range [0, n_train)
+    test_idx: np.ndarray  # the last n_test frames
+    n_train: int  # the training range (neighbours of training frames stay inside it)
+    fps: float
+
+
+def relative_pose(motion: Motion, rotation_mean_: np.ndarray, translation_mean: np.ndarray, translation_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 9) N_pose targets and (T, 3, 3) relative rotations R_t R_mean^T."""
+    rel = motion.rotation @ rotation_mean_.T
+    six = rel[:, :, :2].transpose(0, 2, 1).reshape(-1, 6)
+    off = (motion.translation - translation_mean[None]) / translation_std[None]
+    return np.concatenate([six, off], 1).astype(np.float32), rel
+
+
+def prepare(motion: Motion, samples: np.ndarray, cfg: AudioConfig, train_frames: float, test_frames: float, min_train_frames: int, source: Any = None) -> AudioTrainingData:
+    """Features for every tracked frame, targets and the renderer's train/test split (same rule as load_tracking)."""
+    t = len(motion)
+    try:
+        n_train, n_test = split_counts(t, train_frames, test_frames)
+    except PipelineInputError as exc:
+        raise PipelineInputError(source, exc.reason) from None
+    train_idx = np.flatnonzero(motion.valid[:n_train])
+    test_idx = np.arange(t - n_test, t)
+    if len(train_idx) < min_train_frames:
+        raise PipelineInputError(source, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}")
+    feats = audio_features(samples, motion.fps, cfg.features, n_frames=t)
+    r_mean = rotation_mean(motion.rotation[train_idx])
+    t_mean = motion.translation[train_idx].mean(0)
+    t_std = np.maximum(motion.translation[train_idx].std(0), 1e-3)
+    pose, rel = relative_pose(motion, r_mean, t_mean, t_std)
+    norm = {
+        "rotation_mean": r_mean, "translation_mean": t_mean, "translation_std": t_std,
+        "gaze_mean_deg": motion.gaze_deg[train_idx].mean(0), "expression_mean": motion.expression[train_idx].mean(0),
+    }
+    return AudioTrainingData(feats, motion.expression.astype(np.float32), pose, rel, norm, train_idx, test_idx, n_train, motion.fps)
+
+
+def rotation_angle_deg(r: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) -> rotation angle in degrees."""
+    cos = np.clip((np.trace(r, axis1=-2, axis2=-1) - 1) / 2, -1, 1)
+    return np.degrees(np.arccos(cos))
+
+
+@torch.no_grad()
+def evaluate(exp_net, pose_net, data: AudioTrainingData, idx: np.ndarray, lo: int, hi: int, device: torch.device, mouth: np.ndarray | None = None) -> dict[str, float]:
+    """Errors on frames `idx` (neighbours clamped to [lo, hi)) against predicting the training mean; `mouth` (Ke,)
+    bool selects the speech-driven coefficients (jaw*, mouth*) for separate mouth_* errors."""
+    feats = torch.from_numpy(data.features).to(device)
+    centre = torch.from_numpy(idx).to(device)
+    x = feats[neighbour_index(centre, exp_net.k, lo, hi)]
+    e_true = data.expression[idx]
+    e_pred = exp_net(x).cpu().numpy()
+    out = {
+        "expression_mse": float(np.mean((e_pred - e_true) ** 2)),
+        "expression_mse_mean_baseline": float(np.mean((data.norm["expression_mean"][None] - e_true) ** 2)),
+        "expression_mae": float(np.mean(np.abs(e_pred - e_true))),
+        "expression_mae_mean_baseline": float(np.mean(np.abs(data.norm["expression_mean"][None] - e_true))),
+        "n_frames": int(len(idx)),
+    }
+    if mouth is not None and mouth.any():
+        out["mouth_mse"] = float(np.mean((e_pred - e_true)[:, mouth] ** 2))
+        out["mouth_mse_mean_baseline"] = float(np.mean((data.norm["expression_mean"][None] - e_true)[:, mouth] ** 2))
+    rel_true = data.rotation_rel[idx]
+    off_true = data.pose[idx, 6:] * data.norm["translation_std"][None]
+    out["rotation_error_deg_mean_baseline"] = float(rotation_angle_deg(rel_true).mean())
+    out["translation_error_mean_baseline"] = float(np.linalg.norm(off_true, axis=1).mean())
+    if pose_net is not None:
+        pred = pose_net(feats[neighbour_index(centre, pose_net.k, lo, hi)])
+        rel_pred = pose_to_matrix(pred.double()).cpu().numpy()
+        off_pred = pred[:, 6:].cpu().numpy() * data.norm["translation_std"][None]
+        out["rotation_error_deg"] = float(rotation_angle_deg(np.swapaxes(rel_pred, 1, 2) @ rel_true).mean())
+        out["translation_error"] = float(np.linalg.norm(off_pred - off_true, axis=1).mean())
+    return out
+
+
+def mouth_mask(expression_names: list[str]) -> np.ndarray:
+    """The coefficients speech drives directly: ARKit jaw* and mouth*."""
+    return np.array([n.startswith(("jaw", "mouth")) for n in expression_names], bool)
+
+
+@dataclass
+class AudioTrainResult:
+    model_path: Path
+    losses: list[dict[str, float]]
+    metrics: dict[str, Any]
+    iterations_per_s: float
+
+
+def build_nets(cfg: AudioConfig, n_expression: int) -> tuple[ExpressionNet, PoseNet | None]:
+    f = cfg.features
+    exp_net = ExpressionNet(f.n_mels, f.window, n_expression, cfg.model)
+    pose_net = PoseNet(f.n_mels, f.window, cfg.model) if cfg.model.pose else None
+    return exp_net, pose_net
+
+
+def train_audio(data: AudioTrainingData, cfg: AudioConfig, model_path: str | Path, *, expression_names: list[str], tracking_sha256: str = "") -> AudioTrainResult:
+    t = cfg.train
+    device = resolve_device(t.device)
+    torch.manual_seed(t.seed)
+    gen = torch.Generator().manual_seed(t.seed)
+    exp_net, pose_net = build_nets(cfg, data.expression.shape[1])
+    nets = [n for n in (exp_net, pose_net) if n is not None]
+    for n in nets:
+        n.to(device).train()
+    params = [p for n in nets for p in n.parameters()]
+    opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    feats = torch.from_numpy(data.features).to(device)
+    expr = torch.from_numpy(data.expression).to(device)
+    pose = torch.from_numpy(data.pose).to(device)
+    train_idx = torch.from_numpy(data.train_idx)
+    losses: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    for it in range(t.iterations):
+        centre = train_idx[torch.randint(len(train_idx), (t.batch_size,), generator=gen)].to(device)
+        x = feats[neighbour_index(centre, exp_net.k, 0, data.n_train)]
+        if t.feature_noise > 0:
+            x = x + t.feature_noise * torch.randn_like(x)
+        l_exp = torch.mean((exp_net(x) - expr[centre]) ** 2)
+        loss = t.w_expression * l_exp
+        row = {"iteration": it + 1, "expression": l_exp.item()}
+        if pose_net is not None:
+            p = pose_net(x)
+            l_rot = torch.mean((p[:, :6] - pose[centre, :6]) ** 2)
+            l_tr = torch.mean((p[:, 6:] - pose[centre, 6:]) ** 2)
+            loss = loss + t.w_rotation * l_rot + t.w_translation * l_tr
+            row.update(rotation=l_rot.item(), translation=l_tr.item())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        row["loss"] = loss.item()
+        if not np.isfinite(row["loss"]):
+            raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {row}")
+        losses.append(row)
+        if t.log_every and (it + 1) % t.log_every == 0:
+            log.info("it %d  %.1f it/s  %s", it + 1, (it + 1) / (time.perf_counter() - t0), {k: round(v, 5) for k, v in row.items()})
+    speed = t.iterations / max(time.perf_counter() - t0, 1e-9)
+    for n in nets:
+        n.eval()
+    t_total = len(data.features)
+    mouth = mouth_mask(expression_names)
+    metrics = {
+        "test": evaluate(exp_net, pose_net, data, data.test_idx, int(data.test_idx[0]), t_total, device, mouth),
+        "train": evaluate(exp_net, pose_net, data, data.train_idx, 0, data.n_train, device, mouth),
+        "iterations": t.iterations, "iterations_per_s": speed, "device": str(device),
+    }
+    log.info("audio model held-out: %s", metrics["test"])
+    save_audio_model(model_path, cfg, exp_net, pose_net, data, expression_names, metrics, losses, tracking_sha256)
+    return AudioTrainResult(Path(model_path), losses, metrics, speed)
+
+
+def save_audio_model(path, cfg: AudioConfig, exp_net, pose_net, data: AudioTrainingData, expression_names, metrics, losses, tracking_sha256: str) -> None:
+    state = lambda net: {k: v.detach().cpu() for k, v in net.state_dict().items()}  # noqa: E731
+    every = max(1, len(losses) // 200)  # a loss curve of at most ~200 points
+    blob = {
+        "format": FORMAT, "config": dataclasses.asdict(cfg), "n_expression": int(data.expression.shape[1]),
+        "expression_names": list(expression_names), "exp_net": state(exp_net), "pose_net": state(pose_net) if pose_net is not None else None,
+        "norm": {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in data.norm.items()}, "fps": data.fps,
+        "train_idx": torch.from_numpy(data.train_idx), "test_idx": torch.from_numpy(data.test_idx),
+        "metrics": metrics, "losses": losses[::every] + ([losses[-1]] if losses and (len(losses) - 1) % every else []),
+        "tracking_sha256": tracking_sha256,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)

@@ -1,0 +1,137 @@
+"""Cross-identity reenactment, files in and out: driver + target tracking.h5 and the target's renderer ->
+side-by-side mp4 (driver crop | reenacted, with the driver's audio) and the frames HDF5 (schema `rendered`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from neural_renderer.assets import sha256_file
+from neural_renderer.config import to_json
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.reenact.config import ReenactConfig
+from neural_renderer.reenact.transfer import Motion, Transferred, check_expression_names, motion_stats, transfer_motion
+from neural_renderer.renderer.data import pose_features
+from neural_renderer.renderer.render import PortraitRenderer, write_mp4
+from neural_renderer.storage import write_stage
+
+log = logging.getLogger(__name__)
+
+MOTION_KEYS = ("fit/expression", "fit/expression_names", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg")
+
+
+def read_motion(path: str | Path) -> Motion:
+    """The per-frame parameters of a tracking.h5 (no pixels); PipelineInputError names the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineInputError(path, "tracking file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in MOTION_KEYS if k not in f]
+            if missing:
+                raise PipelineInputError(path, f"not a tracking file: missing {missing}")
+            expression = np.asarray(f["fit/expression"][()], np.float32)
+            names = [str(n) for n in f["fit/expression_names"].asstr()[()]]
+            rotation = np.asarray(f["fit/rotation"][()], np.float64)
+            translation = np.asarray(f["fit/translation"][()], np.float64)
+            gaze = np.asarray(f["gaze/head_pitch_yaw_deg"][()], np.float64)
+            valid = np.ones(len(expression), bool)
+            for key in ("fit/valid", "gaze/valid", "track/valid"):
+                if key in f:
+                    valid &= np.asarray(f[key][()], bool)
+            fps = float(f.attrs.get("fps", 25.0))
+    except PipelineInputError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
+    t = len(expression)
+    if t == 0:
+        raise PipelineInputError(path, "tracking file has no frames")
+    for name, arr in (("rotation", rotation), ("translation", translation), ("gaze", gaze)):
+        if len(arr) != t:
+            raise PipelineInputError(path, f"{name} has {len(arr)} frames, expression has {t}")
+    if expression.shape[1] != len(names):
+        raise PipelineInputError(path, f"{expression.shape[1]} expression coefficients but {len(names)} names")
+    finite = np.isfinite(expression).all(1) & np.isfinite(rotation).all((1, 2)) & np.isfinite(translation).all(1) & np.isfinite(gaze).all(1)
+    valid &= finite
+    if not finite.all():  # the fit/gaze stages interpolate, so this is unexpected: hold the nearest finite frame
+        if not finite.any():
+            raise PipelineInputError(path, "no frame with finite parameters")
+        near = np.flatnonzero(finite)[np.abs(np.arange(t)[:, None] - np.flatnonzero(finite)[None]).argmin(1)]
+        expression, rotation, translation, gaze = expression[near], rotation[near], translation[near], gaze[near]
+    return Motion(expression, names, rotation, translation, gaze, valid, fps)
+
+
+def read_frames(path: str | Path, n: int) -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        return f["frames"][:n]
+
+
+def render_params(renderer: PortraitRenderer, params: Transferred, batch_size: int = 8) -> np.ndarray:
+    """Transferred parameters -> (T, R, R, 3) uint8 frames from the renderer."""
+    pose = pose_features(params.rotation, params.translation.astype(np.float32))
+    gaze = np.deg2rad(params.gaze_deg).astype(np.float32)
+    r = renderer.resolution
+    out = np.empty((len(pose), r, r, 3), np.uint8)
+    for s in range(0, len(pose), batch_size):
+        out[s : s + batch_size] = renderer.render_batch(pose[s : s + batch_size], gaze[s : s + batch_size], params.expression[s : s + batch_size])
+    return out
+
+
+def reenact(
+    driver_tracking: str | Path, target_tracking: str | Path, target_model: str | Path, out_mp4: str | Path, out_h5: str | Path,
+    *, cfg: ReenactConfig, driver: str, target: str, ffmpeg: str, audio: Path | None = None,
+) -> np.ndarray:
+    """Render the driver's motion with the target's renderer; returns the reenacted frames (T, R, R, 3).
+
+    Every input is checked before anything is written, so a bad input leaves no partial output.
+    """
+    drv_motion = read_motion(driver_tracking)
+    tgt_motion = read_motion(target_tracking)
+    reason = check_expression_names(drv_motion.expression_names, tgt_motion.expression_names)
+    if reason:
+        raise PipelineInputError(driver_tracking, f"cannot drive {target_tracking}: {reason}")
+    if not Path(target_model).is_file():
+        raise PipelineInputError(target_model, "target renderer model not found (train it first)")
+    renderer = PortraitRenderer(target_model, cfg.device, cfg.test_latent)
+    model_ke = renderer.n_expression
+    if model_ke != len(tgt_motion.expression_names):
+        raise PipelineInputError(target_model, f"model takes {model_ke} expression coefficients, {target_tracking} has {len(tgt_motion.expression_names)}")
+    n = len(drv_motion) if cfg.max_frames == 0 else min(cfg.max_frames, len(drv_motion))
+    # Reference poses over the whole driver video (not just the rendered part) and the whole target video.
+    drv_stats = motion_stats(drv_motion, cfg.neutral_percentile)
+    tgt_stats = motion_stats(tgt_motion, cfg.neutral_percentile)
+    params = transfer_motion(
+        drv_motion.head(n), drv_stats, tgt_stats, expression=cfg.expression, pose=cfg.pose, gaze=cfg.gaze, smoothing_sigma=cfg.smoothing_sigma,
+    )
+    frames = render_params(renderer, params, cfg.batch_size)
+    r = renderer.resolution
+    fps = drv_motion.fps
+    if cfg.side_by_side:
+        drv_frames = read_frames(driver_tracking, n)
+        if drv_frames.shape[1] != r:
+            drv_frames = np.stack([cv2.resize(f, (r, r), interpolation=cv2.INTER_AREA) for f in drv_frames])
+        frame_of, width = (lambda i: np.concatenate([drv_frames[i], frames[i]], axis=1)), 2 * r
+    else:
+        frame_of, width = (lambda i: frames[i]), r
+    write_stage(
+        out_h5, "rendered", {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
+        video=f"{driver}_to_{target}", source_path=str(driver_tracking), source_sha256=sha256_file(driver_tracking),
+        stage_config=cfg.to_dict(),
+        attrs={"fps": fps, "resolution": r, "kind": "cross", "driver": driver, "target": target, "target_model": str(target_model),
+               "target_tracking": str(target_tracking)},
+    )
+    try:
+        write_mp4(out_mp4, n, frame_of, width, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=audio)
+    except BaseException:
+        Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
+        raise
+    log.info("reenacted %d frames of %s with %s's renderer (%s)", n, driver, target, to_json(cfg))
+    return frames
+

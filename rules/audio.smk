@@ -1,0 +1,58 @@
+# audio: per-identity N_exp/N_pose networks (audio window -> expression, head pose; after AD-NeRF), trained on the
+# renderer's training split, and a portrait rendered from every clip dropped into audio_dir (config audio.targets).
+
+
+rule train_audio:
+    input:
+        tracking=rules.assemble.output.h5,
+        audio=rules.ingest.output.audio,
+        probe=rules.ingest.output.probe,
+    output:
+        model=f"{RESULTS}/{{video}}/audio/model.pt",
+    log:
+        "logs/{video}/train_audio.log",
+    params:
+        cfg=lambda wildcards: {k: v for k, v in stage_config(config, "audio", wildcards.video).items() if k != "targets"},
+        renderer=cfg("renderer"),
+        code=code_hash("train_audio"),
+    threads: 2
+    retries: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: attempt * 120,
+    conda:
+        "../envs/renderer.yaml"
+    script:
+        "../workflow_scripts/train_audio.py"
+
+
+rule audio_render:
+    input:
+        audio=lambda wildcards: str(AUDIO_CLIPS[wildcards.clip]),
+        tracking=rules.assemble.output.h5,
+        renderer=rules.train_renderer.output.model,
+        audio_model=rules.train_audio.output.model,
+    output:
+        mp4=report(
+            f"{RESULTS}/{{video}}/audio_render/{{clip}}/audio_render.mp4",
+            category="Audio-driven",
+            subcategory="{clip} -> {video}",
+            caption="../report/audio_render.rst",
+        ),
+        h5=f"{RESULTS}/{{video}}/audio_render/{{clip}}/audio_render.h5",
+    log:
+        "logs/{video}/audio_render/{clip}.log",
+    params:
+        cfg=lambda wildcards: {k: v for k, v in stage_config(config, "audio", wildcards.video).items() if k != "targets"},
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("audio_render"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    conda:
+        "../envs/renderer.yaml"
+    script:
+        "../workflow_scripts/audio_render.py"

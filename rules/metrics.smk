@@ -1,0 +1,149 @@
+# metrics: features of every set of frames are cached once (real test frames per video, each rendered output, the
+# driving frames of each reenactment); one JSON per rendered output; one summary table (CSV + Markdown + plot).
+
+FEATURES_IGNORE = ("enabled", "lpips_net")  # options only the metrics rule uses: changing them keeps the features
+
+
+rule real_features:
+    input:
+        tracking=rules.assemble.output.h5,
+        landmarker=config["models"]["face_landmarker"],
+        model=config["models"]["morphable_model"],
+        correspondence=rules.correspondence.output[0],
+    output:
+        f"{RESULTS}/{{video}}/metrics/real_test.features.h5",
+    log:
+        "logs/{video}/real_features.log",
+    benchmark:
+        "logs/{video}/real_features.benchmark.tsv"
+    params:
+        cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        split=lambda wildcards: stage_config(config, "renderer", wildcards.video).get("train", {}),
+        code=code_hash("metric_features"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../workflow_scripts/metric_features.py"
+
+
+rule rendered_features:
+    input:
+        rendered=f"{RESULTS}/{{video}}/{{sub}}/{{name}}.h5",
+        landmarker=config["models"]["face_landmarker"],
+        model=config["models"]["morphable_model"],
+        correspondence=rules.correspondence.output[0],
+    output:
+        f"{RESULTS}/{{video}}/{{sub}}/{{name}}.features.h5",
+    wildcard_constraints:
+        sub=r"renderer|reenact/[A-Za-z0-9][A-Za-z0-9_-]*|audio_render/[A-Za-z0-9][A-Za-z0-9_-]*",
+        name="test_render|reenacted|audio_render",
+    log:
+        "logs/{video}/{sub}/{name}.features.log",
+    benchmark:
+        "logs/{video}/{sub}/{name}.features.benchmark.tsv"
+    params:
+        cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        code=code_hash("metric_features"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../workflow_scripts/metric_features.py"
+
+
+rule driving_features:
+    input:
+        tracking=f"{RESULTS}/{{driver}}/tracking.h5",
+        rendered=f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.h5",
+        landmarker=config["models"]["face_landmarker"],
+        model=config["models"]["morphable_model"],
+        correspondence=rules.correspondence.output[0],
+    output:
+        f"{RESULTS}/{{video}}/reenact/{{driver}}/driving.features.h5",
+    log:
+        "logs/{video}/reenact/{driver}/driving.features.log",
+    params:
+        cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        code=code_hash("metric_features"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../workflow_scripts/metric_features.py"
+
+
+def metrics_inputs(wildcards):
+    """Per kind of output: its frames and features, the target's real test features, and what else the kind needs."""
+    base = f"{RESULTS}/{wildcards.video}/{wildcards.sub}/{wildcards.name}"
+    inputs = {
+        "rendered": f"{base}.h5",
+        "generated": f"{base}.features.h5",
+        "real": f"{RESULTS}/{wildcards.video}/metrics/real_test.features.h5",
+    }
+    if wildcards.name == "test_render":
+        inputs["tracking"] = f"{RESULTS}/{wildcards.video}/tracking.h5"
+    elif wildcards.name == "reenacted":
+        inputs["driving"] = f"{RESULTS}/{wildcards.video}/{wildcards.sub}/driving.features.h5"
+    return inputs
+
+
+KIND_OF = {"test_render": "self", "reenacted": "cross", "audio_render": "audio"}
+
+
+rule metrics:
+    input:
+        unpack(metrics_inputs),
+    output:
+        f"{RESULTS}/{{video}}/{{sub}}/{{name}}.metrics.json",
+    wildcard_constraints:
+        sub=r"renderer|reenact/[A-Za-z0-9][A-Za-z0-9_-]*|audio_render/[A-Za-z0-9][A-Za-z0-9_-]*",
+        name="test_render|reenacted|audio_render",
+    log:
+        "logs/{video}/{sub}/{name}.metrics.log",
+    params:
+        cfg=cfg("metrics", drop=("enabled",)),
+        kind=lambda wildcards: KIND_OF[wildcards.name],
+        driver=lambda wildcards: wildcards.sub.split("/")[-1] if "/" in wildcards.sub else wildcards.video,
+        method=lambda wildcards: "renderer-" + renderer_variant(wildcards.video),
+        code=code_hash("metrics"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../workflow_scripts/metrics.py"
+
+
+rule metrics_summary:
+    input:
+        [f"{base}.metrics.json" for _, base in rendered_outputs()],
+    output:
+        csv=report(f"{RESULTS}/metrics/summary.csv", category="Metrics", caption="../report/metrics_table.rst"),
+        md=f"{RESULTS}/metrics/summary.md",
+        png=report(f"{RESULTS}/metrics/summary.png", category="Metrics", caption="../report/metrics_plot.rst"),
+    log:
+        "logs/metrics_summary.log",
+    params:
+        code=code_hash("metrics"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../workflow_scripts/metrics_summary.py"

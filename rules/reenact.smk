@@ -1,0 +1,34 @@
+# reenact: a driving video's expression, head pose and gaze on a target identity's trained renderer (config
+# reenact.pairs). Output under the target: results/{target}/reenact/{driver}/.
+
+
+rule reenact:
+    input:
+        driver_tracking=f"{RESULTS}/{{driver}}/tracking.h5",
+        driver_probe=f"{RESULTS}/{{driver}}/ingest/probe.json",
+        driver_video=lambda wildcards: str(VIDEOS[wildcards.driver]),
+        target_tracking=f"{RESULTS}/{{video}}/tracking.h5",
+        model=f"{RESULTS}/{{video}}/renderer/model.pt",
+    output:
+        mp4=report(
+            f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.mp4",
+            category="Reenactment",
+            subcategory="{driver} -> {video}",
+            caption="../report/reenact.rst",
+        ),
+        h5=f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.h5",
+    log:
+        "logs/{video}/reenact/{driver}.log",
+    params:
+        cfg=lambda wildcards: {k: v for k, v in stage_config(config, "reenact", wildcards.video).items() if k != "pairs"},
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("reenact"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    conda:
+        "../envs/renderer.yaml"
+    script:
+        "../workflow_scripts/reenact.py"

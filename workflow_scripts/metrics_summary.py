@@ -1,0 +1,10 @@
+"""Entry point of rule `metrics_summary` (logic: neural_renderer.stages.metrics)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import metrics
+from neural_renderer.workflow import run_stage
+
+run_stage(sm, "metrics_summary", lambda: metrics.run_summary(list(sm.input), sm.output.csv, sm.output.md, sm.output.png))

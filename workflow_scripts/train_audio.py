@@ -1,0 +1,14 @@
+"""Entry point of rule `train_audio` (logic: neural_renderer.stages.train_audio)."""
+import sys
+
+sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
+sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
+
+from neural_renderer.stages import train_audio
+from neural_renderer.workflow import run_stage
+
+run_stage(
+    sm,
+    "train_audio",
+    lambda: train_audio.run(sm.input.tracking, sm.input.audio, sm.output.model, cfg=sm.params.cfg, renderer_cfg=sm.params.renderer, probe_json=sm.input.probe),
+)
