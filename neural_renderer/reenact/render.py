@@ -15,7 +15,7 @@ from neural_renderer.config import to_json
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.transfer import Motion, Transferred, check_expression_names, motion_stats, transfer_motion
-from neural_renderer.renderer.data import pose_features
+from neural_renderer.renderer.data import pose_features, read_tracking_params
 from neural_renderer.renderer.render import PortraitRenderer, write_mp4
 from neural_renderer.storage import write_stage
 
@@ -26,44 +26,20 @@ MOTION_KEYS = ("fit/expression", "fit/expression_names", "fit/rotation", "fit/tr
 
 def read_motion(path: str | Path) -> Motion:
     """The per-frame parameters of a tracking.h5 (no pixels); PipelineInputError names the file and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineInputError(path, "tracking file not found")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in MOTION_KEYS if k not in f]
-            if missing:
-                raise PipelineInputError(path, f"not a tracking file: missing {missing}")
-            expression = np.asarray(f["fit/expression"][()], np.float32)
-            names = [str(n) for n in f["fit/expression_names"].asstr()[()]]
-            rotation = np.asarray(f["fit/rotation"][()], np.float64)
-            translation = np.asarray(f["fit/translation"][()], np.float64)
-            gaze = np.asarray(f["gaze/head_pitch_yaw_deg"][()], np.float64)
-            valid = np.ones(len(expression), bool)
-            for key in ("fit/valid", "gaze/valid", "track/valid"):
-                if key in f:
-                    valid &= np.asarray(f[key][()], bool)
-            fps = float(f.attrs.get("fps", 25.0))
-    except PipelineInputError:
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
-    t = len(expression)
+    p = read_tracking_params(path, MOTION_KEYS)
+    t = len(p.expression)
     if t == 0:
         raise PipelineInputError(path, "tracking file has no frames")
-    for name, arr in (("rotation", rotation), ("translation", translation), ("gaze", gaze)):
-        if len(arr) != t:
-            raise PipelineInputError(path, f"{name} has {len(arr)} frames, expression has {t}")
-    if expression.shape[1] != len(names):
-        raise PipelineInputError(path, f"{expression.shape[1]} expression coefficients but {len(names)} names")
-    finite = np.isfinite(expression).all(1) & np.isfinite(rotation).all((1, 2)) & np.isfinite(translation).all(1) & np.isfinite(gaze).all(1)
-    valid &= finite
+    if p.expression.shape[1] != len(p.expression_names):
+        raise PipelineInputError(path, f"{p.expression.shape[1]} expression coefficients but {len(p.expression_names)} names")
+    finite = np.isfinite(p.expression).all(1) & np.isfinite(p.rotation).all((1, 2)) & np.isfinite(p.translation).all(1) & np.isfinite(p.gaze_deg).all(1)
+    expression, rotation, translation, gaze = p.expression, p.rotation, p.translation, p.gaze_deg
     if not finite.all():  # the fit/gaze stages interpolate, so this is unexpected: hold the nearest finite frame
         if not finite.any():
             raise PipelineInputError(path, "no frame with finite parameters")
         near = np.flatnonzero(finite)[np.abs(np.arange(t)[:, None] - np.flatnonzero(finite)[None]).argmin(1)]
         expression, rotation, translation, gaze = expression[near], rotation[near], translation[near], gaze[near]
-    return Motion(expression, names, rotation, translation, gaze, valid, fps)
+    return Motion(expression, p.expression_names, rotation, translation, gaze, p.valid, p.fps)
 
 
 def read_frames(path: str | Path, n: int) -> np.ndarray:

@@ -80,22 +80,35 @@ def split_counts(n_frames: int, train: float, test: float) -> tuple[int, int]:
     return n_train, n_test
 
 
-def load_tracking(path: str | Path, train_frames: float = 0.9, test_frames: float = 0.1, min_train_frames: int = 16) -> TrackingData:
-    """Read everything the renderer needs; bad files fail with PipelineInputError naming the file and reason."""
+@dataclass
+class TrackingParams:
+    """The per-frame parameters of a tracking.h5 (no pixels), as stored; `valid` = tracked in every stage and finite."""
+
+    expression: np.ndarray  # (T, Ke) float32
+    expression_names: list[str]
+    rotation: np.ndarray  # (T, 3, 3) float64 model -> camera
+    translation: np.ndarray  # (T, 3) float64
+    gaze_deg: np.ndarray  # (T, 2) float64 pitch, yaw relative to the head
+    valid: np.ndarray  # (T,) bool
+    fps: float
+
+
+def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED) -> TrackingParams:
+    """The one reader of tracking.h5's conditioning (renderer, reenactment, audio); PipelineInputError names the file."""
     path = Path(path)
     if not path.is_file():
         raise PipelineInputError(path, "tracking file not found")
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in REQUIRED if k not in f]
+            missing = [k for k in required if k not in f]
             if missing:
                 raise PipelineInputError(path, f"not a tracking file: missing {missing}")
-            frames = f["frames"][()]
             expression = np.asarray(f["fit/expression"][()], np.float32)
+            names = [str(n) for n in f["fit/expression_names"].asstr()[()]] if "fit/expression_names" in f else []
             rotation = np.asarray(f["fit/rotation"][()], np.float64)
-            translation = np.asarray(f["fit/translation"][()], np.float32)
-            gaze = np.asarray(f["gaze/head_pitch_yaw_deg"][()], np.float32)
-            valid = np.ones(len(frames), bool)
+            translation = np.asarray(f["fit/translation"][()], np.float64)
+            gaze = np.asarray(f["gaze/head_pitch_yaw_deg"][()], np.float64)
+            valid = np.ones(len(expression), bool)
             for key in ("fit/valid", "gaze/valid", "track/valid"):
                 if key in f:
                     valid &= np.asarray(f[key][()], bool)
@@ -104,16 +117,31 @@ def load_tracking(path: str | Path, train_frames: float = 0.9, test_frames: floa
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
+    t = len(expression)
+    for name, arr in (("rotation", rotation), ("translation", translation), ("gaze", gaze), ("valid flags", valid)):
+        if len(arr) != t:
+            raise PipelineInputError(path, f"{name} has {len(arr)} frames, expression has {t}")
+    valid &= np.isfinite(expression).all(1) & np.isfinite(rotation).all((1, 2)) & np.isfinite(translation).all(1) & np.isfinite(gaze).all(1)
+    return TrackingParams(expression, names, rotation, translation, gaze, valid, fps)
+
+
+def load_tracking(path: str | Path, train_frames: float = 0.9, test_frames: float = 0.1, min_train_frames: int = 16) -> TrackingData:
+    """Read everything the renderer needs; bad files fail with PipelineInputError naming the file and reason."""
+    params = read_tracking_params(path)
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            frames = f["frames"][()]
+    except (OSError, KeyError, ValueError) as exc:
+        raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[1] != frames.shape[2]:
         raise PipelineInputError(path, f"frames must be (T, R, R, 3) uint8, got {frames.shape} {frames.dtype}")
     t, res = frames.shape[0], frames.shape[1]
     if res % 4:
         raise PipelineInputError(path, f"crop resolution {res} is not divisible by 4 (the MLP grid is H/4)")
-    for name, arr in (("expression", expression), ("rotation", rotation), ("translation", translation), ("gaze", gaze)):
-        if len(arr) != t:
-            raise PipelineInputError(path, f"{name} has {len(arr)} frames, frames has {t}")
-    finite = np.isfinite(expression).all(1) & np.isfinite(rotation).all((1, 2)) & np.isfinite(translation).all(1) & np.isfinite(gaze).all(1)
-    valid &= finite
+    if len(params.expression) != t:
+        raise PipelineInputError(path, f"expression has {len(params.expression)} frames, frames has {t}")
+    valid = params.valid
     try:
         n_train, n_test = split_counts(t, train_frames, test_frames)
     except PipelineInputError as exc:
@@ -122,9 +150,10 @@ def load_tracking(path: str | Path, train_frames: float = 0.9, test_frames: floa
     test_idx = np.arange(t - n_test, t)
     if len(train_idx) < min_train_frames:
         raise PipelineInputError(path, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}")
-    # non-finite test conditioning (should not happen: stages interpolate) -> nearest finite frame's values
-    pose = pose_features(np.nan_to_num(rotation), np.nan_to_num(translation))
-    return TrackingData(path, frames, pose, np.deg2rad(np.nan_to_num(gaze)).astype(np.float32), np.nan_to_num(expression), valid, fps, train_idx, test_idx)
+    # non-finite test conditioning (should not happen: stages interpolate) -> zeros rather than NaN in the network
+    pose = pose_features(np.nan_to_num(params.rotation), np.nan_to_num(params.translation).astype(np.float32))
+    gaze = np.deg2rad(np.nan_to_num(params.gaze_deg)).astype(np.float32)
+    return TrackingData(path, frames, pose, gaze, np.nan_to_num(params.expression), valid, params.fps, train_idx, test_idx)
 
 
 class FrameCache:
