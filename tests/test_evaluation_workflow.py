@@ -126,3 +126,11 @@ def test_config_naming_an_unknown_video_fails_before_any_job(evaluation):
         assert proc.returncode != 0 and "reenact.pairs[0].driver='nobody'" in proc.stdout + proc.stderr
     finally:
         write_config(workdir, shared, **SECTIONS)
+
+
+def test_report_shows_the_metrics_table_and_plot(evaluation):
+    workdir, _, _ = evaluation
+    snakemake(workdir, "--report", "report.html")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "summary.csv" in html and "summary.png" in html and "Metrics" in html
+    assert "reenacted.mp4" in html and "audio_render.mp4" in html
