@@ -494,6 +494,37 @@ def refine_correspondence(
     return out
 
 
+def fit_tracked_landmarks(
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    model: Any,
+    correspondence: Any,
+    image_size: int,
+    cfg: FitConfig,
+    blendshapes: np.ndarray | None = None,
+    blendshape_names: Sequence[str] | None = None,
+) -> FitResult:
+    """The fit stage's recipe on crop-space MediaPipe landmarks (T, 478, 2|3): the refined fit over the correspondence's
+    points with its weights, expressions started from the blendshapes when `cfg.init_from_blendshapes` and they are
+    given. Shared by the fit stage and the metrics' re-extraction, so both measure motion the same way.
+
+    The refinement lets each correspondence slide to a better vertex for this face (within refine_radius): the generic
+    MediaPipe<->model pairs carry a per-face constant offset that otherwise biases the expressions."""
+    init = None
+    if cfg.init_from_blendshapes and blendshapes is not None:
+        init = blendshapes_to_expression(blendshapes, list(blendshape_names), model.expression_names)
+    return fit_sequence_refined(
+        np.asarray(landmarks)[:, correspondence.mediapipe_idx, :2],
+        valid,
+        model,
+        correspondence.model_vertex,
+        image_size,
+        cfg,
+        init_expression=init,
+        point_weights=np.asarray(correspondence.weight, np.float32),
+    )
+
+
 def fit_sequence_refined(
     points2d: np.ndarray,
     valid: np.ndarray,

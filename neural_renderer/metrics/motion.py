@@ -55,7 +55,7 @@ def extract_motion(
     device: cpu | cuda | auto, for the fit. kind: the morphable model loader's kind (auto from the file).
     """
     from neural_renderer.device import resolve_device
-    from neural_renderer.fitting import FitConfig, GazeConfig, blendshapes_to_expression, fit_sequence_refined, gaze_from_fit
+    from neural_renderer.fitting import FitConfig, GazeConfig, fit_tracked_landmarks, gaze_from_fit
     from neural_renderer.morphable import build_correspondence, load_morphable_model
     from neural_renderer.stages import correspondence as correspondence_stage
     from neural_renderer.tracking import track_frames
@@ -77,20 +77,8 @@ def extract_motion(
     else:
         corr = correspondence_stage.load(correspondence, morphable_model)
     cfg = FitConfig(device=str(resolve_device(device)))  # the fit stage's configuration (config.yaml sets only device)
-    init = None
-    if cfg.init_from_blendshapes:
-        init = blendshapes_to_expression(track.blendshapes, list(track.blendshape_names), model.expression_names)
     # crop step = identity: the tracker ran on the crops, so its pixel landmarks are already crop-space landmarks
-    fit = fit_sequence_refined(
-        track.landmarks[:, corr.mediapipe_idx, :2],
-        valid,
-        model,
-        corr.model_vertex,
-        res,
-        cfg,
-        init_expression=init,
-        point_weights=np.asarray(corr.weight, np.float32),
-    )
+    fit = fit_tracked_landmarks(track.landmarks, valid, model, corr, res, cfg, track.blendshapes, track.blendshape_names)
     gaze = gaze_from_fit(track.landmarks, fit, model, GazeConfig(), valid=valid)
     out.expression[valid] = np.asarray(fit.expression, np.float32)[valid]
     out.rotation[valid] = np.asarray(fit.rotation, np.float32)[valid]

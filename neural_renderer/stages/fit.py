@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from neural_renderer.assets import sha256_file
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.fitting import FitConfig, FitResult, blendshapes_to_expression, fit_sequence_refined
+from neural_renderer.fitting import FitConfig, FitResult, fit_tracked_landmarks
 from neural_renderer.morphable import load_morphable_model
 from neural_renderer.stages import correspondence as correspondence_stage
 from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
@@ -43,22 +41,9 @@ def run(
     valid = crop["valid"]
     if not valid.any():
         raise PipelineInputError(prov["source_path"], "no frame with landmarks to fit")
-    init = None
-    if fit_cfg.init_from_blendshapes:
-        track = read_stage(track_h5, "track")
-        init = blendshapes_to_expression(track["blendshapes"], list(track["blendshape_names"]), model.expression_names)
-    points = crop["landmarks"][:, corr.mediapipe_idx, :2]
-    # The refined fit lets each correspondence slide to a better vertex for this face (within refine_radius):
-    # the generic MediaPipe<->model pairs carry a per-face constant offset that otherwise biases the expressions.
-    result = fit_sequence_refined(
-        points,
-        valid,
-        model,
-        corr.model_vertex,
-        resolution,
-        fit_cfg,
-        init_expression=init,
-        point_weights=np.asarray(corr.weight, np.float32),
+    track = read_stage(track_h5, "track") if fit_cfg.init_from_blendshapes else {}
+    result = fit_tracked_landmarks(
+        crop["landmarks"], valid, model, corr, resolution, fit_cfg, track.get("blendshapes"), track.get("blendshape_names"),
     )
     write_stage(
         out_h5,
