@@ -12,7 +12,7 @@ rule train_audio:
     log:
         "logs/{video}/train_audio.log",
     params:
-        cfg=lambda wildcards: {k: v for k, v in stage_config(config, "audio", wildcards.video).items() if k != "targets"},
+        cfg=cfg("audio", drop=("targets",)),
         renderer=cfg("renderer"),
         code=code_hash("train_audio"),
     threads: 2
@@ -44,7 +44,7 @@ rule audio_render:
     log:
         "logs/{video}/audio_render/{clip}.log",
     params:
-        cfg=lambda wildcards: {k: v for k, v in stage_config(config, "audio", wildcards.video).items() if k != "targets"},
+        cfg=cfg("audio", drop=("targets",)),
         ffmpeg=config["ffmpeg"],
         code=code_hash("audio_render"),
     threads: 2

@@ -1,6 +1,10 @@
 # metrics: features of every set of frames are cached once (real test frames per video, each rendered output, the
 # driving frames of each reenactment); one JSON per rendered output; one summary table (CSV + Markdown + plot).
 
+# A rendered output is {RESULTS}/{video}/{sub}/{name}.h5 (self, cross and audio-driven renders respectively).
+RENDERED_SUB = rf"renderer|reenact/{VIDEO_NAME_PATTERN}|audio_render/{VIDEO_NAME_PATTERN}"
+KIND_OF = {"test_render": "self", "reenacted": "cross", "audio_render": "audio"}
+RENDERED_NAME = "|".join(KIND_OF)
 FEATURES_IGNORE = ("enabled", "lpips_net")  # options only the metrics rule uses: changing them keeps the features
 
 
@@ -40,8 +44,8 @@ rule rendered_features:
     output:
         f"{RESULTS}/{{video}}/{{sub}}/{{name}}.features.h5",
     wildcard_constraints:
-        sub=r"renderer|reenact/[A-Za-z0-9][A-Za-z0-9_-]*|audio_render/[A-Za-z0-9][A-Za-z0-9_-]*",
-        name="test_render|reenacted|audio_render",
+        sub=RENDERED_SUB,
+        name=RENDERED_NAME,
     log:
         "logs/{video}/{sub}/{name}.features.log",
     benchmark:
@@ -100,8 +104,6 @@ def metrics_inputs(wildcards):
     return inputs
 
 
-KIND_OF = {"test_render": "self", "reenacted": "cross", "audio_render": "audio"}
-
 
 rule metrics:
     input:
@@ -109,8 +111,8 @@ rule metrics:
     output:
         f"{RESULTS}/{{video}}/{{sub}}/{{name}}.metrics.json",
     wildcard_constraints:
-        sub=r"renderer|reenact/[A-Za-z0-9][A-Za-z0-9_-]*|audio_render/[A-Za-z0-9][A-Za-z0-9_-]*",
-        name="test_render|reenacted|audio_render",
+        sub=RENDERED_SUB,
+        name=RENDERED_NAME,
     log:
         "logs/{video}/{sub}/{name}.metrics.log",
     params:

@@ -20,7 +20,7 @@ rule reenact:
     log:
         "logs/{video}/reenact/{driver}.log",
     params:
-        cfg=lambda wildcards: {k: v for k, v in stage_config(config, "reenact", wildcards.video).items() if k != "pairs"},
+        cfg=cfg("reenact", drop=("pairs",)),
         ffmpeg=config["ffmpeg"],
         code=code_hash("reenact"),
     threads: 2
