@@ -4,11 +4,11 @@ many metrics, methods or pairs use it; pixel metrics (L1, PSNR, SSIM, LPIPS) nee
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
@@ -115,8 +115,6 @@ def write_features(
     path: str | Path, arrays: dict[str, np.ndarray], frame_index: np.ndarray, *, source: str, name: str, source_path: str | Path,
     source_sha256: str, cfg: MetricsConfig, identity_backend: str,
 ) -> None:
-    import dataclasses
-
     write_stage(
         path, "features", {**arrays, "frame_index": np.asarray(frame_index, np.int64)}, video=name, source_path=str(source_path),
         source_sha256=source_sha256, stage_config=dataclasses.asdict(cfg),
@@ -126,6 +124,5 @@ def write_features(
 
 def read_features(path: str | Path) -> dict[str, np.ndarray]:
     arrays = read_stage(path, "features")
-    with h5py.File(path, "r") as f:
-        arrays["identity_backend"] = f.attrs["identity_backend"]
+    arrays["identity_backend"] = read_attrs(path)["identity_backend"]
     return arrays

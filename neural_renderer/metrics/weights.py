@@ -6,6 +6,7 @@ files. A missing file is an error naming the file and how to get it; a metric is
 
 from __future__ import annotations
 
+import pickle
 from importlib import metadata
 from pathlib import Path
 
@@ -43,31 +44,22 @@ def package_file(distribution: str, relative_path: str, override: str | Path | N
     return path
 
 
-class _NumpyOnlyUnpickler:
+class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickle checkpoints that are plain dicts of numpy arrays, refusing any other class (no code execution)."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
                ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("builtins", "dict")}
 
-    @classmethod
-    def load(cls, path: Path):
-        import pickle
-
-        allowed = cls.ALLOWED
-
-        class Unpickler(pickle.Unpickler):
-            def find_class(self, module: str, name: str):
-                if (module, name) not in allowed:
-                    raise pickle.UnpicklingError(f"refusing {module}.{name}")
-                return super().find_class(module.replace("numpy.core", "numpy._core"), name)
-
-        with open(path, "rb") as f:
-            return Unpickler(f).load()
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}")
+        return super().find_class(module.replace("numpy.core", "numpy._core"), name)
 
 
 def load_numpy_pickle(path: Path) -> dict:
     """A checkpoint of nested dicts of numpy arrays (the JAX packages' format), loaded without running code."""
     try:
-        return _NumpyOnlyUnpickler.load(path)
+        with open(path, "rb") as f:
+            return _NumpyOnlyUnpickler(f).load()
     except Exception as exc:  # noqa: BLE001 - any corruption is the same error for the user
         raise PipelineInputError(path, f"not a readable weights pickle ({exc})") from None

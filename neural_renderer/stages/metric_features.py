@@ -16,6 +16,7 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
 from neural_renderer.metrics.config import MetricsConfig
 from neural_renderer.metrics.features import FeatureExtractor, MotionModels, read_rendered, read_tracking_frames, write_features
+from neural_renderer.renderer.config import TrainConfig
 from neural_renderer.renderer.data import split_counts
 from neural_renderer.storage import open_h5
 
@@ -24,10 +25,10 @@ log = logging.getLogger(__name__)
 
 def test_frame_index(tracking_h5: str | Path, renderer_cfg: dict[str, Any]) -> np.ndarray:
     """The renderer's test split (the video's last frames), from the frame count alone (no pixels read)."""
-    train = renderer_cfg.get("train", {})
+    train = build_dataclass(TrainConfig, renderer_cfg.get("train", {}))  # the renderer's own defaults
     with open_h5(tracking_h5) as f:
         n = int(f["frames"].shape[0])
-    _, n_test = split_counts(n, train.get("train_frames", 0.9), train.get("test_frames", 0.1))
+    _, n_test = split_counts(n, train.train_frames, train.test_frames)
     return np.arange(n - n_test, n, dtype=np.int64)
 
 
