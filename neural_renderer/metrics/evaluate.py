@@ -20,9 +20,11 @@ from scipy.spatial.transform import Rotation
 
 from neural_renderer.metrics.config import MetricsConfig
 
-METRICS = ("l1", "psnr", "ssim", "lpips", "fid", "fvd", "csim", "expression_distance", "pose_distance_deg", "gaze_distance_deg")
 LOWER_IS_BETTER = {"l1": True, "psnr": False, "ssim": False, "lpips": True, "fid": True, "fvd": True, "csim": False,
                    "expression_distance": True, "pose_distance_deg": True, "gaze_distance_deg": True}
+METRICS = tuple(LOWER_IS_BETTER)  # table order
+PIXEL_METRICS = ("l1", "psnr", "ssim", "lpips")  # need ground-truth frames
+MOTION_METRICS = ("expression_distance", "pose_distance_deg", "gaze_distance_deg")  # need driving frames
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -123,16 +125,16 @@ def evaluate(
         values.update(motion_distances(generated, real_target, relative=False))
     else:
         values["csim"] = csim(generated, real_target, paired=False, notes=notes)
-        for key in ("l1", "psnr", "ssim", "lpips"):
+        for key in PIXEL_METRICS:
             notes[key] = "no ground truth for this kind of output"
         if kind == "cross":
             if driving is None:
                 raise ValueError("cross-reenactment metrics need the driving frames' features")
             values.update(motion_distances(generated, driving, relative=True))
         else:
-            for key in ("expression_distance", "pose_distance_deg", "gaze_distance_deg"):
+            for key in MOTION_METRICS:
                 notes[key] = "no driving frames (audio-driven)"
-    for key in ("expression_distance", "pose_distance_deg", "gaze_distance_deg"):
+    for key in MOTION_METRICS:
         if key not in notes and values[key] is None:
             notes[key] = "no frame where both sequences have a tracked face"
     return values, notes
