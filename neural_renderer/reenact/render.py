@@ -53,11 +53,7 @@ def render_params(renderer: PortraitRenderer, params: Transferred, batch_size: i
     """Transferred parameters -> (T, R, R, 3) uint8 frames from the renderer."""
     pose = pose_features(params.rotation, params.translation.astype(np.float32))
     gaze = np.deg2rad(params.gaze_deg).astype(np.float32)
-    r = renderer.resolution
-    out = np.empty((len(pose), r, r, 3), np.uint8)
-    for s in range(0, len(pose), batch_size):
-        out[s : s + batch_size] = renderer.render_batch(pose[s : s + batch_size], gaze[s : s + batch_size], params.expression[s : s + batch_size])
-    return out
+    return renderer.render_sequence(pose, gaze, params.expression, batch_size)
 
 
 def reenact(

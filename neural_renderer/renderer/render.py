@@ -54,6 +54,14 @@ class PortraitRenderer:
             img, _ = self.gen(t(pose), t(gaze_rad), t(expression), self.latent.expand(len(pose), -1))
         return ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
+    def render_sequence(self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """`render_batch` over any number of frames, `batch_size` at a time -> (T, R, R, 3) uint8."""
+        r = self.resolution
+        out = np.empty((len(pose), r, r, 3), np.uint8)
+        for s in range(0, len(pose), batch_size):
+            out[s : s + batch_size] = self.render_batch(pose[s : s + batch_size], gaze_rad[s : s + batch_size], expression[s : s + batch_size])
+        return out
+
     def render(self, expression: np.ndarray, rotation: np.ndarray, translation: np.ndarray, gaze_pitch_yaw_deg: np.ndarray) -> np.ndarray:
         """One frame: expression (Ke,), model->camera rotation (3, 3), translation (3,), gaze (2,) deg -> (R, R, 3) uint8."""
         pose = pose_features(np.asarray(rotation)[None], np.asarray(translation, np.float32)[None])
@@ -93,10 +101,7 @@ def render_test_frames(
     r = data.resolution
     start_s = idx[0] / data.fps
     out_mp4, out_h5 = Path(out_mp4), Path(out_h5)
-    rendered = np.empty((len(idx), r, r, 3), np.uint8)
-    for s in range(0, len(idx), batch_size):
-        b = idx[s : s + batch_size]
-        rendered[s : s + len(b)] = renderer.render_batch(data.pose[b], data.gaze_rad[b], data.expression[b])
+    rendered = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx], batch_size)
     write_stage(
         out_h5, "rendered", {"frames": rendered, "frame_index": idx.astype(np.int64)}, video=video, source_path=str(data.path),
         source_sha256=sha256_file(data.path), stage_config=renderer.cfg.to_dict(),
