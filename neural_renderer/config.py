@@ -52,11 +52,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(config)
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -68,7 +68,7 @@ def stage_config(config: dict[str, Any], stage: str, video: str | None = None) -
         raise KeyError(f"unknown stage section {stage!r}")
     section = config.get(stage) or {}
     override = (config.get("overrides") or {}).get(video or "", {}).get(stage, {})
-    return _deep_merge(section, override)
+    return deep_merge(section, override)
 
 
 def build_dataclass(cls: type[T], values: dict[str, Any]) -> T:

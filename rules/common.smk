@@ -18,7 +18,11 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 RESULTS = config["results_dir"]
 VIDEOS = discover_videos(config["raw_dir"])
 if not VIDEOS:
-    print(f"portrait pipeline: no videos in {config['raw_dir']}/ (mp4, mov, avi, mkv, webm)", file=sys.stderr)
+    print(
+        f"portrait pipeline: no videos in {config['raw_dir']}/: copy portrait videos there (mp4, mov, avi, mkv, webm; "
+        "names of letters, digits, '_', '-', '.') and run snakemake again (the demo clip: git checkout data/raw/sample.mp4)",
+        file=sys.stderr,
+    )
 AUDIO_CLIPS = discover_audio(config["audio_dir"])
 
 
@@ -99,7 +103,7 @@ def rendered_outputs():
 
 def metrics_targets():
     """Metrics of every rendered output plus the summary table, when `metrics.enabled`."""
-    if not config.get("metrics", {}).get("enabled", False):
+    if not config.get("metrics", {}).get("enabled", False) or not rendered_outputs():
         return []
     return [f"{RESULTS}/metrics/summary.csv"]
 

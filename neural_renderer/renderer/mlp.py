@@ -9,6 +9,9 @@ from torch import nn
 from neural_renderer.renderer.encoding import encoded_dim, pixel_grid, positional_encoding
 
 
+COND_INIT_GAIN = 0.1
+
+
 class PortraitMLP(nn.Module):
     """F(gamma(x), gamma(p_t), gamma(g_t), e_t, v_t) -> (c, f), evaluated on the H/4 x W/4 grid.
 
@@ -32,6 +35,19 @@ class PortraitMLP(nn.Module):
             layers.append(nn.Linear(fan_in, width))
         self.layers = nn.ModuleList(layers)
         self.out = nn.Linear(width, 3 + out_features)
+        # He initialisation: PyTorch's default (uniform, gain 1/sqrt(3)) shrinks the signal of a deep ReLU MLP about
+        # sixfold per layer, so eight layers start near zero and the colour took hundreds of steps to move at all.
+        for layer in self.layers:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        # The frame block (~150 standardised inputs: encoded pose and gaze, expression, latent) would otherwise
+        # outweigh the pixel encoding (~30 inputs) ~5:1 at the first layer and start the MLP as a per-frame noise
+        # generator that must first unlearn it (measured: the colour then did not reach the mean frame in 1000
+        # steps). Starting it small lets F learn the portrait first and the conditioning on top.
+        with torch.no_grad():
+            for i in (0, skip_layer):
+                off = 0 if i == 0 else width
+                self.layers[i].weight[:, off + self.pixel_dim :] *= COND_INIT_GAIN
 
     def _split_linear(self, layer: nn.Linear, h: torch.Tensor | None, pix: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """layer(cat([h, pix, cond])) with pix (N, Dp) shared by the batch and cond (B, Dc) shared by the pixels."""

@@ -12,32 +12,43 @@ import torch
 from neural_renderer.config import build_dataclass
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
-from neural_renderer.renderer.data import TrackingData, pose_features
+from neural_renderer.renderer.data import TrackingData, pose_features, standardise
 from neural_renderer.renderer.model import PortraitGenerator
+from neural_renderer.renderer.train import MODEL_FORMAT
 from neural_renderer.device import resolve_device
 from neural_renderer.assets import sha256_file
 from neural_renderer.storage import atomic_path, write_stage
 
 
 class PortraitRenderer:
-    """Load a trained model once, then `render(expression, rotation, translation, gaze_pitch_yaw_deg)` per frame."""
+    """Load a trained model once, then `render(expression, rotation, translation, gaze_pitch_yaw_deg)` per frame.
+
+    Outputs are at the model's resolution (`resolution`; the preview preset trains at 128 px on a 512 px crop).
+    """
 
     def __init__(self, model_path: str | Path, device: str = "auto", test_latent: str | None = None):
         path = Path(model_path)
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=False)
+            blob = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
             raise PipelineInputError(path, f"cannot load renderer model ({exc})") from None
+        if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+            found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+            raise PipelineInputError(path, f"not a renderer model of format {MODEL_FORMAT} (found {found!r}): retrain it")
         self.cfg = build_dataclass(RendererConfig, blob["config"])
+        self.preset = dict(blob.get("preset", {}))
         self.device = resolve_device(device)
         self.resolution = int(blob["resolution"])
         self.n_expression = int(blob["n_expression"])
+        self.expression_names = list(blob.get("expression_names", []))
+        self.iteration = int(blob["iteration"])
         self.gen = PortraitGenerator(self.cfg.model, self.resolution, blob["n_expression"], blob["n_train"])
         self.gen.load_state_dict(blob["generator"])
         self.gen.to(self.device).eval()
-        if self.cfg.train.channels_last:
+        if self.cfg.train.channels_last and self.device.type == "cuda":
             self.gen = self.gen.to(memory_format=torch.channels_last)
         self.norm = {k: v.numpy() for k, v in blob["norm"].items()}
+        self.train_idx = blob["train_idx"].numpy()
         self.test_idx = blob["test_idx"].numpy()
         self.fps = float(blob["fps"])
         choice = test_latent or self.cfg.render.test_latent
@@ -46,12 +57,13 @@ class PortraitRenderer:
 
     @torch.inference_mode()
     def render_batch(self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray) -> np.ndarray:
-        """Prepared inputs (B, 9) un-normalised pose features, (B, 2) rad, (B, Ke) -> (B, R, R, 3) uint8."""
-        pose = (pose - self.norm["pose_mean"]) / self.norm["pose_std"]
-        t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
+        """Raw features (B, 9) pose_features, (B, 2) rad, (B, Ke) -> (B, R, R, 3) uint8."""
+        if np.shape(expression)[-1] != self.n_expression:
+            raise PipelineInputError(None, f"motion has {np.shape(expression)[-1]} expression coefficients, the model {self.n_expression}")
+        cond = standardise(np.asarray(pose, np.float32), np.asarray(gaze_rad, np.float32), np.asarray(expression, np.float32), self.norm).to(self.device)
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.train.amp)
         with amp:
-            img, _ = self.gen(t(pose), t(gaze_rad), t(expression), self.latent.expand(len(pose), -1))
+            img, _ = self.gen(cond.pose, cond.gaze, cond.expression, self.latent.expand(len(pose), -1))
         return ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
     def render_sequence(self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, batch_size: int = 8) -> np.ndarray:

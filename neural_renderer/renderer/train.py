@@ -1,9 +1,20 @@
-"""Training loop with atomic checkpoints and exact resume (model, optimisers, discriminator, latents, RNG, iteration)."""
+"""Training: sample a batch, ask the model's losses, step; atomic checkpoints with exact resume.
+
+Structure: `Trainer` owns the generator, the losses (`PortraitLoss`: perceptual network and discriminator), the two
+optimisers and the batch sampler. A checkpoint holds all of them plus every RNG state, and the run's *identity*
+(model and training settings that shape the run, the split, the input file's sha256): a checkpoint of another run is
+never resumed; training starts over with a warning naming what changed. Only `iterations` (train longer) and
+bookkeeping (logging, checkpoint cadence, progress) may change between a checkpoint and its resume.
+
+GPU habits: the losses stay on the device and are read every `log_every` iterations (one host sync per window, not
+per step); frames sit on the device as uint8 (`FrameCache`); bf16 autocast, fused Adam and channels_last on CUDA.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -14,20 +25,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from neural_renderer.config import to_json
-from neural_renderer.errors import PipelineInputError
-from neural_renderer.renderer.config import RendererConfig
-from neural_renderer.renderer.data import FrameCache, TrackingData
-from neural_renderer.renderer.discriminator import MultiScaleDiscriminator
+from neural_renderer.assets import sha256_file
 from neural_renderer.atomic import atomic_path
 from neural_renderer.device import resolve_device
-from neural_renderer.renderer.losses import feature_matching, gan_loss, make_perceptual
-from neural_renderer.renderer.model import PortraitGenerator
+from neural_renderer.errors import PipelineInputError
+from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
+from neural_renderer.renderer.config import RendererConfig
+from neural_renderer.renderer.data import FrameCache, TrackingData
+from neural_renderer.renderer.losses import PortraitLoss
+from neural_renderer.renderer.model import GAZE_DIM, POSE_DIM, PortraitGenerator
+from neural_renderer.renderer.report import sample_grid, write_png, write_training_report
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
+MODEL_FORMAT = "portrait-renderer/2"
+# Training settings that do not change what is computed: a checkpoint resumes across changes of these.
+BOOKKEEPING = ("iterations", "checkpoint_every", "log_every", "sample_every", "progress", "tensorboard", "allow_slow_cpu", "compile", "device")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -36,7 +50,13 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG the loop draws from, in types `torch.load(weights_only=True)` accepts."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -44,14 +64,40 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _fused_ok(device: torch.device) -> bool:
-    return device.type == "cuda"
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def run_identity(cfg: RendererConfig, data: TrackingData) -> dict[str, Any]:
+    """Everything that shapes a training run; a checkpoint resumes only when this is equal."""
+    train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in BOOKKEEPING}
+    split = hashlib.sha256(data.train_idx.astype(np.int64).tobytes() + b"|" + data.test_idx.astype(np.int64).tobytes()).hexdigest()
+    return {
+        "model": dataclasses.asdict(cfg.model), "train": train, "resolution": data.resolution, "split": split,
+        "tracking_sha256": sha256_file(data.path),
+    }
+
+
+def identity_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names of what differs between two run identities (`train.lr`, `tracking_sha256`, ...)."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changes.append(key)
+    return changes
 
 
 @dataclasses.dataclass
@@ -60,20 +106,167 @@ class TrainResult:
     resumed_from: int
     losses: list[dict[str, float]]
     model_path: Path
+    preset: PresetChoice | None = None
+    seconds_per_iteration: float = float("nan")
 
 
-def build_models(cfg: RendererConfig, resolution: int, n_expression: int, n_train: int, device: torch.device):
-    gen = PortraitGenerator(cfg.model, resolution, n_expression, n_train).to(device)
-    t = cfg.train
-    disc = MultiScaleDiscriminator(3, t.disc_channels, t.disc_layers, t.disc_scales).to(device) if t.w_adv > 0 or t.w_fm > 0 else None
-    if t.channels_last:
-        gen = gen.to(memory_format=torch.channels_last)
-        if disc is not None:
-            disc = disc.to(memory_format=torch.channels_last)
-    fused = _fused_ok(device)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=t.lr_discriminator, betas=(t.beta1, t.beta2), fused=fused) if disc is not None else None
-    return gen, disc, opt_g, opt_d
+class Trainer:
+    """The models, losses and optimisers of one run, and one `step`."""
+
+    def __init__(self, cfg: RendererConfig, data: TrackingData, device: torch.device):
+        t = cfg.train
+        self.cfg, self.device = cfg, device
+        self.norm = data.normalisation()
+        self.n_train = len(data.train_idx)
+        self.gen = PortraitGenerator(cfg.model, data.resolution, data.expression.shape[1], self.n_train)
+        mean_frame = torch.from_numpy(data.frames[data.train_idx].mean(0, dtype=np.float64).astype(np.float32))
+        self.gen.set_prior(mean_frame.permute(2, 0, 1) / 127.5 - 1)
+        self.gen.to(device)
+        self.loss = PortraitLoss(t, POSE_DIM + GAZE_DIM + data.expression.shape[1]).to(device)
+        self.channels_last = t.channels_last and device.type == "cuda"  # slower on the CPU (issue 10: 3.5 s vs 2.9 s)
+        if self.channels_last:
+            self.gen = self.gen.to(memory_format=torch.channels_last)
+            self.loss = self.loss.to(memory_format=torch.channels_last)
+        fused = device.type == "cuda"
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
+        disc = self.loss.disc
+        self.opt_d = torch.optim.Adam(disc.parameters(), lr=t.lr_discriminator, betas=(t.beta1, t.beta2), fused=fused) if disc is not None else None
+        try:
+            self.frames = FrameCache(data.frames[data.train_idx], device, t.gpu_cache)
+        except torch.cuda.OutOfMemoryError:
+            raise PipelineInputError(data.path, "out of GPU memory holding the training frames: set renderer.train.gpu_cache: host") from None
+        self.mouth = torch.from_numpy(data.mouth[data.train_idx]).to(device)
+        self.cond = data.conditioning(data.train_idx, self.norm).to(device)
+        self.sampler = torch.Generator().manual_seed(t.seed)
+        self.forward = torch.compile(self.gen) if t.compile else self.gen
+        amp = t.amp and device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        """One optimisation step at 0-based `iteration` -> detached loss terms (still on the device)."""
+        t = self.cfg.train
+        idx = torch.randint(self.n_train, (t.batch_size,), generator=self.sampler)
+        real = self.frames.batch(idx, self.channels_last)
+        didx = idx.to(self.device)
+        cond = self.cond.index(didx).jitter(t.pose_noise)
+        latent = self.gen.latents(didx) if self.cfg.model.variant == "full" else None
+        with self.autocast():
+            fake, low = self.forward(cond.pose, cond.gaze, cond.expression, latent)
+            terms, loss_d = self.loss(fake, low, real, self.mouth[didx], cond.vector(), iteration)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt_g.step()
+        if loss_d is not None:
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    def state(self, iteration: int, identity: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "iteration": iteration, "generator": self.gen.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "discriminator": self.loss.disc.state_dict() if self.loss.disc is not None else None,
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "sampler": self.sampler.get_state(), "rng": _rng_state(), "identity": json.dumps(identity, sort_keys=True),
+        }
+
+    def load_state(self, ckpt: dict[str, Any]) -> int:
+        self.gen.load_state_dict(ckpt["generator"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        if self.loss.disc is not None and ckpt.get("discriminator") is not None:
+            self.loss.disc.load_state_dict(ckpt["discriminator"])
+            self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.sampler.set_state(ckpt["sampler"])
+        _set_rng_state(ckpt["rng"])
+        return int(ckpt["iteration"])
+
+    def seconds_per_step(self, n: int = 2) -> float:
+        """Time forward + losses + backward (no optimiser step, nothing kept) for the slow-CPU estimate."""
+        times = []
+        for i in range(n + 1):
+            t0 = time.perf_counter()
+            terms = self.step_without_update()
+            terms["total"].backward()
+            times.append(time.perf_counter() - t0)
+        self.gen.zero_grad(set_to_none=True)
+        if self.loss.disc is not None:
+            self.loss.disc.zero_grad(set_to_none=True)
+        return float(np.median(times[1:]))
+
+    def step_without_update(self) -> dict[str, torch.Tensor]:
+        t = self.cfg.train
+        idx = torch.arange(min(t.batch_size, self.n_train)).repeat(t.batch_size)[: t.batch_size]
+        real = self.frames.batch(idx, self.channels_last)
+        didx = idx.to(self.device)
+        cond = self.cond.index(didx)
+        latent = self.gen.latents(didx) if self.cfg.model.variant == "full" else None
+        fake, low = self.forward(cond.pose, cond.gaze, cond.expression, latent)
+        # the adversarial terms at full weight: what a step costs once the warm-up is over
+        terms, _ = self.loss(fake, low, real, self.mouth[didx], cond.vector(), t.adv_warmup + t.adv_ramp)
+        return terms
+
+
+def load_checkpoint(path: Path, device: torch.device, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint at `path` if it belongs to this run; else None with a warning naming what changed."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a torn file cannot exist (atomic), but a foreign one can
+        raise PipelineInputError(path, f"cannot read checkpoint ({exc}); delete it to start over") from None
+    old = json.loads(ckpt.get("identity", "{}")) if isinstance(ckpt, dict) else {}
+    changes = identity_changes(old, identity)
+    if changes:
+        log.warning("checkpoint %s is from another run (changed: %s): starting over", path, ", ".join(changes))
+        return None
+    return ckpt
+
+
+class LossLog:
+    """Per-step loss tensors, averaged and read from the device once per window (`flush`)."""
+
+    def __init__(self, path: Path, upto: int, tensorboard_dir: Path | None):
+        self.path = path
+        self.rows = _read_losses(path, upto)
+        self.pending: list[dict[str, torch.Tensor]] = []
+        self.writer = _tensorboard(tensorboard_dir)
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        self.pending.append(terms)
+
+    def flush(self, iteration: int) -> dict[str, float] | None:
+        if not self.pending:
+            return None
+        keys = sorted(self.pending[0])
+        means = torch.stack([torch.stack([p[k].float() for k in keys]) for p in self.pending]).mean(0).cpu().tolist()
+        row = {"iteration": iteration, **dict(zip(keys, means))}
+        self.pending.clear()
+        if not np.isfinite(row["total"]):
+            raise FloatingPointError(f"non-finite loss before iteration {iteration}: {row}")
+        self.rows.append(row)
+        if self.writer is not None:
+            for k in keys:
+                self.writer.add_scalar(f"loss/{k}", row[k], iteration)
+        return row
+
+    def save(self) -> None:
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _tensorboard(log_dir: Path | None):
+    if log_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("train.tensorboard is on but the `tensorboard` package is not installed: pip install tensorboard")
+        return None
+    return SummaryWriter(str(log_dir))
 
 
 def train(
@@ -81,141 +274,58 @@ def train(
     cfg: RendererConfig,
     model_path: str | Path,
     work_dir: str | Path,
-    hook: Callable[[int, dict[str, float]], None] | None = None,
+    hook: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    preset: PresetChoice | None = None,
 ) -> TrainResult:
     """Train (or resume from `work_dir/checkpoints/last.pt`) and write the final model to `model_path` atomically.
 
-    `work_dir` (not a declared output) holds checkpoints/, losses.jsonl and samples/. `hook(iteration, losses)` runs
-    after every step (tests raise from it to simulate a crash).
+    `work_dir` (not a declared output) holds checkpoints/, losses.jsonl, samples/ and the report figures.
+    `hook(iteration, terms)` runs after every step (tests raise from it to simulate a crash).
     """
     t = cfg.train
     device = resolve_device(t.device)
+    preset = preset or choose_preset(cfg.preset, device)
     work_dir, model_path = Path(work_dir), Path(model_path)
     ckpt_path = work_dir / "checkpoints" / CHECKPOINT
-    torch.manual_seed(t.seed)
-    np.random.seed(t.seed)
-    random.seed(t.seed)
-    norm = data.normalisation()
-    n_train = len(data.train_idx)
-    gen, disc, opt_g, opt_d = build_models(cfg, data.resolution, data.expression.shape[1], n_train, device)
-    perceptual = make_perceptual(t.vgg_weights, t.w_vgg)
-    if perceptual is not None:
-        perceptual = perceptual.to(device)
-    try:
-        cache = FrameCache(data.frames[data.train_idx], device, t.gpu_cache)
-    except torch.cuda.OutOfMemoryError:
-        raise PipelineInputError(data.path, "out of GPU memory holding the training frames: set renderer.train.gpu_cache: host") from None
-    cond_all = data.conditioning(data.train_idx, norm).to(device)
-    sampler = torch.Generator().manual_seed(t.seed)
-    config_json = to_json(dataclasses.asdict(cfg.model))
-
+    _seed(t.seed)
+    trainer = Trainer(cfg, data, device)
+    if preset.name == "seed" and device.type != "cuda" and not t.allow_slow_cpu:
+        refuse_slow_cpu(preset, device, trainer.seconds_per_step() * t.iterations, f"training the renderer of {data.path}", False)
+    log.info("renderer preset: %s (%s); %d iterations at %d px, batch %d, on %s", preset.name, preset.reason, t.iterations, data.resolution, t.batch_size, device)
+    identity = run_identity(cfg, data)
     start = 0
-    if ckpt_path.is_file():
-        try:
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - a torn file cannot exist (atomic), but a foreign one can
-            raise PipelineInputError(ckpt_path, f"cannot read checkpoint ({exc}); delete it to start over") from None
-        if ckpt["model_config"] != config_json or ckpt["n_train"] != n_train:
-            log.warning("checkpoint %s is from another model configuration or split: starting over", ckpt_path)
-        else:
-            gen.load_state_dict(ckpt["generator"])
-            opt_g.load_state_dict(ckpt["opt_g"])
-            if disc is not None and ckpt.get("discriminator") is not None:
-                disc.load_state_dict(ckpt["discriminator"])
-                opt_d.load_state_dict(ckpt["opt_d"])
-            sampler.set_state(ckpt["sampler"])
-            _set_rng_state(ckpt["rng"])
-            start = int(ckpt["iteration"])
-            log.info("resumed from %s at iteration %d", ckpt_path, start)
-    losses_path = work_dir / "losses.jsonl"
-    history = _read_losses(losses_path, start)
-
-    def save_checkpoint(iteration: int) -> None:
-        atomic_save(
-            {
-                "iteration": iteration, "generator": gen.state_dict(), "opt_g": opt_g.state_dict(),
-                "discriminator": disc.state_dict() if disc is not None else None,
-                "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                "sampler": sampler.get_state(), "rng": _rng_state(), "model_config": config_json, "n_train": n_train,
-            },
-            ckpt_path,
-        )
-        _write_losses(losses_path, history)
-
-    step_fn = gen
-    if t.compile:
-        step_fn = torch.compile(gen)
-    amp = t.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    ckpt = load_checkpoint(ckpt_path, device, identity)
+    if ckpt is not None:
+        start = trainer.load_state(ckpt)
+        log.info("resumed from %s at iteration %d", ckpt_path, start)
+    losses = LossLog(work_dir / "losses.jsonl", start, work_dir / "tensorboard" if t.tensorboard else None)
     bar = None
     if t.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=t.iterations, initial=start, unit="it", dynamic_ncols=True, mininterval=1.0)
-    gen.train()
-    it = start
-    t0 = time.perf_counter()
+        bar = tqdm(total=t.iterations, initial=start, unit="it", desc="train renderer", dynamic_ncols=True, mininterval=1.0)
+    trainer.gen.train()
+    t0, done = time.perf_counter(), start
     try:
         for it in range(start, t.iterations):
-            idx = torch.randint(n_train, (t.batch_size,), generator=sampler)
-            real = cache.batch(idx, t.channels_last)
-            didx = idx.to(device)
-            cond = cond_all.index(didx)
-            row: dict[str, float] = {"iteration": it + 1}
-            with autocast():
-                fake, low = step_fn(cond.pose, cond.gaze, cond.expression, gen.latents(didx) if cfg.model.variant == "full" else None)
-            fake, low = fake.float(), low.float()
-            if disc is not None:
-                with autocast():
-                    pred_fake = disc(fake.detach())
-                    pred_real = disc(real)
-                loss_d = 0.5 * (gan_loss(pred_fake, False) + gan_loss(pred_real, True))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                row["d"] = loss_d.item()
-            loss = t.w_l1 * F.l1_loss(fake, real)
-            row["l1"] = F.l1_loss(fake.detach(), real).item()
-            if t.w_low > 0:
-                l_low = F.l1_loss(low, F.avg_pool2d(real, 4))
-                loss = loss + t.w_low * l_low
-                row["low"] = l_low.item()
-            if perceptual is not None:
-                l_vgg = perceptual(fake, real)
-                loss = loss + t.w_vgg * l_vgg
-                row["vgg"] = l_vgg.item()
-            if disc is not None:
-                with autocast():
-                    pred_fake = disc(fake)
-                    if t.w_fm > 0:
-                        with torch.no_grad():
-                            pred_real = disc(real)
-                l_adv = gan_loss(pred_fake, True)
-                loss = loss + t.w_adv * l_adv
-                row["adv"] = l_adv.item()
-                if t.w_fm > 0:
-                    l_fm = feature_matching(pred_fake, pred_real)
-                    loss = loss + t.w_fm * l_fm
-                    row["fm"] = float(l_fm.detach()) if torch.is_tensor(l_fm) else float(l_fm)
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-            row["loss"] = loss.item()
-            if not np.isfinite(row["loss"]):
-                raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {row}")
-            history.append(row)
+            losses.add(trainer.step(it))
             done = it + 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", l1=f"{row['l1']:.4f}", refresh=False)
+            at_checkpoint = done % t.checkpoint_every == 0 or done == t.iterations
+            if (t.log_every and done % t.log_every == 0) or at_checkpoint:
+                row = losses.flush(done)
+                rate = (done - start) / (time.perf_counter() - t0)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['total']:.4f}", l1=f"{row['l1']:.4f}", refresh=False)
+                log.info("it %d  %.2f it/s  %s", done, rate, {k: round(v, 5) for k, v in row.items()})
             if t.sample_every and done % t.sample_every == 0:
-                _write_sample(work_dir / "samples" / f"{done:08d}.png", real, fake)
-            if done % t.checkpoint_every == 0 or done == t.iterations:
-                save_checkpoint(done)
-            if t.log_every and done % t.log_every == 0:
-                log.info("it %d  %.2f it/s  %s", done, (done - start) / (time.perf_counter() - t0), {k: round(v, 5) for k, v in row.items()})
+                write_samples(work_dir / "samples" / f"{done:08d}.png", trainer, data)
+            if at_checkpoint:
+                atomic_save(trainer.state(done, identity), ckpt_path)
+                losses.save()
             if hook is not None:
-                hook(done, row)
+                hook(done, {})
     except torch.cuda.OutOfMemoryError:
         raise PipelineInputError(
             data.path, f"out of GPU memory at resolution {data.resolution}, batch {t.batch_size}, width {cfg.model.width}: "
@@ -224,22 +334,44 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    final_iter = max(start, t.iterations)
-    if start >= t.iterations and not history:
+        losses.close()
+    seconds = (time.perf_counter() - t0) / max(done - start, 1)
+    if start >= t.iterations:
         log.info("checkpoint already at iteration %d >= %d", start, t.iterations)
-    _write_losses(losses_path, history)
-    save_model(model_path, gen, cfg, norm, data, final_iter)
-    return TrainResult(final_iter, start, history, model_path)
+    losses.save()
+    final_iter = max(start, t.iterations)
+    save_model(model_path, trainer, cfg, data, final_iter, preset)
+    write_training_report(work_dir, losses.rows, preset, cfg, final_iter, seconds, test_samples(trainer, data))
+    return TrainResult(final_iter, start, losses.rows, model_path, preset, seconds)
 
 
-def save_model(path: Path, gen: PortraitGenerator, cfg: RendererConfig, norm: dict[str, np.ndarray], data: TrackingData, iteration: int) -> None:
-    state = {k: v.detach().cpu() for k, v in gen.state_dict().items()}
+@torch.no_grad()
+def test_samples(trainer: Trainer, data: TrackingData, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth, render) uint8 of up to n held-out test frames (mean latent code), for the report."""
+    idx = data.test_idx[np.linspace(0, len(data.test_idx) - 1, min(n, len(data.test_idx))).round().astype(int)]
+    cond = data.conditioning(idx, trainer.norm).to(trainer.device)
+    latent = trainer.gen.latents.weight.mean(0, keepdim=True).expand(len(idx), -1)
+    was_training = trainer.gen.training
+    trainer.gen.eval()
+    img, _ = trainer.gen(cond.pose, cond.gaze, cond.expression, latent)
+    trainer.gen.train(was_training)
+    fake = ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return data.frames[idx], fake
+
+
+def write_samples(path: Path, trainer: Trainer, data: TrackingData) -> None:
+    write_png(path, sample_grid(*test_samples(trainer, data)))
+
+
+def save_model(path: Path, trainer: Trainer, cfg: RendererConfig, data: TrackingData, iteration: int, preset: PresetChoice) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in trainer.gen.state_dict().items()}
     atomic_save(
         {
-            "format": "portrait-renderer/1", "generator": state, "config": dataclasses.asdict(cfg),
-            "resolution": data.resolution, "n_expression": int(data.expression.shape[1]), "n_train": len(data.train_idx),
-            "norm": {k: torch.from_numpy(v) for k, v in norm.items()}, "iteration": iteration,
-            "train_idx": torch.from_numpy(data.train_idx), "test_idx": torch.from_numpy(data.test_idx), "fps": data.fps,
+            "format": MODEL_FORMAT, "generator": state, "config": dataclasses.asdict(cfg), "preset": preset.to_dict(),
+            "resolution": data.resolution, "crop_resolution": data.crop_resolution, "n_expression": int(data.expression.shape[1]),
+            "expression_names": list(data.expression_names), "n_train": len(data.train_idx),
+            "norm": {k: torch.from_numpy(v) for k, v in trainer.norm.items()}, "iteration": iteration,
+            "train_idx": torch.from_numpy(data.train_idx), "test_idx": torch.from_numpy(data.test_idx), "fps": float(data.fps),
         },
         path,
     )
@@ -250,17 +382,3 @@ def _read_losses(path: Path, upto: int) -> list[dict[str, float]]:
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["iteration"] <= upto]
-
-
-def _write_losses(path: Path, rows: list[dict[str, float]]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _write_sample(path: Path, real: torch.Tensor, fake: torch.Tensor) -> None:
-    import cv2
-
-    pair = torch.cat([real[:4], fake[:4].detach()], dim=3)  # ground truth | render, up to 4 rows
-    img = ((pair.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).reshape(-1, pair.shape[3], 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(img.cpu().numpy(), cv2.COLOR_RGB2BGR))

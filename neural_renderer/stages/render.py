@@ -22,8 +22,8 @@ def run(
 ):
     rcfg = build_dataclass(RendererConfig, cfg)
     t = rcfg.train
-    data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames)
     renderer = PortraitRenderer(model, rcfg.render.device, rcfg.render.test_latent)
+    data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames, renderer.resolution)
     if not np.array_equal(renderer.test_idx, data.test_idx):
         raise PipelineInputError(model, f"model was trained with test frames {renderer.test_idx[[0, -1]]}, config gives {data.test_idx[[0, -1]]}: retrain")
     audio = Path(raw_video) if raw_video and has_audio(probe_json) else None

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from neural_renderer.assets import sha256_file
-from neural_renderer.audio.config import AudioConfig
+from neural_renderer.audio.config import resolve_audio_config
 from neural_renderer.audio.features import load_audio
 from neural_renderer.audio.train import AudioTrainResult, prepare, train_audio
 from neural_renderer.config import build_dataclass
+from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.reenact.render import read_motion
 from neural_renderer.renderer.config import RendererConfig
@@ -25,7 +26,8 @@ def run(
     tracking_h5: str | Path, audio_wav: str | Path, out_model: str | Path, *,
     cfg: dict[str, Any], renderer_cfg: dict[str, Any], probe_json: str | Path | None = None,
 ) -> AudioTrainResult:
-    acfg = build_dataclass(AudioConfig, cfg or {})
+    cfg = cfg or {}
+    acfg, preset = resolve_audio_config(cfg, resolve_device(cfg.get("train", {}).get("device", "auto")))
     rcfg = build_dataclass(RendererConfig, renderer_cfg or {})
     if probe_json is not None and Path(probe_json).is_file() and not has_audio(probe_json):
         raise PipelineInputError(audio_wav, "no audio track (the video's probe says it has no audio): cannot train an audio model")
@@ -33,4 +35,4 @@ def run(
     motion = read_motion(tracking_h5)
     t = rcfg.train
     data = prepare(motion, samples, acfg, t.train_frames, t.test_frames, t.min_train_frames, source=tracking_h5)
-    return train_audio(data, acfg, out_model, expression_names=motion.expression_names, tracking_sha256=sha256_file(tracking_h5))
+    return train_audio(data, acfg, out_model, expression_names=motion.expression_names, tracking_sha256=sha256_file(tracking_h5), preset=preset)

@@ -1,0 +1,133 @@
+"""Renderer quality on held-out frames, against baselines a renderer must beat.
+
+For each video: the project's real stages make `tracking.h5` (ingest -> ... -> assemble), then the `full` renderer
+and the `cnn` ablation train with the same preset and budget, and both render the held-out test frames (the end of
+the video) from their tracked parameters. Scored on the same frames at the renderer's resolution:
+
+- `full`, `cnn`: the renderers (mean latent code, as the `render` rule);
+- `mean_frame`: the mean training frame (a constant image);
+- `nearest_frame`: the training frame whose standardised pose and expression are closest to the test frame's
+  (retrieval: a renderer that only memorised its training frames scores like this).
+
+Metrics: L1, PSNR, SSIM, LPIPS (AlexNet, the metrics stage's default; training uses VGG16), and L1 inside the mouth
+box (lip landmarks). Jaw sweep: the mean absolute change of the mouth region between renders of the test frames
+with jawOpen at its 5th and 95th training percentile (0 = the mouth ignores the expression).
+
+Target (issue 10, preview preset, 2 CPU cores, <= 40 min per video): `full` beats the three others on PSNR, LPIPS and
+mouth L1, and `cnn` beats `mean_frame` on PSNR.
+
+    python benchmarks/bench_quality.py --video ../shared/testdata/videos/d0.mp4 [--video ...] [--preset preview|seed]
+        [--iterations N] [--json OUT] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural_renderer.metrics.image import l1, psnr, ssim
+from neural_renderer.metrics.lpips import lpips_frames
+from neural_renderer.renderer.baselines import jaw_sweep, mean_frame, mouth_l1, nearest_frames
+from neural_renderer.renderer.data import load_tracking
+from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.stages import train_renderer
+from neural_renderer.stages.pipeline import PreprocessModels, preprocess
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+METHODS = ("full", "cnn", "mean_frame", "nearest_frame")
+HIGHER_IS_BETTER = {"psnr", "ssim"}
+
+
+def score(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray) -> dict[str, float]:
+    return {
+        "l1": float(l1(gt, pred).mean()), "psnr": float(np.minimum(psnr(gt, pred), 100).mean()), "ssim": float(ssim(gt, pred).mean()),
+        "lpips": float(lpips_frames(gt, pred, net="alex", device="cpu").mean()), "mouth_l1": float(mouth_l1(gt, pred, boxes).mean()),
+    }
+
+
+def bench_video(video: Path, work: Path, models: PreprocessModels, preset: str, iterations: int | None, crop: int) -> dict:
+    t0 = time.perf_counter()
+    tracking = preprocess(video, work / video.stem, models, {"crop": {"resolution": crop}})
+    row: dict = {"video": video.stem, "preprocess_s": time.perf_counter() - t0, "methods": {}}
+    data = renderer = None
+    for variant in ("full", "cnn"):
+        cfg: dict = {"preset": preset, "model": {"variant": variant}, "train": {"progress": False}}
+        if iterations:
+            cfg["train"]["iterations"] = iterations
+        model = work / video.stem / f"renderer_{variant}" / "model.pt"
+        t1 = time.perf_counter()
+        result = train_renderer.run(tracking, model, cfg=cfg)
+        train_s = time.perf_counter() - t1
+        renderer = PortraitRenderer(model, "auto")
+        data = load_tracking(tracking, renderer.cfg.train.train_frames, renderer.cfg.train.test_frames, 1, renderer.resolution)
+        idx = data.test_idx
+        pred = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx])
+        row["methods"][variant] = {**score(pred, data.frames[idx], data.mouth[idx]), "jaw_sweep": jaw_sweep(renderer, data), "train_s": train_s,
+                                   "iterations": result.iteration, "preset": result.preset.name}
+    idx = data.test_idx
+    gt, boxes = data.frames[idx], data.mouth[idx]
+    row["methods"]["mean_frame"] = score(mean_frame(data, len(idx)), gt, boxes)
+    row["methods"]["nearest_frame"] = score(data.frames[nearest_frames(data, renderer.norm)], gt, boxes)
+    row.update(resolution=data.resolution, n_train=len(data.train_idx), n_test=len(idx), targets=check_targets(row["methods"]))
+    return row
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    return a > b if metric in HIGHER_IS_BETTER else a < b
+
+
+def check_targets(m: dict[str, dict[str, float]]) -> dict[str, bool]:
+    out = {f"full beats {o} on {k}": better(k, m["full"][k], m[o][k]) for o in METHODS[1:] for k in ("psnr", "lpips", "mouth_l1")}
+    out["cnn beats mean_frame on psnr"] = better("psnr", m["cnn"]["psnr"], m["mean_frame"]["psnr"])
+    return out
+
+
+def print_row(row: dict) -> None:
+    print(f"\n{row['video']}: {row['n_train']} training / {row['n_test']} test frames at {row['resolution']} px", flush=True)
+    print(f"{'method':>14} {'L1':>7} {'PSNR':>6} {'SSIM':>6} {'LPIPS':>6} {'mouth L1':>9} {'jaw sweep':>10} {'train':>8}")
+    for name in METHODS:
+        m = row["methods"][name]
+        jaw = f"{m['jaw_sweep']:.4f}" if m.get("jaw_sweep") is not None else "-"
+        train = f"{m['train_s'] / 60:.1f} min" if "train_s" in m else "-"
+        print(f"{name:>14} {m['l1']:7.4f} {m['psnr']:6.2f} {m['ssim']:6.3f} {m['lpips']:6.3f} {m['mouth_l1']:9.4f} {jaw:>10} {train:>8}")
+    failed = [k for k, ok in row["targets"].items() if not ok]
+    print("targets: all met" if not failed else f"targets missed: {', '.join(failed)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", type=Path, action="append", required=True, help="a raw video (repeat for several)")
+    parser.add_argument("--preset", choices=("preview", "seed"), default="preview")
+    parser.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
+    parser.add_argument("--crop", type=int, default=512, choices=(256, 512, 1024))
+    parser.add_argument("--model", type=Path, default=SHARED / "models" / "ict_face_light_face.npz")
+    parser.add_argument("--landmarker", type=Path, default=SHARED / "models" / "face_landmarker.task")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the stage files and models here")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        models = PreprocessModels(args.landmarker, args.model, work / "correspondence.npz")
+        for video in args.video:
+            rows.append(bench_video(video, work, models, args.preset, args.iterations, args.crop))
+            print_row(rows[-1])
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
