@@ -26,6 +26,12 @@ from neural_renderer.errors import PipelineInputError
 PINNED = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 
 
+@pytest.fixture(autouse=True)
+def _no_mirror(monkeypatch):
+    """A mirror set in the user's environment would replace the file:// URLs these tests serve."""
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+
+
 def test_registry():
     lm = ASSETS["face_landmarker"]
     assert lm.sha256 == PINNED and lm.filename == "face_landmarker.task"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neural_renderer.assets import ASSETS, ICT_FACEKIT_COMMIT, ICT_FACEKIT_FILES, MIRROR_ENV, sha256_file
+from neural_renderer.assets import ASSETS, ICT_FACEKIT_COMMIT, MIRROR_ENV, sha256_file
 from neural_renderer.testdata import DATA_ENV, ICT_NPZ, ICT_RAW_FILES, TEST_VIDEOS, TestDataUnavailable, check, resolve
 
 REPO = Path(__file__).resolve().parents[1]
