@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -125,6 +126,7 @@ def download(url: str, target: str | Path, sha256: str | None = None, *, timeout
     short body without an error).
     """
     target = Path(target)
+    start = time.perf_counter()
     with atomic_path(target) as tmp:
         digest, size, expected_size = hashlib.sha256(), 0, None
         try:
@@ -144,6 +146,7 @@ def download(url: str, target: str | Path, sha256: str | None = None, *, timeout
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             raise PipelineInputError(url, f"downloaded file is corrupt or changed upstream (sha256 mismatch: "
                                           f"expected {sha256.lower()}, got {digest.hexdigest()})")  # fmt: skip
+    log.info("downloaded %s: %.1f MB in %.1f s", target.name, size / 1e6, time.perf_counter() - start)
     return target
 
 
