@@ -161,7 +161,7 @@ def resolve(repo: str | Path, *, download: bool = True) -> tuple[Path, str]:
         try:
             fill(root)
             return root, f"{source} (downloaded)"
-        except PipelineInputError as exc:
+        except (PipelineInputError, OSError) as exc:  # OSError: e.g. a read-only folder
             reason = str(exc)
             problems = check(root)
     missing = ", ".join(problems)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neural_renderer.assets import ASSETS, ICT_FACEKIT_COMMIT, MIRROR_ENV, sha256_file
+from neural_renderer.assets import ASSETS, ICT_FACEKIT_COMMIT, MIRROR_ENV, ensure_asset, sha256_file
 from neural_renderer.testdata import DATA_ENV, ICT_NPZ, ICT_RAW_FILES, TEST_VIDEOS, TestDataUnavailable, check, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +162,17 @@ def test_ict_archive_without_the_pinned_files_is_refused_and_deleted(tmp_path, m
     assert leftovers(wd) == []  # the refused archive is deleted: the next run downloads it again
 
 
+def test_fetched_folder_serves_as_a_mirror(tmp_path, mirror, monkeypatch):
+    """`python -m neural_renderer.assets fetch DIR` on a machine with internet; DIR then is a mirror (a folder)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), MIRROR_ENV: mirror.url, **NO_PROXY}
+    cmd = [sys.executable, "-m", "neural_renderer.assets", "fetch", str(tmp_path / "dir"), "face_landmarker"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / "dir" / "face_landmarker.task"), proc.stderr
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "dir"))
+    path = ensure_asset("face_landmarker", tmp_path / "models")
+    assert sha256_file(path) == LANDMARKER_SHA and mirror.requests == ["face_landmarker.task"]
+
+
 # ------------------------------------------------------------------------------------------- test data lookup
 
 
@@ -187,6 +198,10 @@ def test_test_data_is_fetched_from_a_mirror_into_portrait_test_data(tmp_path, sh
         assert check(data) == {} and len(m.requests) == 5
         assert resolve(REPO) == (data, "$PORTRAIT_TEST_DATA") and len(m.requests) == 5  # once only
     assert sha256_file(data / "testdata/videos/d6.mp4") == TEST_VIDEOS["d6"].sha256
+    with open(data / "testdata/videos/d18.mp4", "r+b") as f:  # a damaged file is named, not used or overwritten
+        f.write(b"X")
+    with pytest.raises(TestDataUnavailable, match=r"d18\.mp4: sha256 mismatch \(delete it to download it again\)"):
+        resolve(REPO)
 
 
 def test_without_data_or_network_pytest_stops_with_one_line(tmp_path, monkeypatch):
