@@ -164,7 +164,7 @@ def resolve(repo: str | Path, *, download: bool = True) -> tuple[Path, str]:
         except (PipelineInputError, OSError) as exc:  # OSError: e.g. a read-only folder
             reason = str(exc)
             problems = check(root)
-    missing = ", ".join(problems)
+    missing = ", ".join(rel if why == "missing" else f"{rel} (damaged)" for rel, why in problems.items())
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     raise TestDataUnavailable(
         f"test data not available: {missing} missing in {root} (looked in {looked}; {reason}). To get it: run "
