@@ -1,4 +1,12 @@
 # Model files: downloaded and checksum-verified when the configured path is missing (tests point at local copies).
+# Sources are pinned in neural_renderer/assets.py; PORTRAIT_ASSET_MIRROR (a URL or folder) replaces them by a mirror.
+# The downloads run where Snakemake runs (on a cluster: the login node, which usually has internet; compute nodes
+# often have none).
+
+
+localrules:
+    download_face_landmarker,
+    build_ict_model,
 
 
 rule download_face_landmarker:
@@ -18,7 +26,8 @@ rule download_face_landmarker:
 
 
 rule build_ict_model:
-    # Downloads the ICT-FaceKit repository archive (MIT) and converts its OBJ files to the face-region npz.
+    # Downloads the ICT-FaceKit archive of commit da5f95a6 (MIT), verifies the OBJs it uses by sha256 and converts
+    # them to the face-region npz.
     output:
         "resources/models/ict_face_light_face.npz",
     log:

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real test videos and models beside the checkout (../shared)."""
+"""Shared fixtures: the real test videos and models, found (or fetched once) by `neural_renderer.testdata`.
+
+Lookup order: $PORTRAIT_TEST_DATA, ../shared beside the checkout, the per-user cache (downloaded into, verified).
+The folder is resolved once per session, and only when a collected test needs it; when the data is neither there nor
+downloadable, the session stops with one line saying what is missing and how to get it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from neural_renderer.testdata import TestDataUnavailable, resolve
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA_FIXTURES = {"shared_dir", "videos_dir", "landmarker_model", "ict_model_npz", "face_frames"}
+_DATA_ROOT = pytest.StashKey[Path]()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(DATA_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+        return
+    try:
+        root, source = resolve(REPO)
+    except TestDataUnavailable as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    config.stash[_DATA_ROOT] = root
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"test data: {root} ({source})")
 
 
 @pytest.fixture(scope="session")
@@ -16,10 +37,9 @@ def repo_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"shared test data not found at {SHARED} (expected beside the checkout)")
-    return SHARED
+def shared_dir(pytestconfig: pytest.Config) -> Path:
+    """The test-data folder (layout of ../shared: testdata/videos/*.mp4, models/...)."""
+    return pytestconfig.stash[_DATA_ROOT]
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,8 @@ def cut_clip(src: Path, dst: Path, frames: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory, request):
-    shared = REPO.parent / "shared"
+def workflow(tmp_path_factory, request, shared_dir):
+    shared = shared_dir
     videos = shared / "testdata" / "videos"
     workdir = tmp_path_factory.mktemp("wf")
     raw = workdir / "data" / "raw"
@@ -179,9 +179,9 @@ def test_invalid_config_fails_before_any_job(workflow):
     assert "300 is not one of [256, 512, 1024]" in proc.stdout + proc.stderr
 
 
-def test_video_without_face_fails_with_clear_message(tmp_path):
+def test_video_without_face_fails_with_clear_message(tmp_path, shared_dir):
     """A real, decodable video with no face in it: the job fails naming the video; nothing partial is left."""
-    shared = REPO.parent / "shared"
+    shared = shared_dir
     raw = tmp_path / "data" / "raw"
     raw.mkdir(parents=True)
     subprocess.run(

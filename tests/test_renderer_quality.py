@@ -1,0 +1,65 @@
+"""The renderer on a real video (d6's first 20 s): a short preview-preset training must beat what a renderer must beat
+on held-out frames, scored by the same code as benchmarks/bench_quality.py, and its mouth must follow jawOpen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_reenact import D6_FRAMES, build_tracking
+
+from neural_renderer.metrics.image import l1, psnr
+from neural_renderer.renderer.baselines import jaw_sweep, mean_frame, mouth_l1, nearest_frames
+from neural_renderer.renderer.data import load_tracking
+from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.stages import train_renderer
+
+pytestmark = pytest.mark.slow
+
+RES = 64  # the preview preset's architecture at 64 px and 500 steps: about a minute on 2 cores
+
+
+@pytest.fixture(scope="module")
+def d6(tmp_path_factory, shared_dir, videos_dir):
+    paths = build_tracking(videos_dir / "d6.mp4", tmp_path_factory.mktemp("quality"), D6_FRAMES, shared_dir)
+    model = paths["dir"] / "renderer_preview" / "model.pt"
+    cfg = {"preset": "preview", "model": {"resolution": RES}, "train": {"iterations": 500, "device": "cpu", "progress": False}}
+    result = train_renderer.run(paths["tracking"], model, cfg=cfg)
+    renderer = PortraitRenderer(model, "cpu")
+    data = load_tracking(paths["tracking"], 0.9, 0.1, 16, RES)
+    idx = data.test_idx
+    render = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx])
+    return result, renderer, data, render
+
+
+def test_preview_preset_is_recorded_and_renders_at_its_resolution(d6):
+    result, renderer, data, render = d6
+    assert result.preset.name == "preview" and renderer.preset["name"] == "preview"
+    assert render.shape == (len(data.test_idx), RES, RES, 3) and renderer.resolution == RES
+
+
+def test_held_out_frames_beat_the_mean_frame_and_black(d6):
+    _, _, data, render = d6
+    gt = data.frames[data.test_idx]
+    mean, black = mean_frame(data, len(gt)), np.zeros_like(gt)
+    ours = l1(gt, render).mean()
+    assert ours < l1(gt, mean).mean() and ours < l1(gt, black).mean(), (ours, l1(gt, mean).mean(), l1(gt, black).mean())
+    assert psnr(gt, render).mean() > psnr(gt, mean).mean()
+    assert mouth_l1(gt, render, data.mouth[data.test_idx]).mean() < mouth_l1(gt, mean, data.mouth[data.test_idx]).mean()
+
+
+def test_held_out_frames_beat_retrieval_of_the_nearest_training_frame_on_psnr(d6):
+    _, renderer, data, render = d6
+    gt = data.frames[data.test_idx]
+    nearest = data.frames[nearest_frames(data, renderer.norm)]
+    assert psnr(gt, render).mean() > psnr(gt, nearest).mean()
+
+
+def test_the_mouth_follows_jaw_open_more_than_a_blink(d6):
+    """Sweeping jawOpen (5th -> 95th training percentile) changes the mouth box; sweeping eyeBlink_L, which has
+    nothing to do with the mouth, changes it less."""
+    _, renderer, data, _ = d6
+    jaw = jaw_sweep(renderer, data)
+    blink_data = data.__class__(**{**data.__dict__, "expression_names": tuple(
+        "jawOpen" if n == "eyeBlink_L" else ("_" if n == "jawOpen" else n) for n in data.expression_names)})
+    blink = jaw_sweep(renderer, blink_data)
+    assert jaw > 0.01 and jaw > 2 * blink, (jaw, blink)
