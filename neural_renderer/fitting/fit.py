@@ -27,6 +27,7 @@ import scipy.spatial
 import torch
 
 from ..errors import PipelineInputError
+from ..progress import progress
 from .camera import FLIP_YZ, default_intrinsics, project_points_np
 from .config import FitConfig
 from .rotation import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_axis_angle_np
@@ -552,9 +553,12 @@ def fit_sequence_refined(
         keyframes = select_keyframes(data.frame_ok, cfg.identity_frames)
         history: list[float] = []
         stages: dict[str, int] = {}
+        rounds = cfg.refine_rounds if cfg.refine_radius > 0 else 0
+        bar = progress(total=2 + rounds, desc=f"fit {len(valid)} frames", unit="solve")  # key frames, refinements, all
         key_state, stages["keyframes"] = _fit_keyframes(data, cfg, dev, None, keyframes, cfg.iterations_identity,
                                                         history)
-        for r in range(cfg.refine_rounds if cfg.refine_radius > 0 else 0):
+        bar.update()
+        for r in range(rounds):
             intr = _intrinsics(data, cfg, float(key_state.log_focal))
             rot = FLIP_YZ[None] @ key_state.rotation.cpu().numpy()
             new = refine_correspondence(model, vertices, data.pts[keyframes], data.point_ok[keyframes],
@@ -567,7 +571,10 @@ def fit_sequence_refined(
             data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights)
             key_state, stages[f"keyframes{r + 1}"] = _fit_keyframes(data, cfg, dev, key_state, keyframes,
                                                                     cfg.iterations_identity, history)
+            bar.update()
         state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
+        bar.update(bar.total - bar.n)
+        bar.close()
         return _result(data, cfg, state, keyframes, t0, history, stages, final, vertices)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.metrics.config import MetricsConfig
+from neural_renderer.progress import progress
 from neural_renderer.storage import open_h5, read_attrs, read_stage, write_stage
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,18 @@ class FeatureExtractor:
         return extract_motion(frames, fps, landmarker_model=m.landmarker, morphable_model=m.morphable_model, correspondence=m.correspondence, device="cpu")
 
     def __call__(self, frames: np.ndarray, fps: float) -> dict[str, np.ndarray]:
-        emb, emb_valid = self.identity(frames)
-        motion = self.motion(frames, fps)
+        with progress(total=4, desc=f"metric features of {len(frames)} frames", unit="network") as bar:
+            emb, emb_valid = self.identity(frames)
+            bar.update()
+            motion = self.motion(frames, fps)
+            bar.update()
+            inception = self.inception(frames)
+            bar.update()
+            i3d = self.i3d(frames)
+            bar.update()
         return {
-            "inception": np.asarray(self.inception(frames), np.float32),
-            "i3d": np.asarray(self.i3d(frames), np.float32).reshape(-1, 400),
+            "inception": np.asarray(inception, np.float32),
+            "i3d": np.asarray(i3d, np.float32).reshape(-1, 400),
             "identity": np.asarray(emb, np.float32),
             "identity_valid": np.asarray(emb_valid, bool),
             "expression": np.asarray(motion.expression, np.float32),

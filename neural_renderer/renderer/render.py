@@ -16,6 +16,7 @@ from neural_renderer.renderer.data import TrackingData, pose_features, standardi
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.renderer.train import MODEL_FORMAT
 from neural_renderer.device import resolve_device
+from neural_renderer.progress import progress
 from neural_renderer.assets import sha256_file
 from neural_renderer.storage import atomic_path, write_stage
 
@@ -70,7 +71,7 @@ class PortraitRenderer:
         """`render_batch` over any number of frames, `batch_size` at a time -> (T, R, R, 3) uint8."""
         r = self.resolution
         out = np.empty((len(pose), r, r, 3), np.uint8)
-        for s in range(0, len(pose), batch_size):
+        for s in progress(range(0, len(pose), batch_size), desc="render", unit="batch"):
             out[s : s + batch_size] = self.render_batch(pose[s : s + batch_size], gaze_rad[s : s + batch_size], expression[s : s + batch_size])
         return out
 

@@ -12,6 +12,7 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import write_stage
 from neural_renderer.tracking import track_frames
+from neural_renderer.progress import progress
 from neural_renderer.video import iter_frames
 
 
@@ -27,7 +28,8 @@ def run(
 ) -> float:
     """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate."""
     info, sha = load_probe(probe_json)
-    track = track_frames(iter_frames(video_path, info, ffmpeg=ffmpeg), info.fps, model_path, **cfg)
+    frames = progress(iter_frames(video_path, info, ffmpeg=ffmpeg), total=info.n_frames or None, desc=f"track {video}", unit="frame")
+    track = track_frames(frames, info.fps, model_path, **cfg)
     n = len(track.valid)
     if n == 0:
         raise PipelineInputError(video_path, "no frame could be decoded")
