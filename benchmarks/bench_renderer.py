@@ -2,9 +2,10 @@
 
 GPU (the real numbers):   python benchmarks/bench_renderer.py            # train 512 batch 16; infer 512 and 1024 batch 1
 CPU smoke test (tiny):    python benchmarks/bench_renderer.py --tiny     # 64 px, tiny model, few steps
-Options: --train-res, --infer-res 512 1024, --batch, --steps, --no-compile, --variant cnn, --vgg-weights FILE.
+Options: --train-res, --infer-res 512 1024, --batch, --steps, --no-compile, --variant cnn, --no-perceptual.
 Uses synthetic frames and conditioning (speed does not depend on content); the training step is the one of
-neural_renderer.renderer.train (data on the device as uint8, bf16 autocast on CUDA, channels_last, fused Adam).
+neural_renderer.renderer.train (data on the device as uint8, bf16 autocast on CUDA, channels_last, fused Adam), with
+the adversarial terms on from the first step (after the warm-up, as most of a seed run is).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def synthetic(n: int, res: int, ke: int = 53) -> TrackingData:
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (n, res, res, 3), dtype=np.uint8)
     pose = np.concatenate([np.tile([1, 0, 0, 0, 1, 0], (n, 1)), rng.normal(0, 1, (n, 3))], 1).astype(np.float32)
+    mouth = np.tile(np.array([[0.3, 0.6, 0.7, 0.9]]) * res, (n, 1)).astype(np.int64)
     return TrackingData(None, frames, pose, rng.normal(0, 0.1, (n, 2)).astype(np.float32), rng.uniform(0, 1, (n, ke)).astype(np.float32),
-                        np.ones(n, bool), 25.0, np.arange(n), np.arange(n - 1, n))
+                        np.ones(n, bool), 25.0, np.arange(n), np.arange(n - 1, n), mouth)
 
 
 def bench_train(cfg: dict, res: int, steps: int, warmup: int, compile_: bool, tmp: str) -> float:
@@ -92,10 +94,12 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--variant", default="full", choices=["full", "cnn"])
-    p.add_argument("--vgg-weights", default=None)
+    p.add_argument("--no-perceptual", action="store_true", help="without the LPIPS-VGG16 perceptual loss")
     p.add_argument("--device", default="auto")
     a = p.parse_args()
-    cfg = {"model": {"variant": a.variant}, "train": {"batch_size": a.batch, "device": a.device, "vgg_weights": a.vgg_weights, "log_every": 0, "sample_every": 0}}
+    cfg = {"preset": "seed", "model": {"variant": a.variant}, "train": {
+        "batch_size": a.batch, "device": a.device, "w_perceptual": 0.0 if a.no_perceptual else 1.0, "adv_warmup": 0, "adv_ramp": 0,
+        "log_every": 50, "sample_every": 0, "allow_slow_cpu": True}}
     if a.tiny:
         cfg["model"].update(TINY_MODEL)
         cfg["train"].update(disc_channels=8, disc_layers=2, batch_size=4)
@@ -103,7 +107,7 @@ def main() -> None:
     device = resolve_device(a.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; model {a.variant}{' (tiny)' if a.tiny else ''}; "
-          f"perceptual loss {'on' if a.vgg_weights else 'off (no --vgg-weights)'}")
+          f"perceptual loss {'off' if a.no_perceptual else 'on (LPIPS-VGG16)'}")
     modes = [False] if a.no_compile else [False, True]
     warm_train, warm_infer = (3, 3) if a.tiny else (10, 20)
     for compile_ in modes:

@@ -217,6 +217,36 @@ def test_a_crash_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_r
     assert again.resumed_from == 10 and seen == [6, 7, 8, 9, 10]
 
 
+@pytest.mark.parametrize(
+    "change, changed",
+    [({"lr": 1e-3}, "train.lr"), ({"disc_channels": 16}, "train.disc_channels"), ({"w_mouth": 0.5}, "train.w_mouth"),
+     ({"train_frames": 30}, "split")],
+)
+def test_a_checkpoint_of_another_run_is_not_resumed(tracking, tmp_path, caplog, change, changed):
+    """Anything that shapes the run (training settings, split) starts over with a warning naming it, never a crash."""
+    cfg = tiny_cfg(iterations=6, checkpoint_every=3)
+    out = tmp_path / "m.pt"
+    train_renderer.run(tracking, out, cfg=cfg)
+    other = tiny_cfg(iterations=6, checkpoint_every=3, **change)
+    with caplog.at_level("WARNING"):
+        result = train_renderer.run(tracking, out, cfg=other)
+    assert result.resumed_from == 0 and result.iteration == 6
+    assert any(f"changed: {changed}" in r.getMessage() and "starting over" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_more_iterations_continue_a_finished_run_but_a_rebuilt_tracking_file_starts_over(tmp_path, caplog):
+    tracking = make_tracking(tmp_path / "tracking.h5")
+    out = tmp_path / "m.pt"
+    train_renderer.run(tracking, out, cfg=tiny_cfg(iterations=4, checkpoint_every=2))
+    longer = train_renderer.run(tracking, out, cfg=tiny_cfg(iterations=6, checkpoint_every=2, log_every=3))
+    assert longer.resumed_from == 4 and longer.iteration == 6  # iterations and logging cadence are not the run's identity
+    with h5py.File(tracking, "a") as f:  # same frame count, other content: the tracking stage was rerun
+        f["fit/expression"][0] = f["fit/expression"][0] + 0.5
+    with caplog.at_level("WARNING"):
+        again = train_renderer.run(tracking, out, cfg=tiny_cfg(iterations=6, checkpoint_every=2))
+    assert again.resumed_from == 0 and "changed: tracking_sha256" in caplog.text
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -84,7 +84,7 @@ def run_identity(cfg: RendererConfig, data: TrackingData) -> dict[str, Any]:
     split = hashlib.sha256(data.train_idx.astype(np.int64).tobytes() + b"|" + data.test_idx.astype(np.int64).tobytes()).hexdigest()
     return {
         "model": dataclasses.asdict(cfg.model), "train": train, "resolution": data.resolution, "split": split,
-        "tracking_sha256": sha256_file(data.path),
+        "tracking_sha256": sha256_file(data.path) if data.path else "",
     }
 
 
