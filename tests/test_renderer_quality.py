@@ -15,14 +15,14 @@ from neural_renderer.stages import train_renderer
 
 pytestmark = pytest.mark.slow
 
-RES = 64  # the preview preset's architecture at 64 px and 500 steps: about a minute on 2 cores
+RES = 96  # the preview preset's architecture at 96 px and 800 steps: about a minute and a half on 2 cores
 
 
 @pytest.fixture(scope="module")
 def d6(tmp_path_factory, shared_dir, videos_dir):
     paths = build_tracking(videos_dir / "d6.mp4", tmp_path_factory.mktemp("quality"), D6_FRAMES, shared_dir)
     model = paths["dir"] / "renderer_preview" / "model.pt"
-    cfg = {"preset": "preview", "model": {"resolution": RES}, "train": {"iterations": 500, "device": "cpu", "progress": False}}
+    cfg = {"preset": "preview", "model": {"resolution": RES}, "train": {"iterations": 800, "device": "cpu", "progress": False}}
     result = train_renderer.run(paths["tracking"], model, cfg=cfg)
     renderer = PortraitRenderer(model, "cpu")
     data = load_tracking(paths["tracking"], 0.9, 0.1, 16, RES)
