@@ -335,7 +335,7 @@ def train(
         if bar is not None:
             bar.close()
         losses.close()
-    seconds = (time.perf_counter() - t0) / max(done - start, 1)
+    seconds = (time.perf_counter() - t0) / (done - start) if done > start else float("nan")
     if start >= t.iterations:
         log.info("checkpoint already at iteration %d >= %d", start, t.iterations)
     losses.save()
