@@ -13,6 +13,9 @@ Metrics: L1, PSNR, SSIM, LPIPS (AlexNet, the metrics stage's default; training u
 box (lip landmarks). Jaw sweep: the mean absolute change of the mouth region between renders of the test frames
 with jawOpen at its 5th and 95th training percentile (0 = the mouth ignores the expression).
 
+`--ablations` adds `full_adv` (the same budget with the conditional adversarial terms after a warm-up) and
+`full_frozen` (the full model with its conditioning frozen to the first test frame: what the motion is worth).
+
 Target (issue 10, preview preset, 2 CPU cores, <= 40 min per video): `full` beats the three others on PSNR, LPIPS and
 mouth L1, and `cnn` beats `mean_frame` on PSNR.
 
@@ -35,6 +38,7 @@ import torch
 from neural_renderer.metrics.image import l1, psnr, ssim
 from neural_renderer.metrics.lpips import lpips_frames
 from neural_renderer.renderer.baselines import jaw_sweep, mean_frame, mouth_l1, nearest_frames
+from neural_renderer.renderer.config import resolve_renderer_config
 from neural_renderer.renderer.data import load_tracking
 from neural_renderer.renderer.render import PortraitRenderer
 from neural_renderer.stages import train_renderer
@@ -43,6 +47,10 @@ from neural_renderer.stages.pipeline import PreprocessModels, preprocess
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 METHODS = ("full", "cnn", "mean_frame", "nearest_frame")
+# --ablations: the same budget with the adversarial terms on (conditional discriminator, after a warm-up of half the
+# steps, ramped in over a quarter), and the full model rendered with its conditioning frozen to the first test frame.
+TRAINED = {"full": {"model": {"variant": "full"}}, "cnn": {"model": {"variant": "cnn"}}}
+ABLATIONS = {"full_adv": {"model": {"variant": "full"}, "train": {"w_adv": 1.0, "w_fm": 10.0, "disc_channels": 32}}}
 HIGHER_IS_BETTER = {"psnr", "ssim"}
 
 
@@ -53,15 +61,18 @@ def score(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray) -> dict[str, floa
     }
 
 
-def bench_video(video: Path, work: Path, models: PreprocessModels, preset: str, iterations: int | None, crop: int) -> dict:
+def bench_video(video: Path, work: Path, models: PreprocessModels, preset: str, iterations: int | None, crop: int, ablations: bool) -> dict:
     t0 = time.perf_counter()
     tracking = preprocess(video, work / video.stem, models, {"crop": {"resolution": crop}})
     row: dict = {"video": video.stem, "preprocess_s": time.perf_counter() - t0, "methods": {}}
     data = renderer = None
-    for variant in ("full", "cnn"):
-        cfg: dict = {"preset": preset, "model": {"variant": variant}, "train": {"progress": False}}
+    for variant, overrides in {**TRAINED, **(ABLATIONS if ablations else {})}.items():
+        cfg: dict = {"preset": preset, "model": dict(overrides["model"]), "train": {"progress": False, **overrides.get("train", {})}}
         if iterations:
             cfg["train"]["iterations"] = iterations
+        if "w_adv" in cfg["train"]:
+            n = cfg["train"].get("iterations") or resolve_renderer_config(cfg, torch.device("cpu"))[0].train.iterations
+            cfg["train"].update(adv_warmup=n // 2, adv_ramp=n // 4)
         model = work / video.stem / f"renderer_{variant}" / "model.pt"
         t1 = time.perf_counter()
         result = train_renderer.run(tracking, model, cfg=cfg)
@@ -72,7 +83,14 @@ def bench_video(video: Path, work: Path, models: PreprocessModels, preset: str, 
         pred = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx])
         row["methods"][variant] = {**score(pred, data.frames[idx], data.mouth[idx]), "jaw_sweep": jaw_sweep(renderer, data), "train_s": train_s,
                                    "iterations": result.iteration, "preset": result.preset.name}
+        if variant == "full" and ablations:
+            full = (renderer, data)
     idx = data.test_idx
+    if ablations:
+        renderer, data = full
+        first = np.full(len(idx), idx[0])
+        frozen = renderer.render_sequence(data.pose[first], data.gaze_rad[first], data.expression[first])
+        row["methods"]["full_frozen"] = score(frozen, data.frames[idx], data.mouth[idx])
     gt, boxes = data.frames[idx], data.mouth[idx]
     row["methods"]["mean_frame"] = score(mean_frame(data, len(idx)), gt, boxes)
     row["methods"]["nearest_frame"] = score(data.frames[nearest_frames(data, renderer.norm)], gt, boxes)
@@ -93,7 +111,7 @@ def check_targets(m: dict[str, dict[str, float]]) -> dict[str, bool]:
 def print_row(row: dict) -> None:
     print(f"\n{row['video']}: {row['n_train']} training / {row['n_test']} test frames at {row['resolution']} px", flush=True)
     print(f"{'method':>14} {'L1':>7} {'PSNR':>6} {'SSIM':>6} {'LPIPS':>6} {'mouth L1':>9} {'jaw sweep':>10} {'train':>8}")
-    for name in METHODS:
+    for name in row["methods"]:
         m = row["methods"][name]
         jaw = f"{m['jaw_sweep']:.4f}" if m.get("jaw_sweep") is not None else "-"
         train = f"{m['train_s'] / 60:.1f} min" if "train_s" in m else "-"
@@ -110,6 +128,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=512, choices=(256, 512, 1024))
     parser.add_argument("--model", type=Path, default=SHARED / "models" / "ict_face_light_face.npz")
     parser.add_argument("--landmarker", type=Path, default=SHARED / "models" / "face_landmarker.task")
+    parser.add_argument("--ablations", action="store_true", help="also train full_adv and render full_frozen (see ABLATIONS)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--work", type=Path, default=None, help="keep the stage files and models here")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
@@ -122,7 +141,7 @@ def main() -> None:
         work = args.work or Path(tmp)
         models = PreprocessModels(args.landmarker, args.model, work / "correspondence.npz")
         for video in args.video:
-            rows.append(bench_video(video, work, models, args.preset, args.iterations, args.crop))
+            rows.append(bench_video(video, work, models, args.preset, args.iterations, args.crop, args.ablations))
             print_row(rows[-1])
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
