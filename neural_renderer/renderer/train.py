@@ -142,17 +142,22 @@ class Trainer:
         amp = t.amp and device.type == "cuda"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
-    def step(self, iteration: int) -> dict[str, torch.Tensor]:
-        """One optimisation step at 0-based `iteration` -> detached loss terms (still on the device)."""
-        t = self.cfg.train
-        idx = torch.randint(self.n_train, (t.batch_size,), generator=self.sampler)
+    def losses(self, idx: torch.Tensor, iteration: int, jitter: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The named losses of the training frames `idx` (positions in the training split) at `iteration`."""
         real = self.frames.batch(idx, self.channels_last)
         didx = idx.to(self.device)
-        cond = self.cond.index(didx).jitter(t.pose_noise)
+        cond = self.cond.index(didx)
+        if jitter:
+            cond = cond.jitter(self.cfg.train.pose_noise)
         latent = self.gen.latents(didx) if self.cfg.model.variant == "full" else None
         with self.autocast():
             fake, low = self.forward(cond.pose, cond.gaze, cond.expression, latent)
-            terms, loss_d = self.loss(fake, low, real, self.mouth[didx], cond.vector(), iteration)
+            return self.loss(fake, low, real, self.mouth[didx], cond.vector(), iteration)
+
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        """One optimisation step at 0-based `iteration` -> detached loss terms (still on the device)."""
+        idx = torch.randint(self.n_train, (self.cfg.train.batch_size,), generator=self.sampler)
+        terms, loss_d = self.losses(idx, iteration)
         self.opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.opt_g.step()
@@ -181,29 +186,19 @@ class Trainer:
         return int(ckpt["iteration"])
 
     def seconds_per_step(self, n: int = 2) -> float:
-        """Time forward + losses + backward (no optimiser step, nothing kept) for the slow-CPU estimate."""
+        """Time forward + losses + backward of a batch (no optimiser step, no RNG drawn, nothing kept), with the
+        adversarial terms at full weight as after the warm-up: the slow-CPU estimate."""
+        t = self.cfg.train
+        idx = torch.arange(t.batch_size) % self.n_train
         times = []
-        for i in range(n + 1):
+        for _ in range(n + 1):
             t0 = time.perf_counter()
-            terms = self.step_without_update()
-            terms["total"].backward()
+            self.losses(idx, t.adv_warmup + t.adv_ramp, jitter=False)[0]["total"].backward()
             times.append(time.perf_counter() - t0)
         self.gen.zero_grad(set_to_none=True)
         if self.loss.disc is not None:
             self.loss.disc.zero_grad(set_to_none=True)
         return float(np.median(times[1:]))
-
-    def step_without_update(self) -> dict[str, torch.Tensor]:
-        t = self.cfg.train
-        idx = torch.arange(min(t.batch_size, self.n_train)).repeat(t.batch_size)[: t.batch_size]
-        real = self.frames.batch(idx, self.channels_last)
-        didx = idx.to(self.device)
-        cond = self.cond.index(didx)
-        latent = self.gen.latents(didx) if self.cfg.model.variant == "full" else None
-        fake, low = self.forward(cond.pose, cond.gaze, cond.expression, latent)
-        # the adversarial terms at full weight: what a step costs once the warm-up is over
-        terms, _ = self.loss(fake, low, real, self.mouth[didx], cond.vector(), t.adv_warmup + t.adv_ramp)
-        return terms
 
 
 def load_checkpoint(path: Path, device: torch.device, identity: dict[str, Any]) -> dict[str, Any] | None:
