@@ -134,3 +134,7 @@ def test_report_shows_the_metrics_table_and_plot(evaluation):
     html = (workdir / "report.html").read_text(errors="replace")
     assert "summary.csv" in html and "summary.png" in html and "Metrics" in html
     assert "reenacted.mp4" in html and "audio_render.mp4" in html
+    # training you can watch: curves, held-out samples and the renders of every video's renderer
+    for name in ("training_curves.png", "test_samples.png", "test_render.mp4", "test_side_by_side.mp4"):
+        assert name in html, name
+    assert "Renderer" in html
