@@ -106,6 +106,16 @@ def test_neighbour_indices_stay_inside_the_split():
     assert idx.tolist() == [[0, 0, 0, 1], [3, 4, 5, 6], [7, 8, 9, 9]]
 
 
+@pytest.mark.parametrize("requested, expected, iterations", [("auto", "preview", 2000), ("seed", "seed", 20000), ("preview", "preview", 2000)])
+def test_audio_presets_follow_the_hardware_and_the_users_keys_win(requested, expected, iterations):
+    from neural_renderer.audio.config import resolve_audio_config
+
+    cfg, choice = resolve_audio_config({"preset": requested, "train": {"batch_size": 8}}, torch.device("cpu"))
+    assert choice.name == expected == cfg.preset and cfg.train.iterations == iterations and cfg.train.batch_size == 8
+    cfg, _ = resolve_audio_config({"preset": requested, "train": {"iterations": 7}}, torch.device("cpu"))
+    assert cfg.train.iterations == 7
+
+
 # ---------------------------------------------------------------- training and rendering on real videos
 
 
@@ -124,8 +134,9 @@ def test_audio_model_training_fits_the_training_split(d6_audio_model):
     loss = np.array([r["loss"] for r in result.losses])
     assert len(loss) == 400 and np.isfinite(loss).all()
     assert loss[-50:].mean() < 0.3 * loss[:20].mean()
-    blob = torch.load(path, weights_only=False)
+    blob = torch.load(path, weights_only=True)
     assert blob["format"] == "portrait-audio/1" and blob["pose_net"] is not None
+    assert blob["metrics"]["preset"]["name"] == "preview"  # auto on a CPU
     assert blob["config"]["train"]["iterations"] == 400
     train, test = blob["metrics"]["train"], blob["metrics"]["test"]
     # fits what it was trained on: clearly better than predicting the mean expression and pose

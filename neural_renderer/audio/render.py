@@ -34,7 +34,7 @@ class AudioDriver:
         if not path.is_file():
             raise PipelineInputError(path, "audio model not found (train it first)")
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=False)
+            blob = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
             raise PipelineInputError(path, f"cannot load audio model ({exc})") from None
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
