@@ -145,7 +145,7 @@ def rules_run_in(workdir: Path, slurm_id: str) -> list[str]:
 
 def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, list[str]]:
     """Every job Snakemake ran finished inside a completed SLURM job of this run; returns
-    SLURM job name (rule_<rule> or rule_preprocess for a group) -> ids of its completed SLURM jobs."""
+    kind of SLURM job (rule_<rule>, or rule_preprocess for a group job) -> ids of its completed SLURM jobs."""
     done, submitted = finished(text), submissions(text)
     assert done, f"no job finished:\n{text[-3000:]}"
     assert re.findall(r"^localrule (\w+):", text, re.M) in ([], ["all"]), "a job ran outside SLURM"
@@ -156,7 +156,8 @@ def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, l
     by_name: dict[str, list[str]] = {}
     for slurm_id in completed:
         rules = rules_run_in(workdir, slurm_id)
-        name = jobs[slurm_id]["comment"].split("_wildcards_")[0]
+        comment = jobs[slurm_id]["comment"]  # a group job's: rule_preprocess_<its rules, shortened>
+        name = "rule_preprocess" if comment.startswith("rule_preprocess_") else comment.split("_wildcards_")[0]
         assert name == (f"rule_{rules[0]}" if len(rules) == 1 and rules[0] not in GROUPED else "rule_preprocess"), (name, rules)
         by_name.setdefault(name, []).append(slurm_id)
         ran += rules
