@@ -139,8 +139,9 @@ def slurm_log(workdir: Path, slurm_id: str) -> Path:
 
 
 def rules_run_in(workdir: Path, slurm_id: str) -> list[str]:
-    """The rules that finished inside a SLURM job, from its own log (a group job runs several)."""
-    return re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", slurm_log(workdir, slurm_id).read_text())
+    """The rules that finished inside a SLURM job, from its own log (a group job runs several; each is reported
+    twice, by the job step that ran it and by the job's Snakemake)."""
+    return sorted(set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", slurm_log(workdir, slurm_id).read_text())))
 
 
 def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, list[str]]:
