@@ -18,6 +18,8 @@ rule assemble:
     params:
         ffmpeg=config["ffmpeg"],
         code=code_hash("assemble"),
+    group:
+        "preprocess"
     resources:
         mem_mb=2000,
         runtime=60,

@@ -1,4 +1,5 @@
 # Shared helpers for every rule: video discovery, result paths, per-stage params.
+import functools
 import os
 import sys
 from pathlib import Path
@@ -36,17 +37,36 @@ def raw_video(wildcards):
     return str(VIDEOS[wildcards.video])
 
 
+# Videos with per-video overrides; every other video gets the same stage sections.
+OVERRIDDEN = frozenset(config.get("overrides") or {})
+
+
+@functools.cache
+def _stage_config(stage, video):
+    return stage_config(config, stage, video)
+
+
+def video_stage_config(stage, video):
+    """The stage's section for a video, merged once per (stage, overridden video): the DAG asks for it per job, and
+    videos without overrides share one copy (do not modify it)."""
+    return _stage_config(stage, video if video in OVERRIDDEN else None)
+
+
 def cfg(stage, drop=()):
-    """Params function: the stage's config section with the video's overrides (changes rerun this stage only).
+    """Params: the stage's config section with the video's overrides (changes rerun this stage only).
 
     `drop` leaves out keys a rule does not use, so changing them does not rerun it (e.g. render settings, training).
+    Without any overrides the section is one value for every job, not a function Snakemake calls (and inspects) per job.
     """
 
-    def params(wildcards):
-        section = stage_config(config, stage, wildcards.video)
-        return {k: v for k, v in section.items() if k not in drop}
+    return per_video(lambda video: {k: v for k, v in video_stage_config(stage, video).items() if k not in drop})
 
-    return params
+
+def per_video(value):
+    """Params from `value(video)`: one value for every job when no video has overrides, else a function of the job."""
+    if not OVERRIDDEN:
+        return value(None)
+    return lambda wildcards: value(wildcards.video)
 
 
 def all_targets():
@@ -76,7 +96,7 @@ def renderer_targets():
 
 def renderer_variant(video):
     """The renderer variant of a video (full | cnn), names the method in the metrics table."""
-    return stage_config(config, "renderer", video).get("model", {}).get("variant", RendererConfig().model.variant)
+    return video_stage_config("renderer", video).get("model", {}).get("variant", RendererConfig().model.variant)
 
 
 def reenact_targets():

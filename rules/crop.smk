@@ -11,6 +11,8 @@ rule crop:
     params:
         cfg=cfg("crop"),
         code=code_hash("crop"),
+    group:
+        "preprocess"
     resources:
         mem_mb=1000,
         runtime=10,

@@ -18,6 +18,8 @@ rule fit:
         kind=config["models"]["morphable_model_kind"],
         code=code_hash("fit"),
     threads: 2
+    group:
+        "preprocess"
     resources:
         mem_mb=4000,
         runtime=60,

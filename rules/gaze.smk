@@ -14,6 +14,8 @@ rule gaze:
         cfg=cfg("gaze"),
         kind=config["models"]["morphable_model_kind"],
         code=code_hash("gaze"),
+    group:
+        "preprocess"
     resources:
         mem_mb=2000,
         runtime=10,

@@ -12,6 +12,8 @@ rule ingest:
     params:
         ffmpeg=config["ffmpeg"],
         code=code_hash("ingest"),
+    group:
+        "preprocess"
     resources:
         mem_mb=500,
         runtime=10,

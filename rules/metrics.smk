@@ -22,7 +22,7 @@ rule real_features:
         "logs/{video}/real_features.benchmark.tsv"
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        split=lambda wildcards: stage_config(config, "renderer", wildcards.video).get("train", {}),
+        split=per_video(lambda video: video_stage_config("renderer", video).get("train", {})),
         code=code_hash("metric_features"),
     threads: 2
     resources:
@@ -119,7 +119,7 @@ rule metrics:
         cfg=cfg("metrics", drop=("enabled",)),
         kind=lambda wildcards: KIND_OF[wildcards.name],
         driver=lambda wildcards: wildcards.sub.split("/")[-1] if "/" in wildcards.sub else wildcards.video,
-        method=lambda wildcards: "renderer-" + renderer_variant(wildcards.video),
+        method=per_video(lambda video: "renderer-" + renderer_variant(video)),
         code=code_hash("metrics"),
     threads: 2
     resources:

@@ -24,6 +24,8 @@ rule qc:
         cfg=cfg("qc"),
         kind=config["models"]["morphable_model_kind"],
         code=code_hash("qc"),
+    group:
+        "preprocess"
     resources:
         mem_mb=2000,
         runtime=10,

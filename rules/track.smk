@@ -17,6 +17,8 @@ rule track:
         ffmpeg=config["ffmpeg"],
         code=code_hash("track"),
     threads: 2
+    group:
+        "preprocess"
     resources:
         mem_mb=2000,
         runtime=120,

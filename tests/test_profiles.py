@@ -50,7 +50,8 @@ def dry_run_resources(workdir: Path, *args: str) -> dict[str, dict[str, int]]:
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+    # jobs of a group job are printed indented below its header
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", proc.stdout + proc.stderr):
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m or m.group(1) == "all":
             continue
@@ -80,6 +81,28 @@ def test_profile_resources_equal_the_rules_own(name, dry_workflow):
     rule_names = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "rules").glob("*.smk")), re.M))
     assert set(threads) == rule_names == set(set_resources(profile)), (name, rule_names)
     assert dry_run_resources(dry_workflow, "--profile", str(PROFILES / name)) == declared
+
+
+def test_slurm_profile_makes_one_preprocessing_job_per_video(tmp_path, shared_dir):
+    """profiles/slurm's dry run: each video's seven short stages form one group job; the rest stay single jobs."""
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("a", "b"):
+        os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", raw / f"{name}.mp4")
+    write_config(tmp_path, shared_dir)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(PROFILES / "slurm"), "-n"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    groups = re.split(r"^.*Group job preprocess \(jobs in lexicogr\. order\):$", proc.stdout, flags=re.M)[1:]
+    assert len(groups) == 2, proc.stdout[-3000:]
+    grouped = {"ingest", "track", "crop", "fit", "gaze", "assemble", "qc"}
+    for text in groups:
+        members = re.findall(r"^    rule (\w+):$", text, re.M)  # indented: inside the group job
+        videos = set(re.findall(r"^        wildcards: video=(\w+)$", text, re.M))
+        assert sorted(members) == sorted(grouped) and len(videos) == 1, (members, videos)
+    singles = re.findall(r"^rule (\w+):$", proc.stdout, re.M)
+    assert not grouped & set(singles) and "correspondence" in singles, singles
+    assert parse_profile("slurm")["group-components"] == ["preprocess=1"]
 
 
 def test_heavy_rules_get_more_runtime_on_each_retry():

@@ -1,9 +1,12 @@
 """The workflow on a real SLURM cluster through profiles/slurm (snakemake-executor-plugin-slurm).
 
-One video end to end: every job goes through sbatch (Snakemake's submissions, the controller's job list and each
-job's own log agree), outputs equal a local run's, a cancelled job is retried with more runtime, a run whose
-Snakemake and running job are killed resumes with --rerun-incomplete without redoing finished jobs, a second run
-submits nothing, and a GPU rule gets a GPU.
+Two videos end to end: each video's preprocessing (ingest -> qc, `group: "preprocess"`) is one SLURM job, so the
+whole run is 3 sbatch calls (the shared correspondence + one per video) instead of 15; every job goes through sbatch
+(Snakemake's submissions, the controller's job list and each job's own log agree), outputs equal a local run's
+(where groups are inactive). Then d0's stages from track on are forced again: a cancelled group job is
+retried with more runtime (its time limit is the sum of its stages'), a run whose Snakemake and running job are
+killed resumes with --rerun-incomplete without redoing finished stages, a second run submits nothing, and a GPU
+rule gets a GPU.
 
 Needs a reachable SLURM controller (`sinfo` works) whose nodes see this machine's temporary directory (pytest's
 --basetemp can point elsewhere): `bash .ci/slurm_setup.sh` starts a single-node cluster on localhost. Skipped
@@ -25,12 +28,14 @@ import h5py
 import numpy as np
 import pytest
 from test_profiles import write_probe_workflow
-from test_workflow import write_config
+from test_workflow import cut_clip, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_RULES = {"ingest", "correspondence", "track", "crop", "fit", "gaze", "assemble", "qc"}
+GROUPED = PIPELINE_RULES - {"correspondence"}  # group "preprocess": one SLURM job per video
+VIDEOS = ("d0", "d18")
 # Settings for this test cluster, not for users: it has no accounting database (sacct cannot answer, so job states
 # come from squeue) and its jobs are short (first status check after 2 s, not 40). Successful jobs' logs are kept
 # so that the test can read them.
@@ -83,6 +88,7 @@ def make_workdir(tmp_path_factory, shared: Path, name: str) -> Path:
     workdir = tmp_path_factory.mktemp(name)
     (workdir / "data" / "raw").mkdir(parents=True)
     os.symlink(shared / "testdata" / "videos" / "d0.mp4", workdir / "data" / "raw" / "d0.mp4")  # 78 frames
+    cut_clip(shared / "testdata" / "videos" / "d18.mp4", workdir / "data" / "raw" / "d18.mp4", 30)
     write_config(workdir, shared)
     return workdir
 
@@ -115,9 +121,9 @@ def run_id(text: str) -> str:
 
 
 def submissions(text: str) -> dict[str, list[str]]:
-    """Snakemake job id -> its SLURM job ids (one per attempt), from Snakemake's output."""
+    """Snakemake job id (a number, or a group job's uuid) -> its SLURM job ids (one per attempt), from its output."""
     out: dict[str, list[str]] = {}
-    for jobid, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text):
+    for jobid, slurm_id in re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", text):
         out.setdefault(jobid, []).append(slurm_id)
     return out
 
@@ -132,32 +138,43 @@ def slurm_log(workdir: Path, slurm_id: str) -> Path:
     return path
 
 
-def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, str]:
-    """Every job Snakemake ran was a SLURM job that ran its rule; returns rule -> SLURM job id."""
+def rules_run_in(workdir: Path, slurm_id: str) -> list[str]:
+    """The rules that finished inside a SLURM job, from its own log (a group job runs several; each is reported
+    twice, by the job step that ran it and by the job's Snakemake)."""
+    return sorted(set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", slurm_log(workdir, slurm_id).read_text())))
+
+
+def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, list[str]]:
+    """Every job Snakemake ran finished inside a completed SLURM job of this run; returns
+    kind of SLURM job (rule_<rule>, or rule_preprocess for a group job) -> ids of its completed SLURM jobs."""
     done, submitted = finished(text), submissions(text)
     assert done, f"no job finished:\n{text[-3000:]}"
     assert re.findall(r"^localrule (\w+):", text, re.M) in ([], ["all"]), "a job ran outside SLURM"
-    assert set(done) <= set(submitted), f"finished without an sbatch submission: {set(done) - set(submitted)}"
     jobs = {job["id"]: job for job in squeue("--name", run_id(text))}  # the controller's view of this run
     assert set(jobs) == {i for ids in submitted.values() for i in ids}, (jobs, submitted)
-    slurm_ids = {}
-    for jobid, rule in done.items():
-        slurm_id = submitted[jobid][-1]  # the attempt that finished
-        assert jobs[slurm_id]["state"] == "COMPLETED" and jobs[slurm_id]["comment"].startswith(f"rule_{rule}"), jobs[slurm_id]
-        assert re.search(rf"Finished jobid: \d+ \(Rule: {rule}\)", slurm_log(workdir, slurm_id).read_text()), slurm_id
-        slurm_ids[rule] = slurm_id
-    return slurm_ids
+    completed = [submitted_ids[-1] for submitted_ids in submitted.values() if jobs[submitted_ids[-1]]["state"] == "COMPLETED"]
+    ran: list[str] = []
+    by_name: dict[str, list[str]] = {}
+    for slurm_id in completed:
+        rules = rules_run_in(workdir, slurm_id)
+        comment = jobs[slurm_id]["comment"]  # a group job's: rule_preprocess_<its rules, shortened>
+        name = "rule_preprocess" if comment.startswith("rule_preprocess_") else comment.split("_wildcards_")[0]
+        assert name == (f"rule_{rules[0]}" if len(rules) == 1 and rules[0] not in GROUPED else "rule_preprocess"), (name, rules)
+        by_name.setdefault(name, []).append(slurm_id)
+        ran += rules
+    assert sorted(ran) == sorted(done.values()), f"finished jobs {sorted(done.values())} vs run in SLURM jobs {sorted(ran)}"
+    return by_name
 
 
 def wait_for_running_track(workdir: Path, proc: subprocess.Popen, log: Path, skip: set[str]) -> dict[str, str]:
-    """The first track job (not in `skip`) that SLURM runs and whose rule has started inside it."""
+    """The first preprocess group job (not in `skip`) that SLURM runs and in which track has started."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"snakemake ended ({proc.returncode}) before track ran:\n{log.read_text()[-4000:]}")
         m = RUN_ID.search(log.read_text())
         for job in squeue("--name", m.group(1)) if m else []:
-            if job["comment"].startswith("rule_track") and job["state"] == "RUNNING" and job["id"] not in skip:
+            if job["comment"].startswith("rule_preprocess") and job["state"] == "RUNNING" and job["id"] not in skip:
                 logs = list((workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log"))
                 if logs and "rule track:" in logs[0].read_text():
                     return job
@@ -166,11 +183,14 @@ def wait_for_running_track(workdir: Path, proc: subprocess.Popen, log: Path, ski
 
 
 def interrupted_run(workdir: Path, env: dict[str, str]) -> dict:
-    """Starts the workflow; cancels the first track job while it runs (Snakemake retries it with more runtime);
-    then kills Snakemake and the retry while that runs, like a lost login session and a dead node."""
+    """Forces d0's stages from track on again (78 frames: track runs long enough to be caught); cancels its group job once track runs in it (Snakemake retries the
+    group with more runtime); then kills Snakemake and the retry while that runs, like a lost login session and a
+    dead node."""
     log = workdir / "interrupted.log"
+    targets = ("results/d0/tracking.h5", "results/d0/qc/stats.json")
+    cmd = snakemake_cmd(*targets, "--forcerun", "track", *CLUSTER_ARGS)
     with open(log, "w") as out:
-        proc = subprocess.Popen(snakemake_cmd(*CLUSTER_ARGS), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         first = wait_for_running_track(workdir, proc, log, skip=set())
         subprocess.run(["scancel", first["id"]], check=True)
@@ -198,37 +218,61 @@ def local_run(tmp_path_factory, shared_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory, shared_dir, partition, local_run) -> dict:
-    """An interrupted run, then `--unlock` and a run with --rerun-incomplete that completes."""
+    """A complete run; then d0 from track on again: an interrupted run, `--unlock` and a run with
+    --rerun-incomplete that completes."""
     workdir = make_workdir(tmp_path_factory, shared_dir, "slurm")
     env = run_env(partition)
+    complete = run(workdir, snakemake_cmd(*CLUSTER_ARGS), env, "complete")
+    outputs = {p.relative_to(workdir): p.read_bytes() for p in (workdir / "results").rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
     interrupted = interrupted_run(workdir, env)
-    probe_mtime = (workdir / "results" / "d0" / "ingest" / "probe.json").stat().st_mtime_ns
     run(workdir, snakemake_cmd("--unlock"), env, "unlock")  # the killed Snakemake left its lock behind
     rerun = run(workdir, snakemake_cmd("--rerun-incomplete", *CLUSTER_ARGS), env, "rerun")
-    return {"workdir": workdir, "env": env, "interrupted": interrupted, "rerun": rerun, "probe_mtime": probe_mtime}
+    return {"workdir": workdir, "env": env, "complete": complete, "outputs": outputs, "mtimes": mtimes,
+            "interrupted": interrupted, "rerun": rerun}
+
+
+def test_one_sbatch_per_video_for_its_preprocessing(slurm_run):
+    """2 videos: correspondence + one group job per video reach sbatch (ungrouped: 2 x 7 + 1 = 15)."""
+    workdir, text = slurm_run["workdir"], slurm_run["complete"]
+    by_name = assert_all_jobs_went_through_sbatch(workdir, text)
+    assert sum(len(ids) for ids in submissions(text).values()) == 1 + len(VIDEOS), submissions(text)
+    assert {name: len(ids) for name, ids in by_name.items()} == {"rule_correspondence": 1, "rule_preprocess": len(VIDEOS)}
+    for slurm_id in by_name["rule_preprocess"]:  # each group job ran all seven stages of one video
+        assert sorted(rules_run_in(workdir, slurm_id)) == sorted(GROUPED), slurm_id
+        videos = set(re.findall(r"wildcards: video=(\w+)", slurm_log(workdir, slurm_id).read_text()))
+        assert len(videos) == 1, (slurm_id, videos)
+    # per-stage logs stay per stage
+    assert all((workdir / "logs" / video / f"{rule}.log").is_file() for video in VIDEOS for rule in GROUPED)
 
 
 def test_every_job_went_through_sbatch(slurm_run):
-    workdir, interrupted, rerun = slurm_run["workdir"], slurm_run["interrupted"]["text"], slurm_run["rerun"]
-    before = assert_all_jobs_went_through_sbatch(workdir, interrupted)
+    workdir, interrupted, rerun = slurm_run["workdir"], slurm_run["interrupted"], slurm_run["rerun"]
+    # interrupted: one group job (d0 from track on), submitted twice: cancelled, then retried and killed
+    assert list(submissions(interrupted["text"]).values()) == [[interrupted["first"]["id"], interrupted["retry"]["id"]]]
+    assert not finished(interrupted["text"]), "nothing finished before the kill"
     after = assert_all_jobs_went_through_sbatch(workdir, rerun)
-    # between them, every stage ran exactly once to completion
-    assert set(before) == {"ingest", "correspondence"} and set(after) == PIPELINE_RULES - set(before), (before, after)
-    assert len(finished(rerun)) == len(after)
+    # the rerun: one group job, d0's unfinished stages (ingest stays done: it was not forced)
+    assert list(after) == ["rule_preprocess"] and len(after["rule_preprocess"]) == 1, after
+    assert sorted(finished(rerun).values()) == sorted(GROUPED - {"ingest"}), finished(rerun)
 
 
 def test_cancelled_job_is_retried_with_more_runtime(slurm_run):
     first, retry = slurm_run["interrupted"]["first"], slurm_run["interrupted"]["retry"]
-    # profiles/slurm: track gets attempt * 120 minutes
-    assert (first["time_limit"], retry["time_limit"]) == ("2:00:00", "4:00:00"), (first, retry)
+    # a group's time limit is the sum of its stages' (profiles/slurm): track..qc at attempt 1: 120 + 10 + 60 + 10 + 60
+    # + 10 = 270 min; at attempt 2 track gets 240 and fit 120: 450 min
+    assert (first["time_limit"], retry["time_limit"]) == ("4:30:00", "7:30:00"), (first, retry)
     assert re.search(r"rule track:.*?runtime=240", slurm_run["interrupted"]["text"], re.S)
 
 
 def test_rerun_after_kill_redoes_only_unfinished_jobs(slurm_run):
-    workdir, rerun = slurm_run["workdir"], slurm_run["rerun"]
+    workdir, rerun, mtimes = slurm_run["workdir"], slurm_run["rerun"], slurm_run["mtimes"]
     assert "track" in finished(rerun).values(), "the killed job's outputs must not be trusted"
-    assert not {"ingest", "correspondence"} & set(finished(rerun).values()), "finished jobs were redone"
-    assert (workdir / "results" / "d0" / "ingest" / "probe.json").stat().st_mtime_ns == slurm_run["probe_mtime"]
+    untouched = [p for p in mtimes if "d0" not in p.parts or p.parent.name == "ingest"]
+    assert untouched and all(p.stat().st_mtime_ns == mtimes[p] for p in untouched), "finished jobs were redone"
+    for rel, content in slurm_run["outputs"].items():  # the redone stages give the same results
+        if rel.suffix in (".json", ".npz") and not set(rel.parts) & set(FIT_DERIVED):
+            assert (workdir / rel).read_bytes() == content, rel
 
 
 def h5_items(path: Path) -> dict[str, object]:
