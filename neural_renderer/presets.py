@@ -16,12 +16,13 @@ with that estimate unless the section sets `allow_slow_cpu: true`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from neural_renderer.config import deep_merge
 from neural_renderer.errors import PipelineInputError
+
+if TYPE_CHECKING:  # torch is imported where a job runs, not when Snakemake parses the workflow (rules/common.smk)
+    import torch
 
 PRESET_NAMES = ("auto", "seed", "preview")
 SLOW_CPU_SECONDS = 3600.0
@@ -44,6 +45,8 @@ def choose_preset(requested: str, device: torch.device) -> PresetChoice:
     if requested != "auto":
         return PresetChoice(requested, requested, f"preset {requested!r} set in the config (device {device.type})")
     if device.type == "cuda":
+        import torch
+
         name = torch.cuda.get_device_name(device)
         return PresetChoice(requested, "seed", f"auto: CUDA device {name} found -> seed (the paper's settings)")
     return PresetChoice(requested, "preview", "auto: no CUDA device -> preview (minutes on a CPU)")

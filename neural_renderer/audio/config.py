@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from neural_renderer.config import build_dataclass
 from neural_renderer.presets import PresetChoice, apply_preset, choose_preset
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
