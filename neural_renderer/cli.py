@@ -1,6 +1,6 @@
 """`portrait`: the command line for what users do outside the Snakemake DAG (also `python -m neural_renderer`).
 
-Argument parsing only: each subcommand calls one package function (`reenact.drive.drive`, `describe.describe`,
+Argument parsing only: each subcommand calls one package function (`drive.drive`, `describe.describe`,
 `stages.pipeline.preprocess`, `demo.run_demo`). Exit codes: 0 done, 1 bad input (one line on stderr naming the file
 and the reason: `PipelineInputError`), 2 wrong usage (argparse), 130 interrupted.
 """
@@ -85,7 +85,7 @@ def frame_range(text: str) -> tuple[int, int | None]:
 def cmd_render(args: argparse.Namespace) -> int:
     from neural_renderer.config import build_dataclass
     from neural_renderer.reenact.config import ReenactConfig
-    from neural_renderer.reenact.drive import drive
+    from neural_renderer.drive import drive
     from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
     if Path(args.out).suffix.lower() != ".mp4":

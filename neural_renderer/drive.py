@@ -22,7 +22,7 @@ import numpy as np
 from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.reenact.config import ReenactConfig
-from neural_renderer.reenact.motion_file import align_expression, read_motion_file
+from neural_renderer.motion_file import align_expression, read_motion_file
 from neural_renderer.reenact.render import read_frames, read_motion, render_params
 from neural_renderer.reenact.transfer import Motion, motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer, write_mp4
