@@ -46,3 +46,11 @@ def preprocess(video: str | Path, out_dir: str | Path, models: PreprocessModels,
     assemble.run(video, probe, files, out / "tracking.h5")
     qc.run(out / "tracking.h5", models.morphable, out / "qc" / "contact_sheet.png", out / "qc" / "stats.json", cfg=cfg.get("qc", {}), kind=models.kind)
     return out / "tracking.h5"
+
+
+def models_from_config(config: dict[str, Any], base_dir: str | Path, correspondence: str | Path) -> PreprocessModels:
+    """The workflow config's `models:` paths (relative ones taken from `base_dir`, where Snakemake runs)."""
+    models = config.get("models") or {}
+    resolve = lambda p: p if Path(p).is_absolute() else Path(base_dir) / p  # noqa: E731
+    return PreprocessModels(resolve(Path(models["face_landmarker"])), resolve(Path(models["morphable_model"])),
+                            Path(correspondence), models.get("morphable_model_kind", "auto"))
