@@ -136,8 +136,10 @@ def assemble_tracking(
     n_frames: int,
     resolution: int,
     attrs: dict[str, Any],
+    timestamps_s: np.ndarray | None = None,
 ) -> int:
-    """Write `tracking.h5`: the cropped frames (one chunk per frame) plus each stage file copied into its group.
+    """Write `tracking.h5`: the cropped frames (one chunk per frame), their times (`timestamps_s`, default: the
+    track stage's), plus each stage file copied into its group.
 
     Frames are streamed in, so memory stays at one frame whatever the video length. Returns the frame count.
     """
@@ -156,6 +158,12 @@ def assemble_tracking(
                 for name in src:
                     src.copy(src[name], group, name=name)  # copies compressed chunks as they are
         _write_attrs(out, first or {})
+        if timestamps_s is None:
+            timestamps_s = out["track/timestamps_s"][()]
+        timestamps_s = np.asarray(timestamps_s, dtype=np.float64)
+        if timestamps_s.shape != (n_frames,):
+            raise PipelineInputError(out_path, f"{len(timestamps_s)} frame times for {n_frames} frames")
+        _write_dataset(out, "timestamps_s", timestamps_s, per_frame=True)
         _write_attrs(out, {**attrs, "stage": "tracking", "resolution": resolution, "n_frames": n_frames})
         ds = out.create_dataset(
             "frames",
