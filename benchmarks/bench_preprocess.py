@@ -8,6 +8,10 @@ at the chosen crop resolution.
 Targets (issue 2): track+crop >= 60 frames/s at 512 on 2 cores; fit of 1000 frames < 30 s on CPU; mean
 reprojection error < 2.5 px at 512.
 
+Machines are noisy, so each video also times MediaPipe alone in the same run (one VIDEO-mode FaceLandmarker over
+frames already in memory: the floor of any tracking stage) and prints track+crop as a ratio of it (issue 11: the
+in-process decoder, the once-a-second face count and the crop must not lower that ratio).
+
     python benchmarks/bench_preprocess.py [--videos DIR] [--resolution 512] [--threads 2] [--out benchmarks/out]
 """
 
@@ -28,9 +32,33 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def mediapipe_alone_fps(video: Path, landmarker: Path) -> float:
+    """Frames/s of one VIDEO-mode FaceLandmarker (one face, blendshapes and matrices on) on pre-decoded frames."""
+    import mediapipe as mp
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+    from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
+
+    from neural_renderer.video import iter_frames, probe_video
+
+    info = probe_video(video)
+    frames = iter_frames(video, info)
+    images = [mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(f)) for f in frames]
+    options = FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(landmarker)), running_mode=RunningMode.VIDEO, num_faces=1,
+        output_face_blendshapes=True, output_facial_transformation_matrixes=True,
+    )  # fmt: skip
+    with FaceLandmarker.create_from_options(options) as model:
+        start = time.perf_counter()
+        for i, image in enumerate(images):
+            model.detect_for_video(image, int(round(i * 1000 / info.fps)))
+        seconds = time.perf_counter() - start
+    return len(images) / seconds
+
+
 def bench_video(video: Path, work: Path, resolution: int, corr_npz: Path, model: Path, landmarker: Path) -> dict:
     name = video.stem
     out = work / name
+    mediapipe_fps = mediapipe_alone_fps(video, landmarker)
     t0 = time.perf_counter()
     record = ingest.run(video, out / "probe.json", out / "audio.wav")
     t1 = time.perf_counter()
@@ -53,6 +81,8 @@ def bench_video(video: Path, work: Path, resolution: int, corr_npz: Path, model:
         "detection_rate": float(result.valid.mean()),
         "ingest_s": t1 - t0,
         "track_crop_fps": n / ((t2 - t1) + (t3 - t2)),
+        "mediapipe_alone_fps": mediapipe_fps,
+        "track_crop_vs_mediapipe": n / ((t2 - t1) + (t3 - t2)) / mediapipe_fps,
         "fit_s": t4 - t3,
         "fit_s_per_1000": (t4 - t3) * 1000 / n,
         "gaze_s": t5 - t4,
@@ -83,13 +113,18 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{row['video']:>6} {row['frames']:5d} frames  detect {row['detection_rate']:.3f}  "
-                f"track+crop {row['track_crop_fps']:6.1f} fps  fit {row['fit_s']:6.2f} s "
+                f"track+crop {row['track_crop_fps']:6.1f} fps  mediapipe alone {row['mediapipe_alone_fps']:6.1f} fps  "
+                f"ratio {row['track_crop_vs_mediapipe']:.3f}  fit {row['fit_s']:6.2f} s "
                 f"({row['fit_s_per_1000']:5.1f} s/1000 frames)  assemble {row['assemble_fps']:6.1f} fps  "
                 f"reproj mean {row['reproj_mean_px']:.2f} / median {row['reproj_median_px']:.2f} / "
                 f"p95 {row['reproj_p95_px']:.2f} px @ {args.resolution}",
                 flush=True,
             )
     total = sum(r["frames"] for r in rows)
+    track_s = sum(r["frames"] / r["track_crop_fps"] for r in rows)
+    mediapipe_s = sum(r["frames"] / r["mediapipe_alone_fps"] for r in rows)
+    print(f"all videos: track+crop {total / track_s:.1f} fps, mediapipe alone {total / mediapipe_s:.1f} fps, "
+          f"ratio {mediapipe_s / track_s:.3f}")  # fmt: skip
     weighted = sum(r["reproj_mean_px"] * r["frames"] for r in rows) / total
     print(f"all videos: {total} frames, frame-weighted mean reprojection error {weighted:.2f} px @ {args.resolution}")
     if args.out:

@@ -1,4 +1,5 @@
-# ingest: probe the raw video (frame timeline, pixel shape, rotation, damage, audio) and extract its audio track (16 kHz mono WAV).
+# ingest: probe the raw video (frame timeline, pixel shape, rotation, damage, audio) and extract its audio track
+# (16 kHz mono WAV).
 
 
 rule ingest:

@@ -211,7 +211,8 @@ def test_sweep_removes_the_temporary_file_of_a_killed_job_only(tmp_path):
         "cm = atomic_path(sys.argv[1]); tmp = cm.__enter__(); tmp.write_bytes(b'x' * 4096)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", killed, str(out)], env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", killed, str(out)], env=env, check=False)
     assert proc.returncode == -signal.SIGKILL
     (left,) = out.parent.glob(".tracking.h5.tmp-*")  # what the issue saw: the killed job's file stays
     assert left.stat().st_size == 4096 and not out.exists()
@@ -234,5 +235,6 @@ def test_sweep_removes_the_temporary_file_of_a_killed_job_only(tmp_path):
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    code = "import os; print(os.getpid())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(proc.stdout)

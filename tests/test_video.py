@@ -282,7 +282,8 @@ def test_mid_stream_damage_fails_with_one_line_or_keeps_the_frames_before_it(odd
         probe_video(odd["damaged"])
     message = str(exc.value)
     assert "\n" not in message and message.startswith(str(odd["damaged"]) + ": the video stream is damaged at ")
-    assert "decodable frames follow" in message and "set ingest.allow_partial: true to keep the" in message
+    assert re.search(r"\d+ frames are missing or corrupt \(.*\) and \d+ frames follow", message)
+    assert "set ingest.allow_partial: true to keep the" in message
     info = probe_video(odd["damaged"], allow_partial=True)
     keep = info.n_frames
     assert 0 < keep < 90 and info.damage and info.cut_s == pytest.approx(keep / 30.0, abs=1e-9)
@@ -346,7 +347,10 @@ def test_discover_same_name_twice_skips_both(tmp_path, names):
     assert len(skipped) == 1 and all(name in skipped[0] for name in names) and "same video name" in skipped[0]
 
 
-@pytest.mark.parametrize("name, suggestion", [("my clip.mp4", "my_clip.mp4"), ("a.b.mp4", "a_b.mp4"), ("-x.mp4", "x.mp4"), ("_x.mp4", "x.mp4")])
+@pytest.mark.parametrize(
+    "name, suggestion",
+    [("my clip.mp4", "my_clip.mp4"), ("a.b.mp4", "a_b.mp4"), ("-x.mp4", "x.mp4"), ("_x.mp4", "x.mp4")],
+)
 def test_discover_skips_bad_names_and_keeps_the_others(tmp_path, name, suggestion, caplog):
     (tmp_path / name).write_bytes(b"x")
     (tmp_path / "good.mp4").write_bytes(b"x")

@@ -11,4 +11,8 @@ limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools rea
 from neural_renderer.stages import ingest
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "ingest", lambda: ingest.run(sm.input.video, sm.output.probe, sm.output.audio, ffmpeg=sm.params.ffmpeg, cfg=sm.params.cfg))
+run_stage(
+    sm,
+    "ingest",
+    lambda: ingest.run(sm.input.video, sm.output.probe, sm.output.audio, ffmpeg=sm.params.ffmpeg, cfg=sm.params.cfg),
+)

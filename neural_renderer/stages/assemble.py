@@ -30,7 +30,9 @@ def run(
     def cropped() -> Iterator[np.ndarray]:
         for i, (box, (t, frame)) in enumerate(zip(boxes, decode_frames(video_path, info))):
             if t != timestamps[i]:  # the same plan decodes the same frames: anything else means the file changed
-                raise PipelineInputError(video_path, f"frame {i} is at {t:.6f} s now but was tracked at {timestamps[i]:.6f} s")
+                raise PipelineInputError(
+                    video_path, f"frame {i} is at {t:.6f} s now but was tracked at {timestamps[i]:.6f} s"
+                )
             yield crop_frame(frame, box, resolution)
 
     fps = float(read_attrs(stage_files["track"])["fps"])

@@ -185,6 +185,17 @@ def assemble_tracking(
     return count
 
 
+def read_timestamps(path: str | Path) -> np.ndarray:
+    """(T,) float64 frame times (s) of a `tracking.h5` or `track.h5`; files written before frame times were stored
+    fall back to frame / fps."""
+    with open_h5(path) as f:
+        for name in ("timestamps_s", "track/timestamps_s"):
+            if name in f:
+                return np.asarray(f[name][()], dtype=np.float64)
+        n = int(f.attrs["n_frames"]) if "n_frames" in f.attrs else int(f["valid"].shape[0])
+        return np.arange(n, dtype=np.float64) / float(f.attrs["fps"])
+
+
 def provenance(path: str | Path) -> dict[str, str]:
     """The `video`, `source_path` and `source_sha256` of an upstream stage file, for its dependants to carry on."""
     attrs = read_attrs(path)

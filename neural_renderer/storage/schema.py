@@ -98,7 +98,7 @@ TRACK = StageSchema(
         "timeline": "`source` (the video's own frames) or `resampled` (constant rate: variable frame rate source or "
         "`ingest.fps` set)",
         "sar": "sample aspect ratio of the stored frames, e.g. `15:16` (frames are decoded at square pixels)",
-        "damage": "why the video's later frames are missing (`ingest.allow_partial` or a truncated file); empty if none",
+        "damage": "why the video's later frames are missing (`ingest.allow_partial`, truncated file); empty if none",
         "n_faces_max": "most faces seen in one frame (the tracked one is chosen by `track.face`)",
     },
 )

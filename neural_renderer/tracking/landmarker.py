@@ -166,7 +166,9 @@ def _track(
 
     try:
         landmarker = FaceLandmarker.create_from_options(options(RunningMode.VIDEO, num_faces, True))
-        counter = FaceLandmarker.create_from_options(options(RunningMode.IMAGE, MAX_FACES, False)) if num_faces == 1 else None
+        counter = None
+        if num_faces == 1:  # counts faces once a second: a single-face pass would never see a second one
+            counter = FaceLandmarker.create_from_options(options(RunningMode.IMAGE, MAX_FACES, False))
     except (ValueError, RuntimeError) as exc:
         raise PipelineInputError(model_path, f"cannot load the FaceLandmarker model ({exc})") from None
 

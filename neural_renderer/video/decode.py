@@ -60,7 +60,9 @@ def decode_frames(path: str | Path, info: VideoInfo) -> Iterator[tuple[float, np
     finally:
         source.close()
     if n != info.n_frames:
-        raise PipelineInputError(path, f"decoded {n} frames but the probe planned {info.n_frames} (file changed since ingest?)")
+        raise PipelineInputError(
+            path, f"decoded {n} frames but the probe planned {info.n_frames} (file changed since ingest?)"
+        )
 
 
 def _source_frames(path: str | Path, info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
@@ -85,7 +87,8 @@ def _source_frames(path: str | Path, info: VideoInfo) -> Iterator[tuple[float, n
             else:
                 image = frame.to_ndarray(format="rgb24")
             if image.shape[:2] != (size[1], size[0]):
-                raise PipelineInputError(path, f"frame {count} is {image.shape[1]}x{image.shape[0]}, the probe said {size[0]}x{size[1]}")
+                got = f"{image.shape[1]}x{image.shape[0]}"
+                raise PipelineInputError(path, f"frame {count} is {got}, the probe said {size[0]}x{size[1]}")
             if k:
                 image = np.ascontiguousarray(np.rot90(image, k))
             count += 1

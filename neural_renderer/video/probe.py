@@ -1,4 +1,4 @@
-"""Probe a video by decoding it once in-process (PyAV): shape, pixel shape, rotation, frame times, damage -> `VideoInfo`.
+"""Probe a video by decoding it once in-process (PyAV): size, pixel shape, rotation, frame times, damage -> VideoInfo.
 
 The probe decodes every frame (without converting pixels), because three facts are only known after decoding: which
 frames are really decodable, their presentation times, and the display matrix. From them it plans the frame timeline
@@ -120,7 +120,7 @@ def probe_video(
         has_audio = bool(container.streams.audio)
         codec = str(stream.codec_context.name)
     keep, cut, damage = find_damage(path, pts, corrupt, record, time_of)
-    if damage and keep < len(pts) and not allow_partial and _mid_stream(pts, corrupt, cut):
+    if damage and keep < len(pts) and not allow_partial and _mid_stream(pts, cut):
         raise PipelineInputError(
             path, f"{damage}; set ingest.allow_partial: true to keep the {keep} frames before it"
         )
@@ -133,7 +133,10 @@ def probe_video(
     vfr = bool(len(intervals) and np.abs(intervals - median).max() > max(1.0, VFR_TOLERANCE * median))
     cut_s = None if cut is None else time_of(cut)
     native = 1.0 / (median * float(tb)) if median > 0 else (nominal or average or 25.0)
-    rate = float(fps) if fps is not None else (_nominal_rate(nominal, intervals, tb, native) if vfr else (average or native))
+    if fps is not None:
+        rate = float(fps)
+    else:
+        rate = _nominal_rate(nominal, intervals, tb, native) if vfr else (average or native)
     resampled = vfr or (fps is not None and abs(rate - (average or native)) > 1e-9 * rate)
     if resampled:
         step = (last_duration if last_duration > 0 else median) * float(tb)
@@ -203,20 +206,21 @@ def find_damage(
         return len(pts), None, ""
     cut = min(bad)
     keep = next((i for i, p in enumerate(pts) if p >= cut), len(pts))
-    n_after = sum(1 for p, c in zip(pts, corrupt) if p > cut and not c and p not in order_breaks)
+    after = [c for p, c in zip(pts, corrupt) if p > cut]
     n_missing = len(lost) + sum(corrupt)
     detail = record.errors[0][1] if record.errors else ("frames flagged corrupt" if any(corrupt) else "frames missing")
-    where = f"at {time_of(cut):.3f} s (frame {keep})"
-    if n_after == 0:
-        return keep, cut, f"truncated file: nothing decodes from {time_of(cut):.3f} s (frame {keep}) to the end ({detail})"
+    if not after:
+        where = f"{time_of(cut):.3f} s (frame {keep})"
+        return keep, cut, f"truncated file: nothing decodes from {where} to the end ({detail})"
     return keep, cut, (
-        f"the video stream is damaged {where}: {n_missing} frames cannot be decoded ({detail}) and {n_after} "
-        "decodable frames follow"
+        f"the video stream is damaged at {time_of(cut):.3f} s (frame {keep}): {n_missing} frames are missing or "
+        f"corrupt ({detail}) and {len(after)} frames follow"
     )
 
 
-def _mid_stream(pts: list[int], corrupt: list[bool], cut: int | None) -> bool:
-    return cut is not None and any(p > cut and not c for p, c in zip(pts, corrupt))
+def _mid_stream(pts: list[int], cut: int | None) -> bool:
+    """Frames (even corrupt ones) come after the damage: more of the file exists, it is not merely cut short."""
+    return cut is not None and any(p > cut for p in pts)
 
 
 def display_size(stored: tuple[int, int], sar: Fraction) -> tuple[int, int]:
