@@ -294,6 +294,16 @@ def test_mid_stream_damage_fails_with_one_line_or_keeps_the_frames_before_it(odd
     assert all(np.array_equal(a, b) for a, b in zip(frames, clean[:keep]))  # exactly the frames before the damage
 
 
+def test_damage_at_the_start_fails_even_with_allow_partial(odd, tmp_path):
+    data = bytearray(odd["clip"].read_bytes())
+    mdat = data.index(b"mdat") + 4
+    data[mdat + 64 : mdat + 20064] = bytes(20000)  # the first key frame's data
+    path = tmp_path / "start.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(PipelineInputError, match=r"damaged at 0\.000 s \(frame 0\).*no frame before it can be kept"):
+        probe_video(path, allow_partial=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # audio
 

@@ -124,6 +124,8 @@ def probe_video(
         raise PipelineInputError(
             path, f"{damage}; set ingest.allow_partial: true to keep the {keep} frames before it"
         )
+    if keep == 0:
+        raise PipelineInputError(path, f"{damage}; no frame before it can be kept")
     if damage:
         log.warning("%s: %s; keeping the %d frames before it", path, damage, keep)
     ticks = np.asarray(pts[:keep], dtype=np.int64)
@@ -181,7 +183,8 @@ def find_damage(
 ) -> tuple[int, int | None, str]:
     """(frames to keep, pts where the damage starts or None, one-line description or "").
 
-    Damaged: packets that produced no frame (after the first frame: earlier ones are edit-list or open-GOP lead-in),
+    Damaged: packets that produced no frame (before the first frame only when the decoder reported errors: otherwise
+    they are edit-list or open-GOP lead-in),
     frames flagged corrupt, and, when the decoder or demuxer reported errors, a jump in the frame times larger than
     four median intervals (a demuxer that resynchronised after garbage leaves no lost packets, only a gap).
     """
@@ -189,9 +192,11 @@ def find_damage(
     first = pts[0]
     lost = sorted({p for p in record.packet_pts if p not in decoded and p > first})
     leading = sorted({p for p in record.packet_pts if p not in decoded and p < first})
-    if leading:
-        log.info("%s: %d packets before the first frame produced no frame (edit list or open GOP)", path, len(leading))
     bad = set(lost) | {p for p, c in zip(pts, corrupt) if c}
+    if leading and record.errors:  # the decoder rejected data before the first frame: the start is damaged
+        bad |= set(leading)
+    elif leading:
+        log.info("%s: %d packets before the first frame produced no frame (edit list or open GOP)", path, len(leading))
     order_breaks = [pts[i] for i in range(1, len(pts)) if pts[i] <= pts[i - 1]]
     bad |= set(order_breaks)
     if record.errors or record.read_error:
