@@ -22,8 +22,8 @@ choice is made again. A video with more than one face logs a warning.
 
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,11 +166,15 @@ def _track(
 
     try:
         landmarker = FaceLandmarker.create_from_options(options(RunningMode.VIDEO, num_faces, True))
-        counter = None
-        if num_faces == 1:  # counts faces once a second: a single-face pass would never see a second one
-            counter = FaceLandmarker.create_from_options(options(RunningMode.IMAGE, MAX_FACES, False))
     except (ValueError, RuntimeError) as exc:
         raise PipelineInputError(model_path, f"cannot load the FaceLandmarker model ({exc})") from None
+    counter = None
+    if num_faces == 1:  # counts faces once a second: a single-face pass would never see a second one
+        try:
+            counter = FaceLandmarker.create_from_options(options(RunningMode.IMAGE, MAX_FACES, False))
+        except BaseException:
+            landmarker.close()
+            raise
 
     per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
     names: list[str] | None = None
