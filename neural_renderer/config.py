@@ -18,7 +18,7 @@ from neural_renderer.errors import PipelineInputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
-STAGE_SECTIONS = ("track", "crop", "fit", "gaze", "qc", "renderer", "reenact", "audio", "metrics")
+STAGE_SECTIONS = ("ingest", "track", "crop", "fit", "gaze", "qc", "renderer", "reenact", "audio", "metrics")
 
 T = TypeVar("T")
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.threads import apply_thread_limits, thread_report
 
 
 def run_stage(snakemake: Any, stage: str, fn: Callable[[], Any]) -> Any:
@@ -26,10 +27,14 @@ def run_stage(snakemake: Any, stage: str, fn: Callable[[], Any]) -> Any:
     wildcards = dict(snakemake.wildcards.items()) if hasattr(snakemake.wildcards, "items") else {}
     log.info("stage %s %s: inputs %s", stage, wildcards, list(snakemake.input))
     start = time.perf_counter()
+    threads = int(getattr(snakemake, "threads", 1) or 1)
+    apply_thread_limits(threads)  # the pools already loaded; the env set by `limit_threads` covers later imports
     try:
         result = fn()
     except PipelineInputError as exc:
         log.error("stage %s failed on bad input: %s", stage, exc)
         sys.exit(1)
+    report = " ".join(f"{k}={v}" for k, v in thread_report().items())
+    log.info("stage %s threads: rule=%d %s", stage, threads, report)
     log.info("stage %s done in %.1f s -> %s", stage, time.perf_counter() - start, list(snakemake.output))
     return result

@@ -4,11 +4,12 @@ import os
 import sys
 from pathlib import Path
 
+from neural_renderer.atomic import sweep_stale_temporaries
 from neural_renderer.config import stage_config, validate_config
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.stages.code_version import code_hash
-from neural_renderer.video import VIDEO_NAME_PATTERN, discover_audio, discover_videos
+from neural_renderer.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, VIDEO_NAME_PATTERN, scan_videos
 
 validate_config(config)  # overrides and cross-field checks beyond the JSON schema
 
@@ -17,14 +18,20 @@ validate_config(config)  # overrides and cross-field checks beyond the JSON sche
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 RESULTS = config["results_dir"]
-VIDEOS = discover_videos(config["raw_dir"])
-if not VIDEOS:
-    print(
-        f"portrait pipeline: no videos in {config['raw_dir']}/: copy portrait videos there (mp4, mov, avi, mkv, webm; "
-        "names of letters, digits, '_', '-', '.') and run snakemake again (the demo clip: git checkout data/raw/sample.mp4)",
-        file=sys.stderr,
-    )
-AUDIO_CLIPS = discover_audio(config["audio_dir"])
+VIDEOS, _skipped = scan_videos(config["raw_dir"])
+AUDIO_CLIPS, _skipped_audio = scan_videos(config["audio_dir"], AUDIO_EXTENSIONS + VIDEO_EXTENSIONS, what="audio clip")
+if workflow.is_main_process:  # not again inside each cluster job
+    for message in _skipped + _skipped_audio:  # a badly named file is skipped; every other video runs
+        print(f"portrait pipeline: WARNING: {message}", file=sys.stderr)
+    if not VIDEOS:
+        print(
+            f"portrait pipeline: no videos in {config['raw_dir']}/: copy portrait videos there (mp4, mov, avi, mkv, webm; "
+            "names of letters, digits, '_', '-', '.') and run snakemake again (the demo clip: git checkout data/raw/sample.mp4)",
+            file=sys.stderr,
+        )
+    # Temporary files of jobs killed by SIGKILL (their cleanup never ran); live jobs' files are left alone.
+    for path in sweep_stale_temporaries(RESULTS):
+        print(f"portrait pipeline: removed the stale temporary file {path} (its job was killed)", file=sys.stderr)
 
 
 wildcard_constraints:

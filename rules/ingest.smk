@@ -1,4 +1,5 @@
-# ingest: probe the raw video (fps, size, frames, rotation, audio) and extract its audio track (16 kHz mono WAV).
+# ingest: probe the raw video (frame timeline, pixel shape, rotation, damage, audio) and extract its audio track
+# (16 kHz mono WAV).
 
 
 rule ingest:
@@ -10,6 +11,7 @@ rule ingest:
     log:
         "logs/{video}/ingest.log",
     params:
+        cfg=cfg("ingest"),
         ffmpeg=config["ffmpeg"],
         code=code_hash("ingest"),
     group:

@@ -79,6 +79,20 @@ def test_features_are_aligned_with_the_video_frames():
     assert (column[onset + 1 :] > half).all()
 
 
+def test_features_follow_given_frame_times():
+    """Frames whose video starts 0.4 s into the audio's clock (timestamps_s = 0.4 + k/25): the 1.20 s burst falls in
+    frames 20 and 21, not 30 and 31; times k/25 give exactly the default windows."""
+    cfg = FeatureConfig(n_mels=40, window=32)
+    samples = noise_burst(3.0, 1.20, 0.08)
+    shifted = audio_features(samples, 25.0, cfg, times_s=0.4 + np.arange(60) / 25.0)
+    assert shifted.shape == (60, 40, 32)
+    centre = shifted[:, :, cfg.window // 2].mean(1)
+    loud = set(np.flatnonzero(centre > 0.5 * centre.max()))
+    assert {20, 21} <= loud <= {19, 20, 21, 22}
+    default = audio_features(samples, 25.0, cfg)
+    np.testing.assert_array_equal(audio_features(samples, 25.0, cfg, times_s=np.arange(75) / 25.0), default)
+
+
 def test_any_audio_file_is_resampled_to_16k_mono_keeping_its_timing(tmp_path):
     sr = 44100
     mono = noise_burst(2.0, 0.7, 0.1, sr)

@@ -115,6 +115,7 @@ def _compare_nested(schema_def, cls, where):
 @pytest.mark.parametrize(
     "section, cls_path",
     [
+        ("ingest", "neural_renderer.video.config.IngestConfig"),
         ("qc", "neural_renderer.qc.QcConfig"),
         ("crop", "neural_renderer.crop.CropConfig"),
         ("fit", "neural_renderer.fitting.FitConfig"),

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -18,7 +25,10 @@ from neural_renderer.storage import (
     validate_arrays,
     write_stage,
 )
+from neural_renderer.atomic import sweep_stale_temporaries
 from neural_renderer.storage.schema import STAGES
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROV = dict(video="v", source_path="/data/v.mp4", source_sha256="ab" * 32, stage_config={"a": 1})
 
@@ -35,10 +45,14 @@ def _track_arrays(t: int = 5) -> dict[str, np.ndarray]:
         "blendshape_names": np.array([f"b{i}" for i in range(52)]),
         "transforms": np.tile(np.eye(4, dtype=np.float32), (t, 1, 1)),
         "valid": valid,
+        "timestamps_s": np.arange(t) / 30.0,
     }
 
 
-TRACK_ATTRS = {"fps": 30.0, "width": 100, "height": 100, "detection_rate": 0.8, "model_sha256": "00"}
+TRACK_ATTRS = {
+    "fps": 30.0, "width": 100, "height": 100, "detection_rate": 0.8, "model_sha256": "00", "timeline": "source",
+    "sar": "1:1", "damage": "", "n_faces_max": 1,
+}  # fmt: skip
 
 
 def _crop_arrays(t: int = 5) -> dict[str, np.ndarray]:
@@ -163,6 +177,8 @@ def test_assemble_merges_stage_groups_and_frames_one_chunk_each(tmp_path):
         assert int(f["frames"][4, 0, 0, 0]) == 4
         assert f["fit"].attrs["model_name"] == "m"
         assert f.attrs["stage"] == "tracking" and f.attrs["n_frames"] == t
+        np.testing.assert_array_equal(f["timestamps_s"][()], np.arange(t) / 30.0)  # the track stage's, at the top
+        assert f["timestamps_s"].dtype == np.float64
     back = read_stage(out, "fit", group="fit")
     np.testing.assert_array_equal(back["expression"], read_stage(files["fit"], "fit")["expression"])
 
@@ -184,3 +200,41 @@ def test_readme_schema_matches_schema_module(repo_dir):
     readme = (repo_dir / "README.md").read_text()
     assert markdown() in readme, "README schema is stale: paste `python -m neural_renderer.storage`"
     assert set(STAGES) == {"track", "crop", "fit", "gaze", "tracking", "rendered", "features"}
+
+
+def test_sweep_removes_the_temporary_file_of_a_killed_job_only(tmp_path):
+    """A job killed with SIGKILL leaves its temporary file; the sweep removes it and nothing that is alive or done."""
+    out = tmp_path / "k1" / "tracking.h5"
+    killed = (
+        "import os, signal, sys\n"
+        "from neural_renderer.atomic import atomic_path\n"
+        "cm = atomic_path(sys.argv[1]); tmp = cm.__enter__(); tmp.write_bytes(b'x' * 4096)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", killed, str(out)], env=env, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    (left,) = out.parent.glob(".tracking.h5.tmp-*")  # what the issue saw: the killed job's file stays
+    assert left.stat().st_size == 4096 and not out.exists()
+    done = tmp_path / "k1" / "crop.h5"
+    done.write_bytes(b"finished output")
+    legacy = tmp_path / "k1" / f".fit.h5.tmp-{_dead_pid()}"  # the former name: no host, a pid that is gone
+    legacy.write_bytes(b"x")
+    other_fresh = tmp_path / "k1" / ".gaze.h5.tmp-node17-4242"  # another node's job may still be running
+    other_fresh.write_bytes(b"x")
+    other_old = tmp_path / "k1" / ".qc.json.tmp-node17-4243"
+    other_old.write_bytes(b"x")
+    os.utime(other_old, (time.time() - 2 * 86400,) * 2)
+    with atomic_path(tmp_path / "k1" / "live.h5") as live:  # this process is alive: its file must stay
+        live.write_bytes(b"x")
+        removed = sweep_stale_temporaries(tmp_path)
+        assert live.exists()
+    assert sorted(removed) == sorted([left, legacy, other_old])
+    assert sorted(p.name for p in (tmp_path / "k1").iterdir()) == [".gaze.h5.tmp-node17-4242", "crop.h5", "live.h5"]
+    assert done.read_bytes() == b"finished output"
+
+
+def _dead_pid() -> int:
+    code = "import os; print(os.getpid())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(proc.stdout)

@@ -147,3 +147,48 @@ def test_landmark_track_validates_shapes():
     assert LandmarkTrack(**ok).detection_rate == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="landmarks"):
         LandmarkTrack(**{**ok, "landmarks": np.zeros((t, 468, 3), np.float32)})
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory, videos_dir):
+    """d0 (512 px, large face) beside d18 shrunk to 384 px, then black: the smaller face is nearer the image centre.
+
+(MediaPipe's short-range detector misses faces much smaller than this in a frame this wide.)"""
+    import subprocess
+
+    from neural_renderer.video import resolve_ffmpeg
+
+    path = tmp_path_factory.mktemp("faces") / "two_faces.mp4"
+    graph = "[1:v]fps=25,scale=384:384,pad=384:512:0:64[s];[0:v][s]hstack=inputs=2,pad=1280:512:0:0[v]"
+    subprocess.run(
+        [resolve_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(videos_dir / "d0.mp4"),
+         "-i", str(videos_dir / "d18.mp4"), "-filter_complex", graph, "-map", "[v]", "-frames:v", "12",
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    info = probe_video(path)
+    return info, list(iter_frames(path, info))
+
+
+@pytest.mark.parametrize("face, x_range", [("largest", (0, 512)), ("centre", (512, 896))])
+def test_two_faces_warn_and_track_the_chosen_one_in_every_frame(two_faces, landmarker_model, face, x_range, caplog):
+    info, frames = two_faces
+    assert (info.width, info.height, info.n_frames) == (1280, 512, 12)
+    with caplog.at_level("WARNING", logger="neural_renderer.tracking.landmarker"):
+        track = track_frames(frames, info.fps, landmarker_model, face=face)
+    assert "2 faces found" in caplog.text and f"tracking the {face} one" in caplog.text
+    assert track.n_faces.max() == 2 and track.detection_rate == 1.0
+    x = track.landmarks[..., 0]
+    assert (x >= x_range[0]).all() and (x < x_range[1]).all()  # the same person in every frame
+
+
+def test_an_iterator_cannot_be_tracked_twice_so_the_single_face_pass_is_kept(two_faces, landmarker_model, caplog):
+    info, frames = two_faces
+    with caplog.at_level("WARNING", logger="neural_renderer.tracking.landmarker"):
+        track = track_frames(iter(frames), info.fps, landmarker_model, face="centre")
+    assert "frames cannot be read twice" in caplog.text and track.n_frames == 12 and track.valid.any()
+
+
+def test_unknown_face_rule_is_rejected(landmarker_model):
+    with pytest.raises(PipelineInputError, match="track.face must be one of"):
+        track_frames([], 25.0, landmarker_model, face="left")

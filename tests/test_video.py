@@ -1,11 +1,13 @@
-"""Video ingest on real files: probing, piped decoding, rotation, audio, discovery and bad input."""
+"""Video ingest on real files: probing, in-process decoding, pixel shape, frame times, rotation, damage, audio,
+discovery and bad input. The odd inputs are built at test time with the shipped ffmpeg."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 import re
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -17,16 +19,16 @@ from neural_renderer.video import (
     VIDEO_EXTENSIONS,
     VIDEO_NAME_PATTERN,
     VideoInfo,
+    decode_frames,
     discover_videos,
     extract_audio,
-    find_ffprobe,
     iter_frames,
     probe_video,
-    probe_with_ffmpeg,
-    probe_with_ffprobe,
     resolve_ffmpeg,
+    scan_videos,
 )
-from neural_renderer.video.probe import header_from_ffmpeg_stderr, header_from_ffprobe
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The README table of the shared test videos (audio: what the files actually contain; see test_probe_audio).
 README = {
@@ -86,60 +88,14 @@ def test_probe_matches_readme(videos_dir, name):
     assert info.rotation == 0
     assert info.codec == "h264"
     assert info.path == str(videos_dir / f"{name}.mp4")
+    assert (info.stored_width, info.stored_height, info.sar) == (width, height, "1:1")
+    assert not info.vfr and not info.resampled and info.damage == "" and info.start_s == 0.0
 
 
 def test_probe_audio(videos_dir):
     # The README says "no audio tracks", but d6/d12/d18 do carry an AAC stream; d0 has none.
     assert not probe_video(videos_dir / "d0.mp4").has_audio
     assert probe_video(videos_dir / "d6.mp4").has_audio
-
-
-def test_ffprobe_path_matches_fallback(videos_dir, synthetic, ffmpeg_exe):
-    ffprobe = find_ffprobe(ffmpeg_exe)
-    if ffprobe is None:
-        pytest.skip("no ffprobe beside the ffmpeg or on PATH (imageio-ffmpeg ships none)")
-    for path in [videos_dir / "d0.mp4", videos_dir / "d6.mp4", synthetic["rot90"], synthetic["rot270"], synthetic["audio"]]:
-        a, b = probe_with_ffprobe(path, ffprobe, ffmpeg=ffmpeg_exe), probe_with_ffmpeg(path, ffmpeg=ffmpeg_exe)
-        assert a == b, (path, a, b)
-
-
-FFMPEG_SUMMARY = """\
-Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:/x/phone.mov':
-  Metadata:
-    major_brand     : qt
-  Duration: 00:00:10.01, start: 0.000000, bitrate: 8000 kb/s
-  Stream #0:0[0x1](und): Video: hevc (Main) (hvc1 / 0x31637668), yuv420p(tv, bt709), 1920x1080, 7900 kb/s, 29.97 fps, 29.97 tbr, 600 tbn (default)
-    Metadata:
-      handler_name    : Core Media Video
-    Side data:
-      Display Matrix: rotation of -90.00 degrees
-  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono, fltp, 96 kb/s (default)
-  Stream #0:2[0x3](und): Video: mjpeg (Baseline), yuvj420p(pc), 320x240, 90k tbr, 90k tbn (attached pic)
-At least one output file must be specified
-"""
-
-FFPROBE_JSON = {
-    "streams": [
-        {"index": 0, "codec_name": "hevc", "codec_type": "video", "width": 1920, "height": 1080, "r_frame_rate": "30000/1001",
-         "avg_frame_rate": "30000/1001", "nb_frames": "300", "disposition": {"attached_pic": 0},
-         "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]},
-        {"index": 1, "codec_name": "aac", "codec_type": "audio", "disposition": {"attached_pic": 0}},
-        {"index": 2, "codec_name": "mjpeg", "codec_type": "video", "width": 320, "height": 240, "r_frame_rate": "90000/1",
-         "avg_frame_rate": "0/0", "disposition": {"attached_pic": 1}},
-    ]
-}  # fmt: skip
-
-
-def test_both_header_parsers_agree_on_a_phone_style_video():
-    """Pure parsers on a typical phone video (clockwise-90 display matrix, NTSC rate, cover art): same header."""
-    a = header_from_ffmpeg_stderr("phone.mov", FFMPEG_SUMMARY)
-    b = header_from_ffprobe("phone.mov", FFPROBE_JSON)
-    assert dataclasses.replace(b, header_frames=None) == a
-    assert (a.coded_width, a.coded_height, a.rotation, a.codec, a.has_audio) == (1920, 1080, 270, "hevc", True)
-    assert a.fps == pytest.approx(30000 / 1001, abs=1e-12)
-    assert b.header_frames == 300
-    legacy = FFMPEG_SUMMARY.replace("    Side data:\n      Display Matrix: rotation of -90.00 degrees\n", "      rotate          : 90\n")
-    assert header_from_ffmpeg_stderr("phone.mov", legacy).rotation == 270  # legacy tag is clockwise
 
 
 def _bad_file(kind: str, d: Path, d0: Path) -> Path:
@@ -162,9 +118,9 @@ def test_bad_input_is_a_clear_error(tmp_path, videos_dir, kind, needle):
     with pytest.raises(PipelineInputError, match=needle) as exc:
         probe_video(path)
     assert str(exc.value).startswith(str(path))
-    if kind in ("text", "truncated"):  # decoding with a made-up probe fails just as clearly, naming ffmpeg's reason
-        fake = VideoInfo(str(path), 64, 64, 25.0, 10, 0.4, 0, False, "h264")
-        with pytest.raises(PipelineInputError, match="ffmpeg failed .*Invalid data") as exc:
+    if kind in ("text", "truncated"):  # decoding with a made-up probe fails just as clearly, naming the reason
+        fake = VideoInfo(str(path), 64, 64, 25.0, 10, 0.4, 0, False, "h264", source_frames=10)
+        with pytest.raises(PipelineInputError, match="not a readable video .*Invalid data") as exc:
             list(iter_frames(path, fake))
         assert str(exc.value).startswith(str(path))
 
@@ -178,8 +134,9 @@ def test_truncated_file_with_front_index_decodes_the_frames_that_exist(synthetic
     """Probing succeeds (the index is intact) and counts the readable frames; decoding yields them, no error."""
     info = probe_video(synthetic["truncated_front_index"])
     assert 0 < info.n_frames < 78
+    assert info.damage.startswith("truncated file: nothing decodes from")
     frames = list(iter_frames(synthetic["truncated_front_index"], info))
-    assert 0 < len(frames) <= info.n_frames
+    assert len(frames) == info.n_frames
     assert all(f.shape == (512, 512, 3) for f in frames)
 
 
@@ -199,8 +156,9 @@ def test_resolve_ffmpeg(tmp_path):
 
 def test_decode_d0(videos_dir):
     info = probe_video(videos_dir / "d0.mp4")
-    frames = list(iter_frames(info.path, info))
+    times, frames = zip(*decode_frames(info.path, info))
     assert len(frames) == 78
+    np.testing.assert_allclose(times, np.arange(78) / 25.0, atol=1e-9)  # a constant-rate video keeps its own times
     assert all(f.shape == (512, 512, 3) and f.dtype == np.uint8 for f in frames)
     assert frames[0].flags.writeable and frames[0].flags.c_contiguous
     assert 30 < frames[0].mean() < 225  # a real picture, not a black or saturated frame
@@ -226,40 +184,124 @@ def test_rotated_video_decodes_upright(synthetic):
         assert np.abs(frames[0] - np.rot90(original, -k)).mean() > 10 or rotation == 180
 
 
-def test_decode_cleans_up_ffmpeg_on_early_close(videos_dir):
-    info = probe_video(videos_dir / "d6.mp4")
-    frames = iter_frames(info.path, info)
-    next(frames)
-    assert _ffmpeg_children(), "the decoder subprocess should be running"
-    frames.close()
-    assert not _ffmpeg_children()
-    for i, _ in enumerate(iter_frames(info.path, info)):  # break out of a for loop: the generator is collected
-        if i == 3:
-            break
-    assert not _ffmpeg_children()
+def test_dropping_a_frame_iterator_early_exits_cleanly(videos_dir):
+    """The former pipe decoder's stderr thread crashed the interpreter at exit ("Fatal Python error:
+    _enter_buffered_busy") when an iterator was dropped before its end; in-process decoding has no thread."""
+    script = (
+        "from neural_renderer.video import iter_frames, probe_video\n"
+        f"info = probe_video({str(videos_dir / 'd6.mp4')!r})\n"
+        "frames = iter_frames(info.path, info)\n"
+        "next(frames)\n"
+        "kept = [iter_frames(info.path, info) for _ in range(3)]\n"
+        "[next(k) for k in kept]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert "Fatal" not in proc.stderr
 
 
-def _ffmpeg_children() -> list[int]:
-    """Live (or zombie) ffmpeg processes whose parent is this test process."""
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc")
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        m = re.match(r"\d+ \((.*)\) \S+ (\d+)", text)
-        if m and int(m.group(2)) == os.getpid() and "ffmpeg" in m.group(1):
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def test_stream_ending_mid_frame_is_an_error(videos_dir):
+def test_decoding_a_different_file_than_probed_is_an_error(videos_dir):
     info = probe_video(videos_dir / "d0.mp4")
-    wrong = dataclasses.replace(info, width=500)  # 78 * 512*512*3 bytes is not a whole number of 500x512 frames
-    with pytest.raises(PipelineInputError, match="mid-frame"):
-        list(iter_frames(info.path, wrong))
+    more = dataclasses.replace(info, n_frames=80, source_frames=80)
+    with pytest.raises(PipelineInputError, match="decoded 78 frames but the probe planned 80"):
+        list(iter_frames(info.path, more))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pixel shape, frame times, damage (the inputs of issue 11, built with the shipped ffmpeg)
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory, ffmpeg_exe, videos_dir) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("odd")
+    src = videos_dir / "d18.mp4"  # 480x480, 30 fps
+    paths = {"sar": d / "sar.mp4", "clip": d / "clip.mp4", "vfr": d / "vfr.mp4", "damaged": d / "damaged.mp4"}
+    # stored 512x480 with SAR 15:16: displays as 480x480 (the original d18 frames)
+    _ffmpeg(ffmpeg_exe, "-i", str(src), "-frames:v", "10", "-vf", "scale=512:480,setsar=15/16", "-an",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(paths["sar"]))  # fmt: skip
+    # 90 frames of d18 at 30 fps, a key frame every 30 frames
+    _ffmpeg(ffmpeg_exe, "-i", str(src), "-frames:v", "90", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "30",
+            str(paths["clip"]))  # fmt: skip
+    # variable frame rate: 2 s at 30 fps then 2 s at 15 fps (the counter of testsrc changes every frame)
+    for name, rate in (("a", 30), ("b", 15)):
+        _ffmpeg(ffmpeg_exe, "-f", "lavfi", "-i", f"testsrc=s=64x48:r={rate}:d=2", "-c:v", "libx264",
+                "-pix_fmt", "yuv420p", str(d / f"{name}.mp4"))  # fmt: skip
+    (d / "list.txt").write_text("file a.mp4\nfile b.mp4\n")
+    _ffmpeg(ffmpeg_exe, "-f", "concat", "-i", str(d / "list.txt"), "-c", "copy", str(paths["vfr"]))
+    # 20 KB of zeros in the middle of the clip
+    data = bytearray(paths["clip"].read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 20000] = bytes(20000)
+    paths["damaged"].write_bytes(bytes(data))
+    return paths
+
+
+def test_sar_video_is_decoded_at_its_display_shape(odd, videos_dir):
+    info = probe_video(odd["sar"])
+    assert (info.stored_width, info.stored_height, info.sar) == (512, 480, "15:16")
+    assert (info.width, info.height) == (480, 480)  # square pixels: 512 * 15/16 = 480
+    frames = list(iter_frames(odd["sar"], info))
+    assert len(frames) == 10 and all(f.shape == (480, 480, 3) for f in frames)
+    original = next(iter_frames(videos_dir / "d18.mp4", probe_video(videos_dir / "d18.mp4"))).astype(float)
+    assert np.abs(frames[0] - original).mean() < 4  # the face has its true proportions again
+    stretched = np.asarray(frames[0])[:, np.linspace(0, 479, 512).round().astype(int)][:, 16:496]  # 16/15 too wide
+    assert np.abs(stretched - original).mean() > np.abs(frames[0] - original).mean() + 2
+
+
+def test_vfr_video_is_resampled_to_a_constant_rate_with_true_times(odd, caplog):
+    with caplog.at_level(logging.WARNING, logger="neural_renderer.video.probe"):
+        info = probe_video(odd["vfr"])
+    assert "variable frame rate" in caplog.text and "resampled to a constant 30 fps: 120 frames" in caplog.text
+    assert info.vfr and info.resampled and (info.fps, info.n_frames, info.source_frames) == (30.0, 120, 90)
+    times, frames = zip(*decode_frames(odd["vfr"], info))
+    np.testing.assert_allclose(times, np.arange(120) / 30.0, atol=1e-12)
+    assert times[60] == 2.0  # the first 15 fps frame is really at 2.000 s (the average rate put it at 2.622 s)
+    source = [f for _, f in zip(range(200), _all_source_frames(odd["vfr"]))]
+    assert len(source) == 90
+    for k in range(60):  # the 30 fps part: every frame, once
+        assert np.array_equal(frames[k], source[k])
+    for k in range(60, 120):  # the 15 fps part: each frame shown twice
+        assert np.array_equal(frames[k], source[60 + (k - 60) // 2])
+    assert not np.array_equal(frames[59], frames[60])
+    info15 = probe_video(odd["vfr"], fps=15.0)
+    assert (info15.n_frames, info15.fps) == (60, 15.0)
+    assert [np.array_equal(a, b) for a, b in zip(iter_frames(odd["vfr"], info15), frames[::2])] == [True] * 60
+
+
+def _all_source_frames(path: Path):
+    """Every decodable frame of the file, in order (PyAV directly: an independent reading)."""
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def test_mid_stream_damage_fails_with_one_line_or_keeps_the_frames_before_it(odd):
+    with pytest.raises(PipelineInputError) as exc:
+        probe_video(odd["damaged"])
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(str(odd["damaged"]) + ": the video stream is damaged at ")
+    assert re.search(r"\d+ frames are missing or corrupt \(.*\) and \d+ frames follow", message)
+    assert "set ingest.allow_partial: true to keep the" in message
+    info = probe_video(odd["damaged"], allow_partial=True)
+    keep = info.n_frames
+    assert 0 < keep < 90 and info.damage and info.cut_s == pytest.approx(keep / 30.0, abs=1e-9)
+    assert f"(frame {keep})" in message
+    times, frames = zip(*decode_frames(odd["damaged"], info))
+    np.testing.assert_allclose(times, np.arange(keep) / 30.0, atol=1e-9)  # no renumbering: true times
+    clean = list(iter_frames(odd["clip"], probe_video(odd["clip"])))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, clean[:keep]))  # exactly the frames before the damage
+
+
+def test_damage_at_the_start_fails_even_with_allow_partial(odd, tmp_path):
+    data = bytearray(odd["clip"].read_bytes())
+    mdat = data.index(b"mdat") + 4
+    data[mdat + 64 : mdat + 20064] = bytes(20000)  # the first key frame's data
+    path = tmp_path / "start.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(PipelineInputError, match=r"damaged at 0\.000 s \(frame 0\).*no frame before it can be kept"):
+        probe_video(path, allow_partial=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -307,19 +349,31 @@ def test_discover_videos(tmp_path):
 
 
 @pytest.mark.parametrize("names", [["clip.mp4", "clip.mkv"], ["Clip.mp4", "clip.MOV"]])
-def test_discover_same_name_twice(tmp_path, names):
-    for name in names:
+def test_discover_same_name_twice_skips_both(tmp_path, names):
+    for name in names + ["good.mp4"]:
         (tmp_path / name).write_bytes(b"x")
-    with pytest.raises(PipelineInputError) as exc:
-        discover_videos(tmp_path)
-    assert all(name in str(exc.value) for name in names)
+    found, skipped = scan_videos(tmp_path)
+    assert found == {"good": tmp_path / "good.mp4"}
+    assert len(skipped) == 1 and all(name in skipped[0] for name in names) and "same video name" in skipped[0]
 
 
-@pytest.mark.parametrize("name", ["my video.mp4", "a.b.mp4", "-x.mp4", "_x.mp4"])
-def test_discover_rejects_bad_names(tmp_path, name):
+@pytest.mark.parametrize(
+    "name, suggestion",
+    [("my clip.mp4", "my_clip.mp4"), ("a.b.mp4", "a_b.mp4"), ("-x.mp4", "x.mp4"), ("_x.mp4", "x.mp4")],
+)
+def test_discover_skips_bad_names_and_keeps_the_others(tmp_path, name, suggestion, caplog):
     (tmp_path / name).write_bytes(b"x")
-    with pytest.raises(PipelineInputError, match="rename"):
-        discover_videos(tmp_path)
+    (tmp_path / "good.mp4").write_bytes(b"x")
+    found, skipped = scan_videos(tmp_path)
+    assert found == {"good": tmp_path / "good.mp4"}
+    assert skipped == [
+        f"{tmp_path / name}: skipped: video name {Path(name).stem!r} is not allowed; names must match "
+        f"{VIDEO_NAME_PATTERN} (letters, digits, '_' and '-', starting with a letter or digit). "
+        f"Rename it (e.g. to {suggestion}) to include it"
+    ]
+    with caplog.at_level(logging.WARNING):
+        assert discover_videos(tmp_path) == found
+    assert skipped[0] in caplog.text
 
 
 def test_video_name_pattern():

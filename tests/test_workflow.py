@@ -64,6 +64,8 @@ def write_config(workdir: Path, shared: Path, **sections) -> None:
         "fit": {"device": "cpu"},
         "qc": {"n_frames": 4},
         **sections,
+        # the damaged video keeps the frames before its damage; damaged_strict (the same file) must fail
+        "overrides": {"damaged": {"ingest": {"allow_partial": True}}, **sections.get("overrides", {})},
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -86,13 +88,33 @@ def workflow(tmp_path_factory, request, shared_dir):
     cut_clip(videos / "d18.mp4", raw / "d18.mp4", 40)
     (raw / "broken.mp4").write_text("this is not a video\n")  # must fail alone
     (raw / "notes.txt").write_text("ignored: not a video extension\n")
+    shutil.copy(raw / "d18.mp4", raw / "my clip.mp4")  # a name the wildcard cannot take: skipped, the rest runs
+    cut_clip(videos / "d18.mp4", workdir / "clip.mp4", 60)
+    data = bytearray((workdir / "clip.mp4").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 20000] = bytes(20000)  # 20 KB of zeros mid-stream
+    (raw / "damaged.mp4").write_bytes(bytes(data))
+    (raw / "damaged_strict.mp4").write_bytes(bytes(data))
+    stale = kill_during_write(workdir / "results" / "d0" / "tracking.h5")  # a killed job's temporary file
     write_config(workdir, shared)
-    first = snakemake(workdir, "--keep-going", check=False)
-    return workdir, shared, first
+    # threads=1 for track and fit (the machine has 2 cores): their logs must show pools of 1, not of 2
+    first = snakemake(workdir, "--keep-going", "--set-threads", "track=1", "fit=1", check=False)
+    return workdir, shared, first, stale
+
+
+def kill_during_write(path: Path) -> Path:
+    """Run a writer that is killed with SIGKILL inside `atomic_path`; return the temporary file it leaves."""
+    code = (
+        "import os, signal, sys\nfrom neural_renderer.atomic import atomic_path\n"
+        "cm = atomic_path(sys.argv[1]); tmp = cm.__enter__(); tmp.write_bytes(b'x' * 4096)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    (left,) = path.parent.glob(f".{path.name}.tmp-*")
+    return left
 
 
 def test_full_run_builds_every_good_video_and_fails_only_the_bad_one(workflow):
-    workdir, _, first = workflow
+    workdir, _, first, _ = workflow
     assert first.returncode != 0, "the broken video must make the run fail"
     log = first.stdout + first.stderr
     assert "broken" in log
@@ -112,21 +134,75 @@ def test_full_run_builds_every_good_video_and_fails_only_the_bad_one(workflow):
             assert f.attrs["source_sha256"] and f["crop"].attrs["resolution"] == 256
             # the frames are real crops: not black, and differ over time
             assert f["frames"][0].mean() > 20 and np.abs(f["frames"][0].astype(int) - f["frames"][n - 1]).mean() > 1
+            fps = 25.0 if video == "d0" else 30.0
+            np.testing.assert_allclose(f["timestamps_s"][()], np.arange(n) / fps, atol=1e-9)
+            np.testing.assert_array_equal(f["track/timestamps_s"][()], f["timestamps_s"][()])
+            assert f["track"].attrs["timeline"] == "source" and f["track"].attrs["damage"] == ""
         stats = json.loads((workdir / "results" / video / "qc" / "stats.json").read_text())
         assert stats["n_frames"] == n and stats["detection_rate"] > 0.9
+        assert stats["partial"] is False and stats["timeline"] == "source" and stats["n_faces_max"] == 1
         assert stats["reprojection_error_px"]["mean"] < 2.5 * 256 / 512 * 2  # generous at 256 px
         assert (workdir / "results" / video / "qc" / "contact_sheet.png").stat().st_size > 10_000
         assert (workdir / "logs" / video / "track.benchmark.tsv").is_file()
 
 
+def test_bad_name_is_skipped_with_a_warning_and_the_others_run(workflow):
+    workdir, _, first, _ = workflow
+    raw = workdir / "data" / "raw"
+    assert (
+        f"portrait pipeline: WARNING: {Path('data/raw') / 'my clip.mp4'}: skipped: video name 'my clip' is not "
+        "allowed; "
+        "names must match [A-Za-z0-9][A-Za-z0-9_-]*" in first.stderr
+    ), first.stderr[-3000:]
+    assert "Rename it (e.g. to my_clip.mp4) to include it" in first.stderr
+    assert sorted(p.name for p in (workdir / "results").iterdir() if p.is_dir() and "clip" in p.name) == []
+    assert (raw / "my clip.mp4").is_file()  # never renamed or touched
+
+
+def test_killed_jobs_temporary_file_is_swept_and_not_taken_for_output(workflow):
+    workdir, _, first, stale = workflow
+    assert not stale.exists()
+    assert f"removed the stale temporary file {Path('results') / 'd0' / stale.name}" in first.stderr
+    with h5py.File(workdir / "results" / "d0" / "tracking.h5") as f:  # the real output was built, not the stub
+        assert f["frames"].shape[0] == 78
+
+
+def test_jobs_size_their_thread_pools_from_snakemake_threads(workflow):
+    workdir, _, _, _ = workflow
+    fit_log = (workdir / "logs" / "d0" / "fit.log").read_text()
+    track_log = (workdir / "logs" / "d0" / "track.log").read_text()
+    crop_log = (workdir / "logs" / "d0" / "crop.log").read_text()
+    assert re.search(r"stage fit threads: rule=1 job=1 torch=1 cv2=(1|None) blas=1\b", fit_log), fit_log
+    assert re.search(r"stage track threads: rule=1 job=1 torch=(1|None) cv2=1 blas=1\b", track_log), track_log
+    assert re.search(r"stage crop threads: rule=1 job=1 ", crop_log), crop_log
+
+
+def test_mid_stream_damage_fails_in_one_line_or_keeps_the_frames_before_it(workflow):
+    workdir, _, _, _ = workflow
+    strict = (workdir / "logs" / "damaged_strict" / "ingest.log").read_text()
+    (line,) = [x for x in strict.splitlines() if "failed on bad input" in x]
+    assert re.search(r"damaged_strict\.mp4: the video stream is damaged at \d+\.\d{3} s \(frame (\d+)\)", line), line
+    assert "set ingest.allow_partial: true to keep the" in line
+    assert not (workdir / "results" / "damaged_strict" / "ingest" / "probe.json").exists()
+    keep = int(re.search(r"\(frame (\d+)\)", line).group(1))
+    assert 0 < keep < 60
+    stats = json.loads((workdir / "results" / "damaged" / "qc" / "stats.json").read_text())
+    assert stats["partial"] is True and stats["n_frames"] == keep
+    assert stats["damage"].startswith(f"the video stream is damaged at {keep / 30:.3f} s (frame {keep})")
+    with h5py.File(workdir / "results" / "damaged" / "tracking.h5") as f:
+        assert f["frames"].shape[0] == keep
+        np.testing.assert_allclose(f["timestamps_s"][()], np.arange(keep) / 30.0, atol=1e-9)
+
+
 def test_nothing_to_do_after_a_complete_run(workflow):
-    workdir, _, _ = workflow
+    workdir, _, _, _ = workflow
     (workdir / "data" / "raw" / "broken.mp4").unlink()
+    (workdir / "data" / "raw" / "damaged_strict.mp4").unlink()
     assert planned_jobs(workdir) == set()
 
 
 def test_new_video_runs_only_its_own_jobs(workflow):
-    workdir, _, _ = workflow
+    workdir, _, _, _ = workflow
     new = workdir / "data" / "raw" / "new_clip.mp4"
     shutil.copy(workdir / "data" / "raw" / "d18.mp4", new)
     try:
@@ -138,18 +214,18 @@ def test_new_video_runs_only_its_own_jobs(workflow):
 
 
 def test_changing_crop_reruns_crop_and_dependants_not_tracking(workflow):
-    workdir, shared, _ = workflow
+    workdir, shared, _, _ = workflow
     write_config(workdir, shared, crop={"resolution": 512})
     try:
         jobs = planned_jobs(workdir)
     finally:
         write_config(workdir, shared)
     assert {rule for rule, _ in jobs} == {"crop", "fit", "gaze", "assemble", "qc"}
-    assert {video for _, video in jobs} == {"d0", "d18"}
+    assert {video for _, video in jobs} == {"d0", "d18", "damaged"}
 
 
 def test_changing_fit_reruns_fit_and_dependants_only(workflow):
-    workdir, shared, _ = workflow
+    workdir, shared, _, _ = workflow
     write_config(workdir, shared, fit={"device": "cpu", "w_expression_prior": 0.7})
     try:
         jobs = planned_jobs(workdir)
@@ -159,7 +235,7 @@ def test_changing_fit_reruns_fit_and_dependants_only(workflow):
 
 
 def test_override_for_one_video_reruns_only_that_video(workflow):
-    workdir, shared, _ = workflow
+    workdir, shared, _, _ = workflow
     write_config(workdir, shared, overrides={"d18": {"qc": {"n_frames": 2}}})
     try:
         jobs = planned_jobs(workdir)
@@ -169,7 +245,7 @@ def test_override_for_one_video_reruns_only_that_video(workflow):
 
 
 def test_invalid_config_fails_before_any_job(workflow):
-    workdir, shared, _ = workflow
+    workdir, shared, _, _ = workflow
     write_config(workdir, shared, crop={"resolution": 300})
     try:
         proc = snakemake(workdir, "--dry-run", check=False)
@@ -199,7 +275,7 @@ def test_video_without_face_fails_with_clear_message(tmp_path, shared_dir):
 
 
 def test_report_shows_qc_outputs(workflow):
-    workdir, _, _ = workflow
+    workdir, _, _, _ = workflow
     snakemake(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text(errors="replace")
     assert "contact_sheet.png" in html and "stats.json" in html and "Tracking QC" in html

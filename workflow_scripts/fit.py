@@ -4,6 +4,10 @@ import sys
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
 sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
 
+from neural_renderer.threads import limit_threads
+
+limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools read the limit once
+
 from neural_renderer.stages import fit
 from neural_renderer.workflow import run_stage
 

@@ -88,10 +88,18 @@ def n_video_frames(n_samples: int, sample_rate: int, fps: float) -> int:
     return max(1, int(round(n_samples / sample_rate * fps)))
 
 
-def frame_windows(mel: np.ndarray, n_frames: int, fps: float, hop_s: float, window: int) -> np.ndarray:
-    """(n_mels, M) -> (n_frames, n_mels, window): the mel frames centred on each video frame's timestamp."""
+def frame_windows(
+    mel: np.ndarray, n_frames: int, fps: float, hop_s: float, window: int, times_s: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_mels, M) -> (n_frames, n_mels, window): the mel frames centred on each video frame's timestamp.
+
+    `times_s`: the frames' times on the audio's clock (a video's `timestamps_s`: audio.wav starts at its time 0);
+    default t / fps."""
     n_mels, m = mel.shape
-    centre = np.rint(np.arange(n_frames) / fps / hop_s).astype(np.int64)
+    times = np.arange(n_frames) / fps if times_s is None else np.asarray(times_s, np.float64)[:n_frames]
+    if len(times) != n_frames:
+        raise ValueError(f"{len(times)} frame times for {n_frames} frames")
+    centre = np.rint(times / hop_s).astype(np.int64)
     idx = centre[:, None] - window // 2 + np.arange(window)[None]
     pad_value = mel.min(1, keepdims=True) if m else np.zeros((n_mels, 1), mel.dtype)
     lo, hi = max(0, -int(idx.min())), max(0, int(idx.max()) - m + 1)
@@ -108,9 +116,12 @@ def normalise(mel: np.ndarray, mode: str) -> np.ndarray:
     return ((mel - mean) / std).astype(np.float32)
 
 
-def audio_features(samples: np.ndarray, fps: float, cfg: FeatureConfig, n_frames: int | None = None) -> np.ndarray:
-    """Samples at cfg.sample_rate -> (T, n_mels, window) float32, T = n_frames or round(duration * fps)."""
+def audio_features(
+    samples: np.ndarray, fps: float, cfg: FeatureConfig, n_frames: int | None = None, times_s: np.ndarray | None = None
+) -> np.ndarray:
+    """Samples at cfg.sample_rate -> (T, n_mels, window) float32, T = n_frames or round(duration * fps); `times_s`
+    (optional) places each frame's window at its true time (see `frame_windows`)."""
     if n_frames is None:
-        n_frames = n_video_frames(len(samples), cfg.sample_rate, fps)
+        n_frames = n_video_frames(len(samples), cfg.sample_rate, fps) if times_s is None else len(times_s)
     mel = normalise(log_mel(samples, cfg), cfg.normalise)
-    return frame_windows(mel, n_frames, fps, cfg.hop_ms * 1e-3, cfg.window)
+    return frame_windows(mel, n_frames, fps, cfg.hop_ms * 1e-3, cfg.window, times_s)

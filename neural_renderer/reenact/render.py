@@ -17,7 +17,7 @@ from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.transfer import Motion, Transferred, check_expression_names, motion_stats, transfer_motion
 from neural_renderer.renderer.data import pose_features, read_tracking_params
 from neural_renderer.renderer.render import PortraitRenderer, write_mp4
-from neural_renderer.storage import write_stage
+from neural_renderer.storage import read_timestamps, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ def reenact(
                "target_tracking": str(target_tracking)},
     )
     try:
-        write_mp4(out_mp4, n, frame_of, width, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=audio)
+        # the driver's sound from the time of its frame 0 (its file clock, which `-ss` seeks on), not from 0
+        start_s = float(read_timestamps(driver_tracking)[0])
+        write_mp4(out_mp4, n, frame_of, width, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=audio, audio_start_s=start_s)
     except BaseException:
         Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
         raise

@@ -16,6 +16,18 @@ from neural_renderer.storage import atomic_path, open_h5, read_stage
 from neural_renderer.tracking import LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER
 
 
+def ingest_stats(track_attrs, timestamps_s) -> dict[str, Any]:
+    """What ingest did to the frame timeline: resampling, frames dropped for damage (`partial`), faces seen."""
+    damage = str(track_attrs.get("damage", ""))
+    return {
+        "timeline": str(track_attrs.get("timeline", "source")),
+        "partial": bool(damage),
+        "damage": damage,
+        "duration_s": float(timestamps_s[-1] - timestamps_s[0]) if len(timestamps_s) else 0.0,
+        "n_faces_max": int(track_attrs.get("n_faces_max", 1)),
+    }
+
+
 def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, stats_json: str | Path, *, cfg: dict[str, Any], kind: str = "auto") -> dict:
     qc_cfg = build_dataclass(QcConfig, cfg)
     crop = read_stage(tracking_h5, "crop", group="crop")
@@ -25,7 +37,9 @@ def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, 
         resolution = int(f.attrs["resolution"])
         index = sheet_indices(len(crop["valid"]), qc_cfg.n_frames)
         frames = f["frames"][index]  # only the sheet's frames are read: one chunk each
+        ingest = ingest_stats(f["track"].attrs, f["timestamps_s"][()])
     stats = tracking_stats(crop["valid"], crop["landmarks"], crop["boxes"], fit["reprojection_error_px"], resolution)
+    stats.update(ingest)
     model = load_morphable_model(model_path, kind=kind)
     model_points = project_model_points(
         model, fit["identity"], fit["expression"][index], fit["rotation"][index], fit["translation"][index],

@@ -13,7 +13,7 @@ from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import write_stage
 from neural_renderer.tracking import track_frames
 from neural_renderer.progress import progress
-from neural_renderer.video import iter_frames
+from neural_renderer.video import decode_frames
 
 
 def run(
@@ -26,9 +26,19 @@ def run(
     cfg: dict[str, Any],
     ffmpeg: str | None = None,
 ) -> float:
-    """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate."""
+    """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate.
+
+    `ffmpeg` is unused (frames are decoded in-process); kept so the rule's call stays the same.
+    """
     info, sha = load_probe(probe_json)
-    frames = progress(iter_frames(video_path, info, ffmpeg=ffmpeg), total=info.n_frames or None, desc=f"track {video}", unit="frame")
+    times: list[float] = []
+
+    def frames():  # a fresh decode per tracking pass (a second pass runs only when several faces are seen)
+        times.clear()
+        for t, frame in progress(decode_frames(video_path, info), total=info.n_frames or None, desc=f"track {video}", unit="frame"):
+            times.append(t)
+            yield frame
+
     track = track_frames(frames, info.fps, model_path, **cfg)
     n = len(track.valid)
     if n == 0:
@@ -45,6 +55,7 @@ def run(
             "blendshape_names": np.asarray(track.blendshape_names, dtype=str),
             "transforms": track.transforms.astype(np.float32),
             "valid": track.valid.astype(bool),
+            "timestamps_s": np.asarray(times, dtype=np.float64),
         },
         video=video,
         source_path=str(video_path),
@@ -56,6 +67,10 @@ def run(
             "height": info.height,
             "detection_rate": rate,
             "model_sha256": sha256_file(model_path),
+            "timeline": "resampled" if info.resampled else "source",
+            "sar": info.sar,
+            "damage": info.damage,
+            "n_faces_max": int(track.n_faces.max()) if track.n_faces is not None and n else 0,
         },
     )
     return rate

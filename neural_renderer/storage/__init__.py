@@ -7,6 +7,7 @@ from neural_renderer.storage.h5io import (
     provenance,
     read_attrs,
     read_stage,
+    read_timestamps,
     write_stage,
 )
 from neural_renderer.storage.schema import SCHEMA_VERSION, STAGES, markdown, schema_for, validate_arrays
@@ -21,6 +22,7 @@ __all__ = [
     "provenance",
     "read_attrs",
     "read_stage",
+    "read_timestamps",
     "schema_for",
     "validate_arrays",
     "write_stage",

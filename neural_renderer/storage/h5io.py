@@ -136,8 +136,10 @@ def assemble_tracking(
     n_frames: int,
     resolution: int,
     attrs: dict[str, Any],
+    timestamps_s: np.ndarray | None = None,
 ) -> int:
-    """Write `tracking.h5`: the cropped frames (one chunk per frame) plus each stage file copied into its group.
+    """Write `tracking.h5`: the cropped frames (one chunk per frame), their times (`timestamps_s`, default: the
+    track stage's), plus each stage file copied into its group.
 
     Frames are streamed in, so memory stays at one frame whatever the video length. Returns the frame count.
     """
@@ -156,6 +158,12 @@ def assemble_tracking(
                 for name in src:
                     src.copy(src[name], group, name=name)  # copies compressed chunks as they are
         _write_attrs(out, first or {})
+        if timestamps_s is None:
+            timestamps_s = out["track/timestamps_s"][()]
+        timestamps_s = np.asarray(timestamps_s, dtype=np.float64)
+        if timestamps_s.shape != (n_frames,):
+            raise PipelineInputError(out_path, f"{len(timestamps_s)} frame times for {n_frames} frames")
+        _write_dataset(out, "timestamps_s", timestamps_s, per_frame=True)
         _write_attrs(out, {**attrs, "stage": "tracking", "resolution": resolution, "n_frames": n_frames})
         ds = out.create_dataset(
             "frames",
@@ -175,6 +183,17 @@ def assemble_tracking(
             raise PipelineInputError(out_path, f"decoded {count} frames but tracking has {n_frames}")
         FRAMES.check("frames", ds, {})
     return count
+
+
+def read_timestamps(path: str | Path) -> np.ndarray:
+    """(T,) float64 frame times (s) of a `tracking.h5` or `track.h5`; files written before frame times were stored
+    fall back to frame / fps."""
+    with open_h5(path) as f:
+        for name in ("timestamps_s", "track/timestamps_s"):
+            if name in f:
+                return np.asarray(f[name][()], dtype=np.float64)
+        n = int(f.attrs["n_frames"]) if "n_frames" in f.attrs else int(f["valid"].shape[0])
+        return np.arange(n, dtype=np.float64) / float(f.attrs["fps"])
 
 
 def provenance(path: str | Path) -> dict[str, str]:

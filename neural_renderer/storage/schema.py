@@ -84,13 +84,22 @@ TRACK = StageSchema(
         "blendshape_names": DatasetSpec("str", ("B",), "blendshape names (MediaPipe order)", per_frame=False),
         "transforms": DatasetSpec(F32, ("T", 4, 4), "MediaPipe facial transformation matrix (canonical face -> camera, cm)"),
         "valid": DatasetSpec("bool", ("T",), "a face was detected in the frame"),
+        "timestamps_s": DatasetSpec(
+            "float64", ("T",), "presentation time of each frame since the start of the file (the audio track's clock); "
+            "steps of exactly 1/fps when `timeline` is resampled", "s",
+        ),
     },
     attrs={
-        "fps": "frames per second of the source",
-        "width": "source width after rotation (px)",
-        "height": "source height after rotation (px)",
+        "fps": "frames per second of the frame timeline",
+        "width": "decoded frame width: square pixels, after rotation (px)",
+        "height": "decoded frame height: square pixels, after rotation (px)",
         "detection_rate": "fraction of frames with a face",
         "model_sha256": "sha256 of face_landmarker.task",
+        "timeline": "`source` (the video's own frames) or `resampled` (constant rate: variable frame rate source or "
+        "`ingest.fps` set)",
+        "sar": "sample aspect ratio of the stored frames, e.g. `15:16` (frames are decoded at square pixels)",
+        "damage": "why the video's later frames are missing (`ingest.allow_partial`, truncated file); empty if none",
+        "n_faces_max": "most faces seen in one frame (the tracked one is chosen by `track.face`)",
     },
 )
 
@@ -142,9 +151,9 @@ FRAMES = DatasetSpec("uint8", ("T", "R", "R", 3), "cropped RGB frames, one frame
 
 ASSEMBLED = StageSchema(
     stage="tracking",
-    description="everything a renderer needs: /frames plus one group per stage (/track, /crop, /fit, /gaze) "
-    "holding that stage's datasets and attributes unchanged",
-    datasets={"frames": FRAMES},
+    description="everything a renderer needs: /frames and their /timestamps_s plus one group per stage (/track, "
+    "/crop, /fit, /gaze) holding that stage's datasets and attributes unchanged",
+    datasets={"frames": FRAMES, "timestamps_s": TRACK.datasets["timestamps_s"]},
     attrs={"fps": "frames per second", "resolution": "crop side (px)", "n_frames": "T"},
 )
 

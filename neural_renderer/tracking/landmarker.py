@@ -9,12 +9,22 @@ Landmark index conventions (verified on d0.mp4 in tests/test_tracking.py): Media
 *subject's* sides. In a non-mirrored frontal view the subject's right eye is on the image's left, so
 `RIGHT_IRIS` (468-472) has smaller x than `LEFT_IRIS` (473-477). Each iris tuple is (centre, 4 contour points).
 A mirrored ("selfie") video flips the image sides, not the indices: the model labels the face anatomically as seen.
+
+Several faces: a first pass tracks one face and counts faces once a second; if it saw several, a second pass tracks up
+to `MAX_FACES` and keeps one per frame (a single-face pass is steadier: MediaPipe follows the face from its previous
+landmarks instead of re-detecting it every frame, so one-face videos keep that pass). The first frame with a face picks
+it by `face` ('largest': the widest landmark extent; 'centre': nearest the image centre); later frames keep the face
+nearest to the last kept one, so the choice does not flip when two faces swap order or size. Once a second face has
+been seen, a lone face farther than one face width from the last kept position is another person: the frame counts as
+having no face (it is interpolated downstream), unless the kept face has been missing for over a second, when the
+choice is made again. A video with more than one face logs a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +35,8 @@ from neural_renderer.errors import PipelineInputError
 log = logging.getLogger(__name__)
 
 N_LANDMARKS = 478  # 468 mesh points + 2 x 5 iris points
+MAX_FACES = 4  # faces the landmarker looks for; one of them is tracked (`face`)
+FACE_CHOICES = ("largest", "centre")
 RIGHT_IRIS: tuple[int, ...] = (468, 469, 470, 471, 472)  # subject's right eye; image-left when not mirrored
 LEFT_IRIS: tuple[int, ...] = (473, 474, 475, 476, 477)  # subject's left eye; image-right when not mirrored
 RIGHT_IRIS_CENTER = RIGHT_IRIS[0]
@@ -60,6 +72,7 @@ class LandmarkTrack:
     blendshape_names: list[str]
     transforms: np.ndarray
     valid: np.ndarray
+    n_faces: np.ndarray | None = None  # (T,) int: faces the landmarker found in each frame
 
     def __post_init__(self) -> None:
         t = len(self.valid)
@@ -90,48 +103,87 @@ def frame_timestamp_ms(index: int, fps: float, previous: int | None) -> int:
 
 
 def track_frames(
-    frames: Iterable[np.ndarray],
+    frames: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]],
     fps: float,
     model_path: str | Path,
     *,
     min_detection_confidence: float = 0.5,
     min_presence_confidence: float = 0.5,
     min_tracking_confidence: float = 0.5,
+    face: str = "largest",
 ) -> LandmarkTrack:
-    """Run one FaceLandmarker (VIDEO mode, one face) over `frames` (RGB uint8, all the same size).
+    """Run one FaceLandmarker (VIDEO mode) over `frames` (RGB uint8, all the same size); track one face (`face`).
 
-    Frames without a face get valid=False and NaN rows; this never raises for a missing face (the caller decides
-    what too few detections means).
+    Pass 1 tracks a single face (MediaPipe then follows it from frame to frame: the steadiest landmarks) and looks for
+    more faces once a second. If it finds several, pass 2 tracks up to MAX_FACES and keeps the chosen one; that needs
+    the frames again: `frames` must then be a sequence or a function returning a fresh iterable (the stage passes a
+    decoder factory), else pass 1's single face is kept with a warning. Frames without a face get valid=False and NaN
+    rows; this never raises for a missing face (the caller decides what too few detections means).
     """
+    if not fps or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if face not in FACE_CHOICES:
+        raise PipelineInputError(None, f"track.face must be one of {FACE_CHOICES}, got {face!r}")
+    confidences = (float(min_detection_confidence), float(min_presence_confidence), float(min_tracking_confidence))
+    source = frames if callable(frames) else (lambda: frames)
+    track = _track(source(), fps, model_path, confidences, num_faces=1, face=face)
+    most = int(track.n_faces.max()) if track.n_frames else 0
+    if most <= 1:
+        return track
+    several = np.nonzero(track.n_faces > 1)[0]
+    message = f"{most} faces found (first in frame {several[0]}, {len(several)} checked frames have several)"
+    if not (callable(frames) or isinstance(frames, Sequence)):
+        log.warning("%s; frames cannot be read twice, keeping MediaPipe's single face", message)
+        return track
+    log.warning("%s: tracking the %s one, the same across frames (track.face: largest | centre)", message, face)
+    return _track(source(), fps, model_path, confidences, num_faces=MAX_FACES, face=face)
+
+
+def _track(
+    frames: Iterable[np.ndarray], fps: float, model_path: str | Path, confidences: tuple[float, float, float],
+    *, num_faces: int, face: str,
+) -> LandmarkTrack:
+    """One VIDEO-mode pass. With num_faces=1, an IMAGE-mode landmarker counts faces on one frame per second."""
     import mediapipe as mp
     from mediapipe.tasks.python.core.base_options import BaseOptions
     from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions, RunningMode
 
-    if not fps or fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
     model_path = Path(model_path)
     if not model_path.is_file():
         raise PipelineInputError(model_path, "FaceLandmarker model file not found")
-    options = FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(model_path)),
-        running_mode=RunningMode.VIDEO,
-        num_faces=1,
-        min_face_detection_confidence=float(min_detection_confidence),
-        min_face_presence_confidence=float(min_presence_confidence),
-        min_tracking_confidence=float(min_tracking_confidence),
-        output_face_blendshapes=True,
-        output_facial_transformation_matrixes=True,
-    )
+
+    def options(mode, n: int, outputs: bool) -> FaceLandmarkerOptions:
+        return FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=mode,
+            num_faces=n,
+            min_face_detection_confidence=confidences[0],
+            min_face_presence_confidence=confidences[1],
+            min_tracking_confidence=confidences[2],
+            output_face_blendshapes=outputs,
+            output_facial_transformation_matrixes=outputs,
+        )
+
     try:
-        landmarker = FaceLandmarker.create_from_options(options)
+        landmarker = FaceLandmarker.create_from_options(options(RunningMode.VIDEO, num_faces, True))
     except (ValueError, RuntimeError) as exc:
         raise PipelineInputError(model_path, f"cannot load the FaceLandmarker model ({exc})") from None
+    counter = None
+    if num_faces == 1:  # counts faces once a second: a single-face pass would never see a second one
+        try:
+            counter = FaceLandmarker.create_from_options(options(RunningMode.IMAGE, MAX_FACES, False))
+        except BaseException:
+            landmarker.close()
+            raise
 
     per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
     names: list[str] | None = None
     size: tuple[int, int] | None = None
     previous_ts: int | None = None
-    with landmarker:
+    chooser = FaceChooser(face, fps)
+    counts: list[int] = []
+    check_every = max(1, int(round(fps)))
+    with landmarker, (counter or contextlib.nullcontext()):
         for index, frame in enumerate(frames):
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"frame {index}: expected RGB uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
@@ -142,14 +194,60 @@ def track_frames(
             previous_ts = frame_timestamp_ms(index, fps, previous_ts)
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
             result = landmarker.detect_for_video(image, previous_ts)
-            if not result.face_landmarks:
+            faces = [_landmark_array(points, size) for points in result.face_landmarks]
+            n_faces = len(faces)
+            if counter is not None and index % check_every == 0:
+                n_faces = max(n_faces, len(counter.detect(image).face_landmarks))
+            counts.append(n_faces)
+            k = chooser.choose(faces, size)
+            if k is None:
                 per_frame.append(None)
                 continue
-            frame_names, row = _blendshape_row(result.face_blendshapes[0] if result.face_blendshapes else [])
+            frame_names, row = _blendshape_row(result.face_blendshapes[k] if len(result.face_blendshapes) > k else [])
             if names is None:
                 names = frame_names
-            per_frame.append((_landmark_array(result.face_landmarks[0], size), row, _transform(result)))
-    return _assemble(per_frame, names)
+            per_frame.append((faces[k], row, _transform(result, k)))
+    track = _assemble(per_frame, names)
+    track.n_faces = np.asarray(counts, dtype=np.int32)
+    return track
+
+
+class FaceChooser:
+    """Picks the tracked face among a frame's faces, consistently across frames (see the module docstring)."""
+
+    def __init__(self, rule: str, fps: float):
+        self.rule = rule
+        self.patience = max(1, int(round(fps)))  # frames without the kept face before choosing again
+        self.last: tuple[np.ndarray, float] | None = None  # centre (x, y), width of the last kept face
+        self.missing = 0
+        self.seen_several = False
+
+    def choose(self, faces: list[np.ndarray], size: tuple[int, int]) -> int | None:
+        if len(faces) > 1:
+            self.seen_several = True
+        if not faces:
+            self.missing += 1
+            return None
+        centres = [np.nanmean(f[:, :2], axis=0) for f in faces]
+        widths = [float(np.nanmax(f[:, 0]) - np.nanmin(f[:, 0])) for f in faces]
+        if len(faces) == 1 and not self.seen_several:
+            k = 0  # the common case: one face, no choice to make
+        elif self.last is None or self.missing > self.patience:
+            if self.rule == "largest":
+                k = int(np.argmax(widths))
+            else:
+                middle = np.array(size, dtype=np.float64) / 2
+                k = int(np.argmin([np.linalg.norm(c - middle) for c in centres]))
+        else:
+            centre, width = self.last
+            distances = [float(np.linalg.norm(c - centre)) for c in centres]
+            k = int(np.argmin(distances))
+            if distances[k] > width:
+                self.missing += 1
+                return None
+        self.last = (centres[k], widths[k])
+        self.missing = 0
+        return k
 
 
 def _landmark_array(landmarks, size: tuple[int, int]) -> np.ndarray:
@@ -169,11 +267,11 @@ def _blendshape_row(categories) -> tuple[list[str], np.ndarray]:
     return [c.category_name for c in ordered], np.array([c.score for c in ordered], dtype=np.float32)
 
 
-def _transform(result) -> np.ndarray:
+def _transform(result, k: int = 0) -> np.ndarray:
     matrices = result.facial_transformation_matrixes
-    if not matrices:
+    if len(matrices) <= k:
         return np.full((4, 4), np.nan, np.float32)
-    return np.asarray(matrices[0], dtype=np.float32).reshape(4, 4)
+    return np.asarray(matrices[k], dtype=np.float32).reshape(4, 4)
 
 
 def _assemble(per_frame: list, names: list[str] | None) -> LandmarkTrack:

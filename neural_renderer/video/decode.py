@@ -1,18 +1,19 @@
-"""Decode frames through a pipe (never to disk) and extract the audio track.
+"""Decode frames in-process (PyAV) along the timeline `probe_video` planned, and extract the audio track (ffmpeg).
 
-Frames come from `ffmpeg ... -f rawvideo -pix_fmt rgb24 pipe:` with ffmpeg's autorotate on, so they are upright and
-of the display size `VideoInfo` reports. `-fps_mode passthrough` makes ffmpeg emit exactly one frame per decoded
-frame (the default for rawvideo output would duplicate/drop frames of variable-frame-rate video to a constant
-rate), so frame i is the i-th frame of the file and the frame count matches the probe.
+Frames are RGB uint8 at the display shape: square pixels (SAR applied by swscale: area averaging when shrinking,
+bicubic when enlarging) and upright (the display matrix applied with np.rot90). Square-pixel frames are converted
+exactly as the former `ffmpeg -pix_fmt rgb24` pipe did (same swscale conversion: identical bytes).
+
+`decode_frames` replays the probe's plan: it stops at the damage the probe found (`cut_s`) and, for a resampled
+timeline, picks for output frame k the source frame nearest to `start_s + k / fps`. Nothing runs in another process
+or thread of ours, so dropping an iterator early just closes the file.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import subprocess
-import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -20,108 +21,102 @@ import numpy as np
 from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.video.ffmpeg_exe import QUIET, check_readable, input_url, resolve_ffmpeg, stderr_tail
-from neural_renderer.video.probe import VIDEO_STREAM, VideoInfo, read_header_ffmpeg
+from neural_renderer.video.probe import VideoInfo
+from neural_renderer.video.source import DecodeLog, decoded_frames, frame_time_s, open_video, sample_aspect_ratio
 
 log = logging.getLogger(__name__)
 
-_STDERR_LINES = 40  # kept for error messages; older lines are dropped so a chatty corrupt stream cannot fill memory
+_TIME_EPS = 1e-6  # s: float noise when comparing frame times
 
 
 def iter_frames(path: str | Path, info: VideoInfo, ffmpeg: str | None = None) -> Iterator[np.ndarray]:
-    """Yield RGB uint8 frames (info.height, info.width, 3), one per decoded frame, streamed from ffmpeg.
+    """Yield RGB uint8 frames (info.height, info.width, 3) of the planned timeline (`ffmpeg` is unused)."""
+    for _, frame in decode_frames(path, info):
+        yield frame
 
-    The subprocess is killed when the generator is closed early (break, exception, garbage collection). ffmpeg
-    failing, or the stream ending mid-frame, raises PipelineInputError with ffmpeg's last stderr lines. Fewer frames
-    than probed is accepted (logged): the caller records the real count.
-    """
-    import ffmpeg as ffmpeg_python
 
-    exe = resolve_ffmpeg(ffmpeg)
-    check_readable(path)
+def decode_frames(path: str | Path, info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time in s, RGB frame) for the info.n_frames frames of the timeline; a mismatch with the probe raises."""
     width, height = int(info.width), int(info.height)
     if width <= 0 or height <= 0:
         raise PipelineInputError(path, f"invalid frame size {width}x{height} in the probe")
-    frame_bytes = width * height * 3
-    stream = (
-        ffmpeg_python.input(input_url(path))
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", map=VIDEO_STREAM, fps_mode="passthrough", an=None, sn=None, dn=None)
-        .global_args(*QUIET, "-nostats", "-loglevel", "error")
-    )
-    proc = stream.run_async(cmd=exe, pipe_stdout=True, pipe_stderr=True)
-    stderr_lines: collections.deque[bytes] = collections.deque(maxlen=_STDERR_LINES)
-    # Drain stderr concurrently: a full stderr pipe would block ffmpeg while we block on stdout (deadlock).
-    drain = threading.Thread(target=_drain, args=(proc.stderr, stderr_lines), daemon=True)
-    drain.start()
+    source = _source_frames(path, info)
     n = 0
     try:
-        while True:
-            buf = bytearray(frame_bytes)
-            got = _read_into(proc.stdout, buf)
-            if got == 0:
-                break
-            if got < frame_bytes:
-                proc.wait()
-                drain.join()
-                raise PipelineInputError(
-                    path,
-                    f"decoded stream ended mid-frame after {n} frames ({got} of {frame_bytes} bytes; "
-                    f"expected {width}x{height}): {stderr_tail(b''.join(stderr_lines))}",
-                )
-            # bytearray-backed: writable and no copy.
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
-            n += 1
-        returncode = proc.wait()
-        drain.join()
-        if returncode != 0:
-            raise PipelineInputError(path, f"ffmpeg failed (exit {returncode}) after {n} frames: {stderr_tail(b''.join(stderr_lines))}")
-        if n == 0:
-            raise PipelineInputError(path, f"no frame could be decoded: {stderr_tail(b''.join(stderr_lines))}")
-        if n != info.n_frames:
-            log.warning("%s: decoded %d frames, probe counted %d; %s", path, n, info.n_frames, stderr_tail(b"".join(stderr_lines)))
-        elif stderr_lines:
-            log.warning("%s: ffmpeg reported decoding errors: %s", path, stderr_tail(b"".join(stderr_lines)))
+        if not info.resampled:
+            for n, (t, frame) in enumerate(source, start=1):
+                yield t, frame
+        else:
+            half = 0.5 / info.fps - _TIME_EPS
+            current = next(source, None)
+            upcoming = next(source, None)
+            while current is not None and n < info.n_frames:
+                t_k = info.start_s + n / info.fps
+                if upcoming is not None and upcoming[0] <= t_k + half:
+                    current, upcoming = upcoming, next(source, None)
+                    continue
+                yield t_k, current[1].copy()
+                n += 1
     finally:
-        _stop(proc)
-        drain.join(timeout=5)
-        proc.stderr.close()
+        source.close()
+    if n != info.n_frames:
+        raise PipelineInputError(
+            path, f"decoded {n} frames but the probe planned {info.n_frames} (file changed since ingest?)"
+        )
 
 
-def _read_into(pipe, buf: bytearray) -> int:
-    """Fill `buf` from `pipe`; returns the bytes read (< len(buf) only at end of stream)."""
-    view = memoryview(buf)
-    total = 0
-    while total < len(buf):
-        got = pipe.readinto(view[total:])
-        if not got:
-            break
-        total += got
-    return total
+def _source_frames(path: str | Path, info: VideoInfo) -> Iterator[tuple[float, np.ndarray]]:
+    """The source frames the timeline uses: (time, upright square-pixel RGB), stopping at the probe's cut."""
+    k = info.rotation // 90
+    record = DecodeLog()
+    with open_video(path) as (container, stream):
+        scaled = sample_aspect_ratio(stream) != Fraction(1)
+        size = (info.height, info.width) if k % 2 else (info.width, info.height)  # before rotation
+        count = 0
+        for frame in decoded_frames(container, stream, record):
+            if frame.pts is None:
+                continue
+            t = frame_time_s(int(frame.pts), stream, container)
+            if count >= info.source_frames or (info.cut_s is not None and t >= info.cut_s - _TIME_EPS):
+                break
+            if scaled:
+                shrink = size[0] < frame.width
+                image = frame.to_ndarray(
+                    format="rgb24", width=size[0], height=size[1], interpolation="AREA" if shrink else "BICUBIC"
+                )
+            else:
+                image = frame.to_ndarray(format="rgb24")
+            if image.shape[:2] != (size[1], size[0]):
+                got = f"{image.shape[1]}x{image.shape[0]}"
+                raise PipelineInputError(path, f"frame {count} is {got}, the probe said {size[0]}x{size[1]}")
+            if k:
+                image = np.ascontiguousarray(np.rot90(image, k))
+            count += 1
+            yield t, image
 
 
-def _drain(pipe, lines: collections.deque[bytes]) -> None:
-    for line in iter(pipe.readline, b""):
-        lines.append(line)
+def has_audio_stream(path: str | Path) -> bool:
+    import av
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    for pipe in (proc.stdout, proc.stdin):
-        if pipe is not None:
-            pipe.close()
-    proc.wait()
+    check_readable(path)
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except av.error.FFmpegError as exc:
+        raise PipelineInputError(path, f"not a readable file ({exc})") from None
 
 
 def extract_audio(path: str | Path, out_wav: str | Path, sample_rate: int = 16000, ffmpeg: str | None = None) -> None:
     """Write the first audio stream as a mono 16-bit PCM WAV at `sample_rate`, atomically.
 
+    Sample 0 is at time 0 of the file's clock (the frames' `timestamps_s` clock): an audio stream that starts late is
+    padded with silence at the front (`aresample=async=1:first_pts=0` only fixes the start; no stretching).
     Raises PipelineInputError when the video has no audio stream or ffmpeg cannot decode it.
     """
     import ffmpeg as ffmpeg_python
 
     exe = resolve_ffmpeg(ffmpeg)
-    header = read_header_ffmpeg(path, exe)
-    if not header.has_audio:
+    if not has_audio_stream(path):
         raise PipelineInputError(path, "the video has no audio stream")
     try:
         with atomic_path(out_wav) as tmp:
@@ -129,7 +124,7 @@ def extract_audio(path: str | Path, out_wav: str | Path, sample_rate: int = 1600
                 ffmpeg_python.input(input_url(path))
                 .output(
                     str(tmp), map="0:a:0", vn=None, ac=1, ar=int(sample_rate), acodec="pcm_s16le", format="wav",
-                    map_metadata=-1, fflags="+bitexact", **{"flags:a": "+bitexact"},
+                    map_metadata=-1, fflags="+bitexact", af="aresample=async=1:first_pts=0", **{"flags:a": "+bitexact"},
                 )  # fmt: skip
                 .global_args(*QUIET, "-nostats", "-loglevel", "error")
                 .overwrite_output()

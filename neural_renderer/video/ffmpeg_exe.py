@@ -1,7 +1,7 @@
-"""Which ffmpeg/ffprobe binaries to run, and small helpers shared by probing and decoding.
+"""Which ffmpeg binary to run (audio extraction, encoding, muxing), and small helpers for its calls.
 
-The default ffmpeg is imageio-ffmpeg's static binary, so the pipeline needs no system ffmpeg. That package ships no
-ffprobe, which is why probing has an ffmpeg-only path (see `probe.py`).
+The default ffmpeg is imageio-ffmpeg's static binary, so the pipeline needs no system ffmpeg. Probing and decoding
+do not run it: they use PyAV in-process (`source.py`).
 """
 
 from __future__ import annotations
@@ -33,16 +33,6 @@ def resolve_ffmpeg(configured: str | None = None) -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def find_ffprobe(ffmpeg: str) -> str | None:
-    """An ffprobe beside `ffmpeg` (same name with 'ffmpeg' -> 'ffprobe'), else one on PATH, else None."""
-    path = Path(ffmpeg)
-    if "ffmpeg" in path.name:
-        sibling = path.with_name(path.name.replace("ffmpeg", "ffprobe"))
-        if sibling.is_file() and os.access(sibling, os.X_OK):
-            return str(sibling)
-    return shutil.which("ffprobe")
 
 
 def input_url(path: str | Path) -> str:

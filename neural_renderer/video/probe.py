@@ -1,39 +1,49 @@
-"""Probe a video: display size, fps, frame count, rotation, audio, codec -> `VideoInfo`.
+"""Probe a video by decoding it once in-process (PyAV): size, pixel shape, rotation, frame times, damage -> VideoInfo.
 
-Two paths give the same `VideoInfo`: ffprobe's JSON when an ffprobe is available (beside the configured ffmpeg, or on
-PATH), else the stream summary ffmpeg prints for `ffmpeg -i` (imageio-ffmpeg ships no ffprobe). In both, `n_frames`
-is counted, not read from the header: a stream-copy pass through ffmpeg counts the packets that are actually
-readable, which stays right for truncated files and containers without a frame count (mkv, webm).
+The probe decodes every frame (without converting pixels), because three facts are only known after decoding: which
+frames are really decodable, their presentation times, and the display matrix. From them it plans the frame timeline
+every later stage indexes, and `iter_frames` replays that plan.
 
 Conventions:
-- `rotation` is the display-matrix rotation in degrees counter-clockwise, as ffmpeg/ffprobe print it and as
-  `ffmpeg -display_rotation` sets it, normalised to 0, 90, 180 or 270 (a legacy clockwise `rotate=90` tag is 270).
-- `width`, `height` are the display size: swapped for 90/270, i.e. the size of the frames `iter_frames` yields
-  (ffmpeg's autorotate applies the rotation).
-- `fps` is the average frame rate (`avg_frame_rate`, else `r_frame_rate`). ffmpeg prints it with two decimals, so the
-  fallback snaps values within 0.005 of an NTSC rate (n * 1000/1001) to that rate; other non-integer rates can
-  differ from ffprobe's by < 0.005.
+- Pixel shape. `stored_width` x `stored_height` are the coded frame size and `sar` its sample aspect ratio (pixel
+  width : pixel height). Frames are decoded at the display shape, i.e. with square pixels: the width is scaled to
+  round(stored_width * sar) (ffmpeg's `scale=iw*sar:ih` convention; a 512x480 video with SAR 15:16 becomes 480x480).
+- Rotation. `rotation` is the display-matrix rotation in degrees counter-clockwise (as ffmpeg prints it and as
+  `ffmpeg -display_rotation` sets it), normalised to 0, 90, 180 or 270. `width` x `height` is the size of the frames
+  `iter_frames` yields: square-pixel size, swapped for 90/270 (frames are turned upright).
+- Time. Frame times are seconds since the start of the file (the container's start time: the clock players, the
+  audio track and `ffmpeg -ss` use).
+- Variable frame rate. A stream whose frame intervals differ by more than 2% (or one tick) is VFR. Every later stage
+  assumes frame i is shown for 1/fps (renders, audio features, crop smoothing), so a VFR video is resampled to a
+  constant rate: output frame k, at `start_s + k / fps`, is the source frame nearest to that time (the earlier one on
+  a tie), so a 30 fps stretch keeps every frame and a 15 fps stretch shows each frame twice. `fps` is the configured
+  `ingest.fps`, else the stream's nominal rate (its finest frame rate), else 1 / the median interval. A configured
+  `ingest.fps` resamples constant-rate videos too; otherwise they keep their own frames and times. Resampling is
+  logged.
+- Damage. A packet the decoder rejects, a frame flagged corrupt, or a packet that produced no frame, followed by
+  decodable frames, is mid-stream damage: `probe_video` raises PipelineInputError with a one-line reason, unless
+  `allow_partial`, in which case only the frames before the damage are kept (`cut_s`, `damage` say so and QC
+  reports it). Damage with nothing decodable after it is a truncated file: its frames are kept with a warning.
 - `duration_s` = n_frames / fps: the span of the frame timeline that every later stage indexes.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import subprocess
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.video.ffmpeg_exe import QUIET, check_readable, find_ffprobe, input_url, resolve_ffmpeg, stderr_tail
+from neural_renderer.video.source import DecodeLog, decoded_frames, open_video, sample_aspect_ratio
 
 log = logging.getLogger(__name__)
 
-# ffmpeg stream specifier for "first video stream that is not an attached picture (cover art)".
-VIDEO_STREAM = "0:V:0"
-NTSC_BASES = (24, 30, 48, 60, 120, 240)
+VFR_TOLERANCE = 0.02  # relative deviation of a frame interval from the median that makes a stream VFR
 
 
 @dataclass(frozen=True)
@@ -41,202 +51,197 @@ class VideoInfo:
     """What the later stages need to know about a raw video (see the module docstring for conventions)."""
 
     path: str
-    width: int
+    width: int  # of the decoded frames: square pixels, upright
     height: int
     fps: float
-    n_frames: int
+    n_frames: int  # frames of the timeline (after resampling / cutting)
     duration_s: float
     rotation: int
     has_audio: bool
     codec: str
+    stored_width: int = 0  # coded size, before SAR and rotation
+    stored_height: int = 0
+    sar: str = "1:1"
+    start_s: float = 0.0  # time of frame 0
+    vfr: bool = False  # the source's frame intervals vary
+    resampled: bool = False  # frames are the constant-rate timeline start_s + k / fps (else the source's frames)
+    source_frames: int = 0  # decoded source frames the timeline is made of
+    cut_s: float | None = None  # source frames at or after this time are not used (damage)
+    damage: str = ""  # what is wrong with the stream, "" when nothing
+
+    def timestamps(self, source_times_s: np.ndarray | None = None) -> np.ndarray:
+        """(n_frames,) float64 frame times: the resampled grid, or the given source frame times."""
+        if self.resampled or source_times_s is None:
+            return self.start_s + np.arange(self.n_frames, dtype=np.float64) / self.fps
+        return np.asarray(source_times_s, dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class StreamHeader:
-    """The header facts of the first video stream plus audio presence, before frame counting."""
+def probe_video(
+    path: str | Path, *, fps: float | None = None, allow_partial: bool = False, ffmpeg: str | None = None
+) -> VideoInfo:
+    """Decode `path` once and plan its frame timeline; bad or damaged input -> PipelineInputError.
 
-    coded_width: int
-    coded_height: int
-    fps: float
-    rotation: int
-    has_audio: bool
-    codec: str
-    header_frames: int | None = None  # frame count the container claims (ffprobe's nb_frames), if any
+    `fps`: resample to this constant rate (None: keep constant-rate videos as they are). `allow_partial`: keep the
+    frames before mid-stream damage instead of failing. `ffmpeg` is accepted for API compatibility and unused (PyAV
+    decodes with the FFmpeg libraries in its wheel).
+    """
+    del ffmpeg
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise PipelineInputError(path, f"ingest.fps must be a positive number, got {fps}")
+    record = DecodeLog()
+    pts: list[int] = []
+    corrupt: list[bool] = []
+    last_duration = 0
+    rotation_ccw: float | None = None
+    stored: tuple[int, int] | None = None
+    with open_video(path) as (container, stream):
+        for frame in decoded_frames(container, stream, record):
+            if frame.pts is None:
+                continue
+            pts.append(int(frame.pts))
+            corrupt.append(bool(frame.is_corrupt))
+            last_duration = int(frame.duration or 0)
+            if stored is None:
+                stored = (int(frame.width), int(frame.height))
+                rotation_ccw = float(frame.rotation or 0)
+        if not pts or stored is None:
+            detail = record.errors[-1][1] if record.errors else record.read_error or "no frames"
+            raise PipelineInputError(path, f"no frame could be decoded ({detail})")
+        tb = stream.time_base
+        start = Fraction(container.start_time or 0, 1_000_000)
 
+        def time_of(p: int) -> float:
+            return float(p * tb - start)
 
-def probe_video(path: str | Path, ffmpeg: str | None = None) -> VideoInfo:
-    """Probe `path` with ffprobe when one is available, else with ffmpeg alone; bad input -> PipelineInputError."""
-    exe = resolve_ffmpeg(ffmpeg)
-    ffprobe = find_ffprobe(exe)
-    if ffprobe is not None:
-        return probe_with_ffprobe(path, ffprobe, ffmpeg=exe)
-    return probe_with_ffmpeg(path, ffmpeg=exe)
-
-
-def probe_with_ffmpeg(path: str | Path, ffmpeg: str | None = None) -> VideoInfo:
-    """The ffmpeg-only path: parse the `ffmpeg -i` summary, then count packets."""
-    exe = resolve_ffmpeg(ffmpeg)
-    header = read_header_ffmpeg(path, exe)
-    return _finish(path, header, exe)
-
-
-def probe_with_ffprobe(path: str | Path, ffprobe: str, ffmpeg: str | None = None) -> VideoInfo:
-    """The ffprobe path: parse ffprobe's JSON streams, then count packets with ffmpeg (same count as the fallback)."""
-    import ffmpeg as ffmpeg_python
-
-    check_readable(path)
-    try:
-        data = ffmpeg_python.probe(input_url(path), cmd=ffprobe)
-    except ffmpeg_python.Error as exc:
-        raise PipelineInputError(path, f"not a readable video (ffprobe: {stderr_tail(exc.stderr)})") from None
-    header = header_from_ffprobe(path, data)
-    return _finish(path, header, resolve_ffmpeg(ffmpeg))
-
-
-def _finish(path: str | Path, header: StreamHeader, ffmpeg: str) -> VideoInfo:
-    n_frames = count_frames(path, ffmpeg)
-    if header.header_frames is not None and header.header_frames != n_frames:
-        log.warning("%s: container claims %d frames but %d are readable (truncated or edited file?)", path, header.header_frames, n_frames)
-    width, height = header.coded_width, header.coded_height
-    if header.rotation in (90, 270):
+        times = np.array([time_of(p) for p in pts])
+        sar = sample_aspect_ratio(stream)
+        nominal = float(stream.guessed_rate or 0)
+        average = float(stream.average_rate or 0)
+        has_audio = bool(container.streams.audio)
+        codec = str(stream.codec_context.name)
+    keep, cut, damage = find_damage(path, pts, corrupt, record, time_of)
+    if damage and keep < len(pts) and not allow_partial and _mid_stream(pts, cut):
+        raise PipelineInputError(
+            path, f"{damage}; set ingest.allow_partial: true to keep the {keep} frames before it"
+        )
+    if keep == 0:
+        raise PipelineInputError(path, f"{damage}; no frame before it can be kept")
+    if damage:
+        log.warning("%s: %s; keeping the %d frames before it", path, damage, keep)
+    ticks = np.asarray(pts[:keep], dtype=np.int64)
+    times = times[:keep]
+    intervals = np.diff(ticks)
+    median = float(np.median(intervals)) if len(intervals) else 0.0
+    vfr = bool(len(intervals) and np.abs(intervals - median).max() > max(1.0, VFR_TOLERANCE * median))
+    cut_s = None if cut is None else time_of(cut)
+    native = 1.0 / (median * float(tb)) if median > 0 else (nominal or average or 25.0)
+    if fps is not None:
+        rate = float(fps)
+    else:
+        rate = _nominal_rate(nominal, intervals, tb, native) if vfr else (average or native)
+    resampled = vfr or (fps is not None and abs(rate - (average or native)) > 1e-9 * rate)
+    if resampled:
+        step = (last_duration if last_duration > 0 else median) * float(tb)
+        end = times[-1] + (step if step > 0 else 1.0 / rate)
+        if cut_s is not None:
+            end = min(end, cut_s)
+        n_frames = max(1, math.ceil((end - times[0]) * rate - 1e-6))
+        log.warning(
+            "%s: %s frame rate (%d frames over %.3f s); resampled to a constant %.6g fps: %d frames",
+            path, "variable" if vfr else "constant", keep, end - times[0], rate, n_frames,
+        )  # fmt: skip
+    else:
+        n_frames = keep
+    width, height = display_size(stored, sar)
+    rotation = _normalise_rotation(path, rotation_ccw or 0.0)
+    if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(
         path=str(path),
         width=width,
         height=height,
-        fps=header.fps,
+        fps=rate,
         n_frames=n_frames,
-        duration_s=n_frames / header.fps,
-        rotation=header.rotation,
-        has_audio=header.has_audio,
-        codec=header.codec,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# ffprobe JSON
-
-
-def header_from_ffprobe(path: str | Path, data: dict[str, Any]) -> StreamHeader:
-    """Pure: ffprobe `-show_streams` JSON -> StreamHeader."""
-    streams = data.get("streams", [])
-    videos = [s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")]
-    if not videos:
-        raise PipelineInputError(path, "no video stream")
-    v = videos[0]
-    fps = _fraction(v.get("avg_frame_rate")) or _fraction(v.get("r_frame_rate"))
-    if not fps:
-        raise PipelineInputError(path, "video stream has no frame rate")
-    rotation_ccw: float | None = None
-    for side in v.get("side_data_list", []) or []:
-        if "rotation" in side:
-            rotation_ccw = float(side["rotation"])
-            break
-    if rotation_ccw is None and "rotate" in v.get("tags", {}):
-        rotation_ccw = -float(v["tags"]["rotate"])  # legacy tag is clockwise
-    nb = v.get("nb_frames")
-    return StreamHeader(
-        coded_width=int(v["width"]),
-        coded_height=int(v["height"]),
-        fps=fps,
-        rotation=_normalise_rotation(path, rotation_ccw or 0.0),
-        has_audio=any(s.get("codec_type") == "audio" for s in streams),
-        codec=str(v.get("codec_name", "unknown")),
-        header_frames=int(nb) if nb not in (None, "", "N/A") and int(nb) > 0 else None,
-    )
-
-
-def _fraction(text: str | None) -> float | None:
-    if not text or text in ("0/0", "N/A"):
-        return None
-    try:
-        value = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return float(value) if value > 0 else None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# ffmpeg -i summary
-
-_STREAM_RE = re.compile(r"^\s*Stream #0:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
-_SIZE_RE = re.compile(r"(?:^|, )(\d+)x(\d+)(?=[ ,]|$)")
-_RATE_RE = r"(\d+(?:\.\d+)?)(k?) {unit}\b"
-_DISPLAYMATRIX_RE = re.compile(r"display ?matrix: rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
-_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+(?:\.\d+)?)\s*$")
-
-
-def read_header_ffmpeg(path: str | Path, ffmpeg: str) -> StreamHeader:
-    """Run `ffmpeg -i path` (which exits non-zero by design: no output) and parse its summary."""
-    check_readable(path)
-    proc = subprocess.run([ffmpeg, *QUIET, "-i", input_url(path)], capture_output=True, check=False)
-    text = proc.stderr.decode("utf-8", "replace")
-    if "Input #0" not in text:
-        raise PipelineInputError(path, f"not a readable video (ffmpeg: {stderr_tail(text, 3)})")
-    return header_from_ffmpeg_stderr(path, text)
-
-
-def header_from_ffmpeg_stderr(path: str | Path, text: str) -> StreamHeader:
-    """Pure: the `ffmpeg -i` summary -> StreamHeader (first non-cover-art video stream; its side data/metadata)."""
-    video: str | None = None
-    video_block: list[str] = []
-    has_audio = False
-    in_video_block = False
-    for line in text.splitlines():
-        m = _STREAM_RE.match(line)
-        if m:
-            kind, desc = m.groups()
-            has_audio |= kind == "Audio"
-            in_video_block = video is None and kind == "Video" and "(attached pic)" not in desc
-            if in_video_block:
-                video = desc
-            continue
-        if in_video_block:
-            if not line.startswith("    "):  # back at the input/output level
-                in_video_block = False
-            else:
-                video_block.append(line)
-    if video is None:
-        raise PipelineInputError(path, "no video stream")
-    codec = video.split(maxsplit=1)[0].rstrip(",") if video.strip() else "unknown"
-    size = _SIZE_RE.search(video)
-    if size is None:
-        raise PipelineInputError(path, f"cannot read the frame size from ffmpeg's stream line {video!r}")
-    fps = _rate(video, "fps") or _rate(video, "tbr")
-    if not fps:
-        raise PipelineInputError(path, "video stream has no frame rate")
-    rotation_ccw = 0.0
-    for line in video_block:
-        if m := _DISPLAYMATRIX_RE.search(line):
-            rotation_ccw = float(m.group(1))
-            break
-        if m := _ROTATE_TAG_RE.match(line):
-            rotation_ccw = -float(m.group(1))
-    return StreamHeader(
-        coded_width=int(size.group(1)),
-        coded_height=int(size.group(2)),
-        fps=_snap_ntsc(fps),
-        rotation=_normalise_rotation(path, rotation_ccw),
+        duration_s=n_frames / rate,
+        rotation=rotation,
         has_audio=has_audio,
         codec=codec,
+        stored_width=stored[0],
+        stored_height=stored[1],
+        sar=f"{sar.numerator}:{sar.denominator}",
+        start_s=float(times[0]),
+        vfr=vfr,
+        resampled=resampled,
+        source_frames=keep,
+        cut_s=cut_s,
+        damage=damage,
     )
 
 
-def _rate(desc: str, unit: str) -> float | None:
-    m = re.search(_RATE_RE.format(unit=unit), desc)
-    if not m:
-        return None
-    value = float(m.group(1)) * (1000 if m.group(2) else 1)
-    return value if value > 0 else None
+def find_damage(
+    path: str | Path, pts: list[int], corrupt: list[bool], record: DecodeLog, time_of: Callable[[int], float]
+) -> tuple[int, int | None, str]:
+    """(frames to keep, pts where the damage starts or None, one-line description or "").
+
+    Damaged: packets that produced no frame (before the first frame only when the decoder reported errors: otherwise
+    they are edit-list or open-GOP lead-in),
+    frames flagged corrupt, and, when the decoder or demuxer reported errors, a jump in the frame times larger than
+    four median intervals (a demuxer that resynchronised after garbage leaves no lost packets, only a gap).
+    """
+    decoded = set(pts)
+    first = pts[0]
+    lost = sorted({p for p in record.packet_pts if p not in decoded and p > first})
+    leading = sorted({p for p in record.packet_pts if p not in decoded and p < first})
+    bad = set(lost) | {p for p, c in zip(pts, corrupt) if c}
+    if leading and record.errors:  # the decoder rejected data before the first frame: the start is damaged
+        bad |= set(leading)
+    elif leading:
+        log.info("%s: %d packets before the first frame produced no frame (edit list or open GOP)", path, len(leading))
+    order_breaks = [pts[i] for i in range(1, len(pts)) if pts[i] <= pts[i - 1]]
+    bad |= set(order_breaks)
+    if record.errors or record.read_error:
+        steps = np.diff(np.asarray(pts, dtype=np.int64))
+        positive = steps[steps > 0]
+        if len(positive):
+            median = float(np.median(positive))
+            bad |= {pts[i] + 1 for i in np.nonzero(steps > 4 * median)[0]}
+    if not bad:
+        if record.read_error:
+            return len(pts), None, f"the file ends early (truncated?): {record.read_error}"
+        return len(pts), None, ""
+    cut = min(bad)
+    keep = next((i for i, p in enumerate(pts) if p >= cut), len(pts))
+    after = [c for p, c in zip(pts, corrupt) if p > cut]
+    n_missing = len(lost) + sum(corrupt)
+    detail = record.errors[0][1] if record.errors else ("frames flagged corrupt" if any(corrupt) else "frames missing")
+    if not after:
+        where = f"{time_of(cut):.3f} s (frame {keep})"
+        return keep, cut, f"truncated file: nothing decodes from {where} to the end ({detail})"
+    return keep, cut, (
+        f"the video stream is damaged at {time_of(cut):.3f} s (frame {keep}): {n_missing} frames are missing or "
+        f"corrupt ({detail}) and {len(after)} frames follow"
+    )
 
 
-def _snap_ntsc(fps: float) -> float:
-    """Undo ffmpeg's two-decimal printing for the NTSC rates (29.97 -> 30000/1001) so both probe paths agree."""
-    for base in NTSC_BASES:
-        exact = base * 1000 / 1001
-        if abs(fps - exact) < 0.005:
-            return exact
-    return fps
+def _mid_stream(pts: list[int], cut: int | None) -> bool:
+    """Frames (even corrupt ones) come after the damage: more of the file exists, it is not merely cut short."""
+    return cut is not None and any(p > cut for p in pts)
+
+
+def display_size(stored: tuple[int, int], sar: Fraction) -> tuple[int, int]:
+    """Square-pixel size of a (width, height) frame with sample aspect ratio `sar` (width scaled, height kept)."""
+    width, height = stored
+    if sar != 1:
+        width = max(1, int(round(width * sar)))
+    return width, height
+
+
+def _nominal_rate(nominal: float, intervals: np.ndarray, tb: Fraction, native: float) -> float:
+    """The resampling rate of a VFR stream: its nominal (finest) rate when the frames fit it, else 1/median."""
+    finest = 1.0 / (float(intervals[intervals > 0].min()) * float(tb)) if (intervals > 0).any() else native
+    if 0 < nominal <= finest * 1.01 and nominal >= native * 0.99:
+        return nominal
+    return native
 
 
 def _normalise_rotation(path: str | Path, degrees_ccw: float) -> int:
@@ -246,25 +251,3 @@ def _normalise_rotation(path: str | Path, degrees_ccw: float) -> int:
         log.warning("%s: display rotation %.2f deg is not a multiple of 90; using %d", path, degrees_ccw, nearest)
         rotation = nearest
     return rotation
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# frame counting
-
-
-def count_frames(path: str | Path, ffmpeg: str) -> int:
-    """Count the readable packets of the first video stream with a stream copy (fast: no decoding)."""
-    cmd = [
-        ffmpeg, *QUIET, "-nostats", "-loglevel", "error", "-progress", "pipe:1",
-        "-i", input_url(path), "-map", VIDEO_STREAM, "-c", "copy", "-f", "null", "-",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise PipelineInputError(path, f"cannot read the video stream (ffmpeg exit {proc.returncode}: {stderr_tail(proc.stderr)})")
-    counts = re.findall(rb"^frame=(\d+)\s*$", proc.stdout, flags=re.MULTILINE)
-    if not counts:
-        raise PipelineInputError(path, f"ffmpeg reported no frame count ({stderr_tail(proc.stderr)})")
-    if proc.stderr.strip():
-        log.warning("%s: the video stream has errors (truncated or corrupt?): %s", path, stderr_tail(proc.stderr))
-    return int(counts[-1])
-
