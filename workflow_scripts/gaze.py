@@ -7,4 +7,5 @@ sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e
 from neural_renderer.stages import gaze
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "gaze", lambda: gaze.run(sm.input.crop, sm.input.fit, sm.input.model, sm.output.h5, cfg=sm.params.cfg, kind=sm.params.kind))
+run_stage(sm, "gaze", lambda: gaze.run(sm.input.crop, sm.input.fit, sm.input.model, sm.output.h5, cfg=sm.params.cfg, kind=sm.params.kind,
+                                        track_h5=sm.input.track))
