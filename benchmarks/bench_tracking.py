@@ -43,7 +43,8 @@ def flip_video(src: Path, dst: Path) -> None:
                     "-pix_fmt", "yuv444p", str(dst)], check=True)
 
 
-def run_stages(video: Path, work: Path, model: Path, task: Path, corr: Path) -> dict[str, dict[str, np.ndarray]]:
+def run_stages(video: Path, work: Path, model: Path, task: Path, corr: Path,
+               track_cfg: dict) -> dict[str, dict[str, np.ndarray]]:
     """The workflow's stage functions on one video; returns the track, fit and gaze arrays."""
     from neural_renderer.stages import crop, fit, gaze, ingest, track
     from neural_renderer.storage import read_stage
@@ -52,7 +53,7 @@ def run_stages(video: Path, work: Path, model: Path, task: Path, corr: Path) -> 
     times = {}
     t0 = time.perf_counter()
     ingest.run(video, work / "probe.json", work / "audio.wav")
-    track.run(video, work / "probe.json", task, work / "track.h5", video=video.stem, cfg={})
+    track.run(video, work / "probe.json", task, work / "track.h5", video=video.stem, cfg=track_cfg)
     times["track"] = time.perf_counter() - t0
     crop.run(work / "track.h5", work / "crop.h5", cfg={})
     t0 = time.perf_counter()
@@ -134,6 +135,7 @@ def stillest_window(rot_deg: np.ndarray, ok: np.ndarray, n: int = WINDOW) -> int
 
 
 def rms_d2(x: np.ndarray) -> float:
+    """RMS second difference: ~2.45 x the noise std for white noise; steady motion does not count, saccades do."""
     d2 = x[2:] - 2 * x[1:-1] + x[:-2]
     return float(np.sqrt(np.nanmean(d2 ** 2)))
 
@@ -237,6 +239,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=SHARED / "models" / "ict_face_light_face.npz")
     ap.add_argument("--task", type=Path, default=SHARED / "models" / "face_landmarker.task")
     ap.add_argument("--keep", type=Path, default=None, help="keep the stage files in this folder")
+    ap.add_argument("--no-mirror-average", action="store_true", help="track with track.mirror_average: false")
     args = ap.parse_args()
 
     import torch
@@ -251,10 +254,12 @@ def main() -> None:
         correspondence.run(args.model, args.task, corr)
         flipped = work / f"{args.video.stem}_hflip.mp4"
         flip_video(args.video, flipped)
-        orig = run_stages(args.video, work / "orig", args.model, args.task, corr)
-        flip = run_stages(flipped, work / "flip", args.model, args.task, corr)
+        track_cfg = {"mirror_average": False} if args.no_mirror_average else {}
+        orig = run_stages(args.video, work / "orig", args.model, args.task, corr, track_cfg)
+        flip = run_stages(flipped, work / "flip", args.model, args.task, corr, track_cfg)
         report = evaluate(orig, flip)
     report["video"] = str(args.video)
+    report["mirror_average"] = not args.no_mirror_average
     print_report(args.video.name, report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

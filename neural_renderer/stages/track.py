@@ -12,6 +12,7 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import write_stage
 from neural_renderer.tracking import track_frames
+from neural_renderer.tracking.mirror import mirror_averaged
 from neural_renderer.video import iter_frames
 
 
@@ -25,9 +26,15 @@ def run(
     cfg: dict[str, Any],
     ffmpeg: str | None = None,
 ) -> float:
-    """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate."""
+    """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate.
+
+    cfg mirror_average (default true): also track the mirrored frames and average (``tracking/mirror.py``)."""
     info, sha = load_probe(probe_json)
-    track = track_frames(iter_frames(video_path, info, ffmpeg=ffmpeg), info.fps, model_path, **cfg)
+    opts = {k: v for k, v in cfg.items() if k != "mirror_average"}
+    track = track_frames(iter_frames(video_path, info, ffmpeg=ffmpeg), info.fps, model_path, **opts)
+    if cfg.get("mirror_average", True):
+        flipped = (np.ascontiguousarray(f[:, ::-1]) for f in iter_frames(video_path, info, ffmpeg=ffmpeg))
+        track = mirror_averaged(track, track_frames(flipped, info.fps, model_path, **opts), info.width, model_path)
     n = len(track.valid)
     if n == 0:
         raise PipelineInputError(video_path, "no frame could be decoded")
