@@ -44,7 +44,8 @@ def _field(num: int, value) -> bytes:
 
 
 def _tiny_onnx(path) -> None:
-    """An ONNX model written field by field (no onnx package here): GlobalAveragePool + Flatten, (N,3,112,112)->(N,3)."""
+    """A stand-in ONNX model written field by field (the onnx package is not installed): GlobalAveragePool +
+    Flatten, (N, 3, 112, 112) -> (N, 3)."""
     def tensor(name, dims):
         shape = b"".join(_field(1, _field(2, d) if isinstance(d, str) else _field(1, d)) for d in dims)
         return _field(1, name) + _field(2, _field(1, _field(1, 1) + _field(2, shape)))
