@@ -9,7 +9,10 @@ on its horizontal flip (made with the shipped ffmpeg, lossless x264, so the two 
   unsided ones; the same for MediaPipe's own head transform and blendshapes as the reference;
 - the head-pose difference from MediaPipe's transform (mean geodesic angle and per axis);
 - jitter (RMS second difference, degrees) on the stillest 30-frame window (least MediaPipe head motion);
-- median gaze pitch / yaw, per eye, and the median vergence (angle between the two eyes' rays, + = converging).
+- median gaze pitch / yaw, per eye, and the median vergence (angle between the two eyes' rays, + = converging);
+- the gaze relative to the direction from the eyes to the camera: median pitch / yaw difference and median angle. On
+  a clip whose subject looks into the camera (d18) this is the gaze bias (the issue's target: within 3 degrees).
+  Pitch / yaw (0, 0) means 'along the optical axis', which is the camera direction only for an eye on the axis.
 
 A mirror image is an exact test of any left/right bias: the true mirrored head has yaw -> -yaw, roll -> -roll,
 pitch unchanged, gaze yaw -> -yaw, and the subject's left and right swap. Targets (issue 12): head yaw and roll
@@ -140,11 +143,24 @@ def rms_d2(x: np.ndarray) -> float:
     return float(np.sqrt(np.nanmean(d2 ** 2)))
 
 
+def eye_positions(fit: dict[str, np.ndarray], model_path: Path) -> np.ndarray:
+    """(T, 3) camera coordinates of the midpoint of the two eyes (eye-corner midpoints of the fitted mesh)."""
+    from neural_renderer.fitting.gaze import eye_corner_vertices
+    from neural_renderer.morphable import load_morphable_model
+
+    model = load_morphable_model(model_path)
+    corners = eye_corner_vertices(model).ravel()
+    a = np.asarray(fit["identity"], np.float64)
+    pts = model.neutral[corners].astype(np.float64) + np.tensordot(a, model.identity_basis[: len(a), corners], axes=1)
+    mid = pts.mean(axis=0)
+    return np.einsum("tij,j->ti", fit["rotation"].astype(np.float64), mid) + fit["translation"].astype(np.float64)
+
+
 def _gaze_ok(g: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(g["valid"], bool) & np.isfinite(g["pitch_yaw_deg"]).all(1)
 
 
-def evaluate(orig: dict, flip: dict) -> dict[str, object]:
+def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
     to, tf = orig["track"], flip["track"]
     fo, ff = orig["fit"], flip["fit"]
     go, gf = orig["gaze"], flip["gaze"]
@@ -180,6 +196,13 @@ def evaluate(orig: dict, flip: dict) -> dict[str, object]:
 
     # gaze statistics of the original video
     g_ok = _gaze_ok(go)
+    from neural_renderer.fitting.gaze import pitch_yaw_from_vectors
+
+    to_cam = -eye_positions(fo, model_path)
+    to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
+    gv = go["vector"].astype(np.float64)
+    cam_angle = np.degrees(np.arccos(np.clip((gv * to_cam).sum(1), -1, 1)))[g_ok]
+    cam_rel = (go["pitch_yaw_deg"].astype(np.float64) - pitch_yaw_from_vectors(to_cam))[g_ok]
     eyes = go["eye_pitch_yaw_deg"][g_ok].astype(np.float64)
     ev = go["eye_vectors"][g_ok].astype(np.float64)
     cosang = np.clip((ev[:, 0] * ev[:, 1]).sum(-1), -1, 1)
@@ -203,6 +226,8 @@ def evaluate(orig: dict, flip: dict) -> dict[str, object]:
             "median_eye_pitch_yaw_deg": np.median(eyes, axis=0).tolist(),  # rows: subject's right, left eye
             "median_vergence_deg": float(np.median(vergence)) if len(vergence) else float("nan"),
             "median_head_pitch_yaw_deg": np.median(go["head_pitch_yaw_deg"][g_ok], axis=0).tolist(),
+            "median_minus_camera_direction_pitch_yaw_deg": np.median(cam_rel, axis=0).tolist(),
+            "median_angle_to_camera_deg": float(np.median(cam_angle)),
         },
     }
 
@@ -213,7 +238,7 @@ def print_report(name: str, r: dict) -> None:
     print(f"== {name}: {r['frames']} frames, {r['frames_compared']} compared "
           f"(gaze {r['gaze_frames_compared']}, valid gaze {r['gaze_valid_fraction']:.1%})")
     print(f"mirror deviation  head yaw/pitch/roll  ours {f3(m['head_yaw_pitch_roll_deg'])} deg   "
-          f"MediaPipe {f3(m['mediapipe_head_yaw_pitch_roll_deg'])} deg   (target yaw, roll < 0.5; pitch <= MediaPipe)")
+          f"track transform {f3(m['mediapipe_head_yaw_pitch_roll_deg'])} deg   (target yaw, roll < 0.5; pitch <= MediaPipe)")
     print(f"mirror deviation  gaze pitch/yaw       {f3(m['gaze_pitch_yaw_deg'])} deg   (target < 1.5)")
     e, b = m["expression"], m["mediapipe_blendshapes"]
     print(f"mirror deviation  expression sided {e['sided']:.3f} (worst {e['sided_worst_name']} "
@@ -230,6 +255,9 @@ def print_report(name: str, r: dict) -> None:
     print(f"gaze median pitch/yaw {f3(g['median_pitch_yaw_deg'])} deg; right eye "
           f"{f3(g['median_eye_pitch_yaw_deg'][0])}, left eye {f3(g['median_eye_pitch_yaw_deg'][1])}; vergence "
           f"{g['median_vergence_deg']:.2f} deg; relative to the head {f3(g['median_head_pitch_yaw_deg'])}")
+    print(f"gaze relative to the eyes->camera direction: median pitch/yaw "
+          f"{f3(g['median_minus_camera_direction_pitch_yaw_deg'])} deg, median angle "
+          f"{g['median_angle_to_camera_deg']:.2f} deg")
 
 
 def main() -> None:
@@ -240,6 +268,7 @@ def main() -> None:
     ap.add_argument("--task", type=Path, default=SHARED / "models" / "face_landmarker.task")
     ap.add_argument("--keep", type=Path, default=None, help="keep the stage files in this folder")
     ap.add_argument("--no-mirror-average", action="store_true", help="track with track.mirror_average: false")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: evaluate the stage files already there")
     args = ap.parse_args()
 
     import torch
@@ -251,13 +280,20 @@ def main() -> None:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         corr = work / "correspondence.npz"
-        correspondence.run(args.model, args.task, corr)
         flipped = work / f"{args.video.stem}_hflip.mp4"
-        flip_video(args.video, flipped)
+        if not (args.reuse and args.keep):
+            correspondence.run(args.model, args.task, corr)
+            flip_video(args.video, flipped)
         track_cfg = {"mirror_average": False} if args.no_mirror_average else {}
-        orig = run_stages(args.video, work / "orig", args.model, args.task, corr, track_cfg)
-        flip = run_stages(flipped, work / "flip", args.model, args.task, corr, track_cfg)
-        report = evaluate(orig, flip)
+        if args.reuse and args.keep:
+            from neural_renderer.storage import read_stage
+
+            orig, flip = ({s: read_stage(work / side / f"{s}.h5", s) for s in ("track", "fit", "gaze")}
+                          for side in ("orig", "flip"))
+        else:
+            orig = run_stages(args.video, work / "orig", args.model, args.task, corr, track_cfg)
+            flip = run_stages(flipped, work / "flip", args.model, args.task, corr, track_cfg)
+        report = evaluate(orig, flip, args.model)
     report["video"] = str(args.video)
     report["mirror_average"] = not args.no_mirror_average
     print_report(args.video.name, report)
