@@ -33,8 +33,15 @@ def run(
     opts = {k: v for k, v in cfg.items() if k != "mirror_average"}
     track = track_frames(iter_frames(video_path, info, ffmpeg=ffmpeg), info.fps, model_path, **opts)
     if cfg.get("mirror_average", True):
-        flipped = (np.ascontiguousarray(f[:, ::-1]) for f in iter_frames(video_path, info, ffmpeg=ffmpeg))
-        track = mirror_averaged(track, track_frames(flipped, info.fps, model_path, **opts), info.width, model_path)
+        width = {"px": info.width}
+
+        def flipped():
+            for frame in iter_frames(video_path, info, ffmpeg=ffmpeg):
+                width["px"] = frame.shape[1]  # as decoded (after any rotation), the width the landmarks live in
+                yield np.ascontiguousarray(frame[:, ::-1])
+
+        mirrored = track_frames(flipped(), info.fps, model_path, **opts)
+        track = mirror_averaged(track, mirrored, width["px"], model_path)
     n = len(track.valid)
     if n == 0:
         raise PipelineInputError(video_path, "no frame could be decoded")
