@@ -83,7 +83,7 @@ def extract_motion(
                          blink_score=blink_scores(track.blendshapes, track.blendshape_names))
     out.expression[valid] = np.asarray(fit.expression, np.float32)[valid]
     out.rotation[valid] = np.asarray(fit.rotation, np.float32)[valid]
-    ok = valid & np.asarray(gaze.valid, bool)
+    ok = valid & (np.asarray(gaze.valid, bool) | np.asarray(gaze.eyes_closed, bool))  # blinks: interpolated, as in gaze.h5
     out.gaze_pitch_yaw_deg[ok] = np.asarray(gaze.head_pitch_yaw_deg, np.float32)[ok]
     return out
 
