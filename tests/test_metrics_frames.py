@@ -247,9 +247,10 @@ def test_motion_is_reproducible_and_sees_a_mirrored_head(face_frames, motion_mod
     assert np.mean(np.abs(ya + ym)) < 0.25 * np.mean(np.abs(ya - ym))
     # and the gaze's yaw (relative to the head): where the eyes look clearly sideways, the mirror looks the other way
     gaze_yaw_a, gaze_yaw_m = a.gaze_pitch_yaw_deg[:, 1], mirrored.gaze_pitch_yaw_deg[:, 1]
-    side = np.abs(gaze_yaw_a) > 10
+    # (thresholds for ICT's sclera-sphere eyeball, r = 1.58 cm: the same iris shift is ~25 % fewer degrees than r = 1.2)
+    side = np.abs(gaze_yaw_a) > 7
     assert side.sum() >= 4 and np.all(np.sign(gaze_yaw_a[side]) == -np.sign(gaze_yaw_m[side]))
-    assert np.mean(gaze_distance_deg(a, mirrored)[side]) > 15
+    assert np.mean(gaze_distance_deg(a, mirrored)[side]) > 11
 
 
 def test_faceless_frames_give_invalid_motion_not_an_error(face_frames, motion_models):
