@@ -96,7 +96,7 @@ def bench_video(video: Path, work: Path, resolution: int, corr_npz: Path, model:
     t3 = time.perf_counter()
     result = fit.run(out / "crop.h5", out / "track.h5", model, corr_npz, out / "fit.h5", cfg={"device": "cpu"})
     t4 = time.perf_counter()
-    gaze.run(out / "crop.h5", out / "fit.h5", model, out / "gaze.h5", cfg={})
+    gaze.run(out / "crop.h5", out / "fit.h5", model, out / "gaze.h5", cfg={}, track_h5=out / "track.h5")
     t5 = time.perf_counter()
     files = {s: out / f"{s}.h5" for s in ("track", "crop", "fit", "gaze")}
     assemble.run(video, out / "probe.json", files, out / "tracking.h5")

@@ -79,6 +79,13 @@ ASSETS: Mapping[str, Asset] = MappingProxyType(
             filename="face_landmarker.task",
             description="MediaPipe FaceLandmarker v2 bundle (478 landmarks, 52 blendshapes), Apache-2.0, 3.8 MB",
         ),
+        "insightface_buffalo_l": Asset(
+            name="insightface_buffalo_l",
+            url="https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
+            sha256="80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f",
+            filename="buffalo_l.zip",
+            description="insightface buffalo_l model pack (ArcFace w600k_r50.onnx), non-commercial research only",
+        ),
         "ict_facekit": Asset(
             name="ict_facekit",
             url=f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_FACEKIT_COMMIT}.zip",

@@ -13,6 +13,7 @@ import numpy as np
 GREEN = (0, 220, 0)
 RED = (255, 40, 40)
 YELLOW = (255, 230, 0)
+GREY = (150, 150, 150)
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,17 @@ def tracking_stats(
     boxes: np.ndarray,
     reprojection_error_px: np.ndarray,
     resolution: int,
+    gaze_valid: np.ndarray | None = None,
+    eyes_closed: np.ndarray | None = None,
 ) -> dict:
-    """The numbers in `qc/stats.json`."""
+    """The numbers in `qc/stats.json` (gaze: frames measured, frames with closed eyes and the longest such stretch,
+    whose gaze is interpolated)."""
+    gaze = {}
+    if gaze_valid is not None:
+        gaze["gaze_valid_rate"] = float(np.mean(gaze_valid)) if len(gaze_valid) else 0.0
+    if eyes_closed is not None:
+        gaze["eyes_closed_frames"] = int(np.sum(eyes_closed))
+        gaze["longest_eyes_closed_frames"] = longest_run(np.asarray(eyes_closed, bool))
     return {
         "n_frames": int(len(valid)),
         "n_valid": int(valid.sum()),
@@ -73,6 +83,7 @@ def tracking_stats(
         "landmark_jitter_px": _summary(landmark_jitter(crop_landmarks, valid)),
         "box_jitter_px": _summary(second_difference_jitter(np.asarray(boxes, float))),
         "longest_gap_frames": longest_run(~valid),
+        **gaze,
     }
 
 
@@ -84,8 +95,24 @@ def longest_run(mask: np.ndarray) -> int:
     return int(best)
 
 
-def sheet_indices(n_total: int, n_frames: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n_total - 1, min(n_frames, n_total)).round().astype(int))
+def sheet_indices(n_total: int, n_frames: int, show: np.ndarray | None = None) -> np.ndarray:
+    """Evenly spaced frames; with ``show`` (T,) bool (e.g. eyes closed), the middle of its longest stretch replaces
+    the nearest sheet frame, so the sheet shows one such frame whenever there is one."""
+    idx = np.unique(np.linspace(0, n_total - 1, min(n_frames, n_total)).round().astype(int))
+    mask = None if show is None else np.asarray(show, bool)
+    if mask is None or not mask.any() or mask[idx].any():
+        return idx
+    best = start = length = 0
+    for i, flag in enumerate(np.append(mask, False)):
+        if flag:
+            length += 1
+            continue
+        if length > best:
+            best, start = length, i - length
+        length = 0
+    mid = start + best // 2
+    idx[np.argmin(np.abs(idx - mid))] = mid
+    return np.unique(idx)
 
 
 def draw_tile(
@@ -96,8 +123,10 @@ def draw_tile(
     gaze_dirs: np.ndarray | None,
     label: str,
     cfg: QcConfig,
+    gaze_measured: bool = True,
 ) -> np.ndarray:
-    """One annotated tile: landmarks (green), projected model points (red), gaze arrows (yellow), label."""
+    """One annotated tile: landmarks (green), projected model points (red), gaze arrows (yellow; grey where the gaze
+    is interpolated, e.g. eyes closed), label."""
     img = np.ascontiguousarray(frame.copy())
     h = img.shape[0]
     radius = max(1, h // 256)
@@ -111,7 +140,9 @@ def draw_tile(
         length = cfg.gaze_arrow_px * h / 512
         for (x, y), d in zip(eye_centres, gaze_dirs):
             end = (int(round(x + length * d[0])), int(round(y + length * d[1])))
-            cv2.arrowedLine(img, (int(round(x)), int(round(y))), end, YELLOW, max(1, h // 256), cv2.LINE_AA, tipLength=0.25)
+            colour = YELLOW if gaze_measured else GREY
+            cv2.arrowedLine(img, (int(round(x)), int(round(y))), end, colour, max(1, h // 256), cv2.LINE_AA,
+                            tipLength=0.25)
     tile = cv2.resize(img, (cfg.tile, cfg.tile), interpolation=cv2.INTER_AREA)
     cv2.putText(tile, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return tile

@@ -1,8 +1,9 @@
-# gaze: per-frame gaze (pitch, yaw, unit vectors) from the iris landmarks and the fitted head.
+# gaze: per-frame gaze (pitch, yaw, unit vectors) from the iris landmarks and the fitted head; blinks from the track.
 
 
 rule gaze:
     input:
+        track=rules.track.output.h5,
         crop=rules.crop.output.h5,
         fit=rules.fit.output.h5,
         model=config["models"]["morphable_model"],

@@ -8,12 +8,32 @@ RENDERED_NAME = "|".join(KIND_OF)
 FEATURES_IGNORE = ("enabled", "lpips_net")  # options only the metrics rule uses: changing them keeps the features
 
 
+def csim_backend(wildcards):
+    """The CSIM backend the features use (metrics.csim_backend auto: ArcFace once its file exists): a param, so that
+    fetching the ArcFace model later reruns the features instead of mixing backends."""
+    from neural_renderer.config import build_dataclass
+    from neural_renderer.metrics.config import MetricsConfig, resolve_csim_backend
+
+    return resolve_csim_backend(build_dataclass(MetricsConfig, stage_config(config, "metrics", wildcards.video)))
+
+
+def arcface_model(wildcards):
+    """csim_backend arcface: the ONNX file as an input (rule fetch_arcface downloads it to the default path)."""
+    section = stage_config(config, "metrics", wildcards.video)
+    if csim_backend(wildcards) != "arcface":
+        return []
+    from neural_renderer.metrics.config import ARCFACE_DEFAULT
+
+    return [section.get("arcface_model") or ARCFACE_DEFAULT]
+
+
 rule real_features:
     input:
         tracking=rules.assemble.output.h5,
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
+        arcface=arcface_model,
     output:
         f"{RESULTS}/{{video}}/metrics/real_test.features.h5",
     log:
@@ -23,6 +43,7 @@ rule real_features:
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
         split=per_video(lambda video: video_stage_config("renderer", video).get("train", {})),
+        csim=csim_backend,
         code=code_hash("metric_features"),
     threads: 2
     resources:
@@ -41,6 +62,7 @@ rule rendered_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
+        arcface=arcface_model,
     output:
         f"{RESULTS}/{{video}}/{{sub}}/{{name}}.features.h5",
     wildcard_constraints:
@@ -52,6 +74,7 @@ rule rendered_features:
         "logs/{video}/{sub}/{name}.features.benchmark.tsv"
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        csim=csim_backend,
         code=code_hash("metric_features"),
     threads: 2
     resources:
@@ -71,12 +94,14 @@ rule driving_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
+        arcface=arcface_model,
     output:
         f"{RESULTS}/{{video}}/reenact/{{driver}}/driving.features.h5",
     log:
         "logs/{video}/reenact/{driver}/driving.features.log",
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        csim=csim_backend,
         code=code_hash("metric_features"),
     threads: 2
     resources:

@@ -43,6 +43,22 @@ rule build_ict_model:
         "../workflow_scripts/build_ict_model.py"
 
 
+rule fetch_arcface:
+    # insightface's buffalo_l pack (verified sha256), of which only the ArcFace model is kept: CSIM with
+    # metrics.csim_backend arcface (or auto, once this file exists). Non-commercial research use only.
+    output:
+        "resources/models/w600k_r50.onnx",
+    log:
+        "logs/models/w600k_r50.log",
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../envs/metrics.yaml"
+    script:
+        "../workflow_scripts/fetch_arcface.py"
+
+
 rule correspondence:
     # MediaPipe-landmark <-> morphable-model-vertex correspondences, computed once per (model, landmarker) pair.
     input:

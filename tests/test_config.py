@@ -75,7 +75,7 @@ def test_schema_track_section_matches_track_frames_options(repo_dir):
     from neural_renderer.tracking import track_frames
 
     kwonly = {n for n, p in inspect.signature(track_frames).parameters.items() if p.kind is p.KEYWORD_ONLY}
-    assert _schema_props(repo_dir, "track") == kwonly
+    assert _schema_props(repo_dir, "track") == kwonly | {"mirror_average"}  # the stage's own option (stages/track.py)
 
 
 def test_schema_defaults_build_valid_dataclasses(config):

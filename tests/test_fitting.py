@@ -59,6 +59,8 @@ def _small_problem(rng, t=6, n_points=40, ki=5, ke=7, smooth=True):
         focal=1024.0, center=(256.0, 256.0), w_identity=0.1, w_expression=0.2,
         w_expression_smooth=0.3, w_expression_smooth2=0.7, w_rotation_smooth=50.0, w_translation_smooth=0.4,
         bounds=(0.0, 1.0), temporal=smooth,
+        expression_target=torch.from_numpy(rng.uniform(0, 1, size=(t, ke))),  # the blendshape prior
+        w_expression_target=torch.from_numpy(rng.uniform(0, 2, size=ke)),
     )
     state = SequenceState(
         identity=torch.from_numpy(rng.normal(size=ki)),
@@ -103,6 +105,27 @@ def test_gauss_newton_gradient_matches_finite_differences():
 
         num = (cost(shared(eps)) - cost(shared(-eps))) / (2 * eps)
         assert num / 2 == pytest.approx(sys_.g_shared[k], rel=1e-5, abs=1e-9), k
+    assert sequence_cost(prob, st)["blendshape_prior"] > 0
+    assert prob.frames(np.array([1, 4])).expression_target.shape == (2, ke)
+
+
+def test_blendshape_prior_decides_what_the_landmarks_do_not_see(ict):
+    """A shape that moves no fitted point follows the tracker's blendshape (its prior target), not 0."""
+    rng = np.random.default_rng(5)
+    vertices = np.unique(np.r_[ict.landmarks_68, rng.choice(ict.n_vertices, 120, replace=False)])
+    s = _synthetic_sequence(ict, vertices, n_frames=20)
+    unseen = int(np.argmin(np.abs(s["sub"].expression_basis).reshape(ict.n_expression, -1).max(axis=1)))
+    assert np.abs(s["sub"].expression_basis[unseen]).max() < 1e-3  # e.g. an eyeLook shape: no point on the eyeball
+    init = np.clip(s["beta"], 0, 1)
+    init[:, unseen] = 0.7
+    matched = np.zeros(ict.n_expression, bool)
+    matched[unseen] = True
+    cfg = FitConfig(identity_frames=10, iterations_identity=5, iterations_sequence=5)
+    res = fit_sequence(s["noisy"], np.ones(20, bool), s["sub"], 512, cfg, init_expression=init, init_matched=matched)
+    np.testing.assert_allclose(res.expression[:, unseen], 0.7 * 0.5 / (0.5 + 0.05), atol=0.02)  # prior vs zero prior
+    off = fit_sequence(s["noisy"], np.ones(20, bool), s["sub"], 512, replace(cfg, w_blendshape_prior=0.0),
+                       init_expression=init, init_matched=matched)
+    assert np.abs(off.expression[:, unseen]).max() < 0.01  # without it the zero prior alone decides: 0
 
 
 def test_blendshapes_to_expression_maps_arkit_names():

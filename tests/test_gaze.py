@@ -8,18 +8,28 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.camera import FLIP_YZ, default_intrinsics, project_points_np
 from neural_renderer.fitting.config import GazeConfig
 from neural_renderer.fitting.gaze import (
     IRIS_CENTERS,
+    blink_scores,
     estimate_gaze,
     eye_corner_vertices,
     eyeball_centers_model,
+    eyeball_model,
     gaze_from_fit,
     order_iris_points,
     pitch_yaw_from_vectors,
     ray_sphere_intersection,
     vectors_from_pitch_yaw,
+)
+from neural_renderer.morphable import convert_ict_objs, eyeballs_from_corners, load_morphable_model
+from neural_renderer.morphable.eyes import (
+    ICT_CORNER_OFFSET_CM,
+    ICT_EYEBALL_RADIUS_CM,
+    ICT_EYEBALL_RANGES,
+    ICT_SCLERA_VERTICES,
 )
 
 INTR = default_intrinsics(512)
@@ -142,7 +152,7 @@ def test_invalid_frames_are_interpolated_or_nan():
     assert np.isnan(res.eye_vectors[2]).all()
     arrays = res.to_arrays()
     assert set(arrays) == {"eye_vectors", "vector", "eye_pitch_yaw_deg", "pitch_yaw_deg", "head_vector",
-                           "head_pitch_yaw_deg", "valid"}
+                           "head_pitch_yaw_deg", "valid", "eyes_closed", "blink_score"}
     assert arrays["eye_vectors"].shape == (5, 2, 3) and arrays["head_pitch_yaw_deg"].shape == (5, 2)
 
 
@@ -160,6 +170,7 @@ class _Model:
     identity_basis: np.ndarray
     landmarks_68: np.ndarray
     units: str = "cm"
+    name: str = "toy"
 
 
 def test_eyeball_centres_from_model_corners_and_gaze_from_fit():
@@ -173,11 +184,16 @@ def test_eyeball_centres_from_model_corners_and_gaze_from_fit():
     basis[0, :, 0] = 0.1 * np.sign(neutral[:, 0])  # identity 0 widens the face
     model = _Model(neutral, basis, lm)
     np.testing.assert_array_equal(eye_corner_vertices(model), [[36, 39], [42, 45]])
-    c = eyeball_centers_model(model, np.array([1.0, 0.0]), offset=1.2)
-    np.testing.assert_allclose(c, [[-3.3, 3.3, 7.8], [3.3, 3.3, 7.8]], atol=1e-12)
+    # no eyeball data: the fallback, ICT's offset (towards the nose, up, back) from the corner midpoint
+    c = eyeball_centers_model(model, np.array([1.0, 0.0]))
+    dx, dy, dz = ICT_CORNER_OFFSET_CM
+    np.testing.assert_allclose(c, [[-3.3 + dx, 3.3 + dy, 9 + dz], [3.3 - dx, 3.3 + dy, 9 + dz]], atol=1e-12)
+    assert eyeball_model(model).radius == pytest.approx(ICT_EYEBALL_RADIUS_CM)
+    with pytest.raises(PipelineInputError, match="no eyeball data"):
+        eyeball_model(model, "model")
     # mirrored model (x flipped): the rows still come out (subject's right, left)
     flipped = _Model(neutral * [-1, 1, 1], basis, lm)
-    assert (eyeball_centers_model(flipped, None, 1.2)[:, 0] == [-3.2, 3.2]).all()
+    np.testing.assert_allclose(eyeball_centers_model(flipped, None)[:, 0], [-3.2 + dx, 3.2 - dx])
 
     @dataclass
     class _Fit:
@@ -195,14 +211,130 @@ def test_eyeball_centres_from_model_corners_and_gaze_from_fit():
     landmarks = np.full((2, 478, 3), 256.0)
     landmarks[:, IRIS_CENTERS[0], :2] = iris2d[:, 1]  # deliberately swapped: assignment is by geometry
     landmarks[:, IRIS_CENTERS[1], :2] = iris2d[:, 0]
-    res = gaze_from_fit(landmarks, _Fit(np.array([1.0, 0.0]), rot, t, INTR), model, GazeConfig(1.2, 1.2))
+    cfg = GazeConfig(eyeball_radius_cm=1.2)
+    res = gaze_from_fit(landmarks, _Fit(np.array([1.0, 0.0]), rot, t, INTR), model, cfg)
     assert np.abs(res.eye_pitch_yaw_deg - py).max() < 0.5
     # the fit stage's arrays (a mapping, as read back from fit.h5) work the same
     arrays = {"identity": np.array([1.0, 0.0]), "rotation": rot, "translation": t, "intrinsics": INTR}
-    np.testing.assert_allclose(gaze_from_fit(landmarks, arrays, model).eye_vectors, res.eye_vectors)
+    np.testing.assert_allclose(gaze_from_fit(landmarks, arrays, model, cfg).eye_vectors, res.eye_vectors)
+
+
+# ------------------------------------------------------------------------------- eyeballs of the real ICT mesh
+
+
+@pytest.fixture(scope="module")
+def ict_with_eyes(tmp_path_factory, shared_dir):
+    """The converter run on the upstream OBJs (full mesh with eyeballs) and the shared face-region npz (none)."""
+    path = tmp_path_factory.mktemp("ict") / "ict.npz"
+    convert_ict_objs(shared_dir / "models" / "ict_raw", path)
+    return load_morphable_model(path), load_morphable_model(shared_dir / "models" / "ict_face_light_face.npz")
+
+
+def test_ict_eyeballs_are_sclera_spheres_and_the_fallback_matches_them(ict_with_eyes, shared_dir):
+    full, face_only = ict_with_eyes
+    eyes = full.eyeballs
+    assert eyes is not None and face_only.eyeballs is None
+    # mirror-symmetric, subject's right first, behind and above the eye-corner line, radius of a (large) eyeball
+    np.testing.assert_allclose(eyes.centers[0] * [-1, 1, 1], eyes.centers[1], atol=1e-4)
+    assert eyes.centers[0, 0] < 0 and 1.3 < eyes.radius < 1.8
+    corners = full.neutral[eye_corner_vertices(full)].mean(axis=1)
+    assert (eyes.centers[:, 1] > corners[:, 1] + 0.2).all() and (eyes.centers[:, 2] < corners[:, 2] - 0.5).all()
+    # the sclera really is close to that sphere
+    from neural_renderer.morphable.ict import read_obj
+
+    verts, _ = read_obj(shared_dir / "models" / "ict_raw" / "generic_neutral_mesh.obj.gz")
+    for (start, _), c in zip(ICT_EYEBALL_RANGES[::-1], eyes.centers):  # upstream order: left eye first
+        d = np.linalg.norm(verts[start: start + ICT_SCLERA_VERTICES] - c, axis=1)
+        assert np.abs(d - eyes.radius).mean() < 0.06
+    # the documented fallback constants reproduce the model's eyeballs on ICT's own mean face
+    np.testing.assert_allclose(eyeballs_from_corners(face_only).centers, eyes.centers, atol=1e-3)
+    assert eyeballs_from_corners(face_only).radius == pytest.approx(eyes.radius, abs=1e-3)
+    assert eyeball_model(full, "auto") is eyes and eyeball_model(face_only, "auto").radius == ICT_EYEBALL_RADIUS_CM
+
+
+def test_gaze_at_the_camera_with_the_ict_eyeballs(ict_with_eyes):
+    """Eyes of the ICT head turned to the camera (iris = where the eye's axis leaves the sclera sphere): gaze from the
+    model's eyeballs and from the fallback both point at the camera within 3 degrees, for frontal and turned heads."""
+    full, face_only = ict_with_eyes
+    eyes = full.eyeballs
+    head = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [-8.0, 20.0, 4.0], [5.0, -30.0, -6.0]])
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", head, degrees=True).as_matrix()
+    t = np.tile([0.0, -3.5, 50.0], (len(head), 1))
+    centres_cam = np.einsum("tij,ej->tei", rot, eyes.centers) + t[:, None]
+    to_cam = -centres_cam / np.linalg.norm(centres_cam, axis=-1, keepdims=True)
+    landmarks = np.full((len(head), 478, 3), 256.0)
+    iris2d = project_points_np(centres_cam + eyes.radius * to_cam, INTR)
+    landmarks[:, IRIS_CENTERS[0], :2], landmarks[:, IRIS_CENTERS[1], :2] = iris2d[:, 0], iris2d[:, 1]
+    fit = {"identity": np.zeros(0), "rotation": rot, "translation": t, "intrinsics": INTR}
+    for model, source in ((full, "model"), (face_only, "corners"), (face_only, "auto")):
+        res = gaze_from_fit(landmarks, fit, model, GazeConfig(eyeballs=source))
+        assert _angle_deg(res.eye_vectors, to_cam).max() < 3.0, source
+
+
+# ------------------------------------------------------------------------------------------------------- blinks
+
+
+def test_blink_frames_are_invalid_and_interpolated():
+    py = np.zeros((7, 2, 2))
+    py[:, :, 1] = np.linspace(-30, 30, 7)[:, None]
+    iris2d, rot, t, g = _scene(np.zeros((7, 3)), py)
+    iris2d[3, :, 1] += 15.0  # closed lids drag the iris points down: a wrong measurement
+    names = ["_neutral", "eyeBlinkLeft", "eyeBlinkRight", "jawOpen"]
+    bs = np.zeros((7, 4))
+    bs[3, 1] = 0.9  # one eye shut is enough
+    bs[4, 2] = 0.3  # below the threshold
+    score = blink_scores(bs, names)
+    np.testing.assert_allclose(score, [0, 0, 0, 0.9, 0.3, 0, 0])
+    closed = score > GazeConfig().blink_threshold
+    res = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, eyes_closed=closed)
+    assert res.eyes_closed.tolist() == closed.tolist() and not res.valid[3] and res.valid[[0, 1, 2, 4, 5, 6]].all()
+    assert abs(res.eye_pitch_yaw_deg[3, 0, 0]) < 1.0 and abs(res.eye_pitch_yaw_deg[3, 0, 1]) < 1.0  # interpolated
+    raw = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS)
+    assert raw.eye_pitch_yaw_deg[3, 0, 0] < -10  # without the blink test the arrow flips down
+    arrays = res.to_arrays()
+    assert arrays["eyes_closed"].tolist() == closed.tolist()
+    # eyes closed throughout: never NaN, the head's forward direction, nothing valid
+    allc = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, eyes_closed=np.ones(7, bool))
+    assert not allc.valid.any() and np.isfinite(allc.eye_vectors).all()
+    np.testing.assert_allclose(allc.head_pitch_yaw_deg, 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match="eyeBlink"):
+        blink_scores(bs[:, :2], names[:2])
+    np.testing.assert_allclose(blink_scores(bs[:, [2, 1]], ["eyeBlink_R", "eyeBlink_L"]), score)
+
+
+def test_gaze_config_checks():
+    with pytest.raises(ValueError):
+        GazeConfig(eyeballs="sphere")
+    with pytest.raises(ValueError):
+        GazeConfig(blink_threshold=0.0)
+    with pytest.raises(ValueError):
+        GazeConfig(eyeball_radius_cm=-1.0)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((3, 2, 3)), np.zeros((3, 3, 2))])
 def test_estimate_gaze_rejects_bad_shapes(bad):
     with pytest.raises(ValueError):
         estimate_gaze(bad, CENTRES, np.tile(np.eye(3), (3, 1, 1)), np.zeros((3, 3)), INTR, RADIUS)
+
+
+def test_qc_shows_eyes_closed_frames():
+    from neural_renderer.qc import QcConfig, draw_tile, sheet_indices, tracking_stats
+
+    closed = np.zeros(100, bool)
+    closed[40:47] = True
+    closed[80:82] = True
+    idx = sheet_indices(100, 5, show=closed)
+    assert 43 in idx and len(idx) == 5  # the middle of the longest closed stretch replaces the nearest sheet frame
+    assert sheet_indices(100, 5).tolist() == [0, 25, 50, 74, 99]
+    valid = np.ones(100, bool)
+    stats = tracking_stats(valid, np.zeros((100, 478, 3)), np.zeros((100, 4)), np.ones(100), 256,
+                           gaze_valid=~closed, eyes_closed=closed)
+    assert stats["eyes_closed_frames"] == 9 and stats["longest_eyes_closed_frames"] == 7
+    assert stats["gaze_valid_rate"] == pytest.approx(0.91)
+    frame = np.zeros((256, 256, 3), np.uint8)
+    eyes, dirs = np.array([[100.0, 120.0], [156.0, 120.0]]), np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    measured = draw_tile(frame, None, None, eyes, dirs, "#1", QcConfig(tile=256))
+    interpolated = draw_tile(frame, None, None, eyes, dirs, "#1", QcConfig(tile=256), gaze_measured=False)
+    yellow, grey = (255, 230, 0), (150, 150, 150)
+    assert (measured[118:152] == yellow).all(-1).any() and not (interpolated[118:152] == yellow).all(-1).any()
+    assert (interpolated[118:152] == grey).all(-1).any()

@@ -62,3 +62,66 @@ def test_rules_download_the_registered_assets(repo_dir):
     for name in ("face_landmarker", "ict_facekit"):
         assert f'name="{name}"' in text and name in ASSETS
     assert ASSETS["face_landmarker"].sha256 == "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+
+
+# --------------------------------------------------------------------------------- eyeballs through the converter
+
+
+def test_converter_stores_eyeballs_moved_by_identity(shared_dir, tmp_path):
+    """Identity shapes move the eyeballs too: an identity OBJ whose eyes sit 0.3 cm higher gives that offset."""
+    from neural_renderer.morphable import load_morphable_model
+    from neural_renderer.morphable.eyes import ICT_EYEBALL_RANGES
+    from neural_renderer.morphable.ict import read_obj
+
+    src = tmp_path / "objs"
+    src.mkdir()
+    verts, _ = read_obj(shared_dir / "models" / "ict_raw" / "generic_neutral_mesh.obj.gz")
+    (src / "generic_neutral_mesh.obj.gz").write_bytes((shared_dir / "models" / "ict_raw" /
+                                                       "generic_neutral_mesh.obj.gz").read_bytes())
+    moved = verts.copy()
+    moved[ICT_EYEBALL_RANGES[0][0]: ICT_EYEBALL_RANGES[1][1], 1] += 0.3
+    (src / "identity000.obj").write_text("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in moved))
+    model = convert_ict_objs(src, tmp_path / "ict.npz")
+    back = load_morphable_model(tmp_path / "ict.npz")
+    assert back.eyeballs is not None and back.eyeballs.identity_basis.shape == (1, 2, 3)
+    np.testing.assert_allclose(back.eyeballs.identity_basis[0], [[0, 0.3, 0], [0, 0.3, 0]], atol=1e-4)
+    np.testing.assert_allclose(back.eyeballs.centers_for([2.0]) - back.eyeballs.centers, [[0, 0.6, 0]] * 2, atol=2e-4)
+    np.testing.assert_allclose(back.eyeballs.centers, model.eyeballs.centers, atol=1e-5)
+    assert model.subset(np.arange(10)).eyeballs is model.eyeballs  # the fitter's subset keeps them
+
+
+# ------------------------------------------------------------------------------------------- ArcFace for CSIM
+
+
+def _buffalo_zip(path, payload: bytes, member: str = "w600k_r50.onnx"):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member, payload)
+        z.writestr("det_10g.onnx", b"detector")
+    return path
+
+
+def test_arcface_is_extracted_from_the_buffalo_pack_and_verified(tmp_path):
+    import hashlib
+
+    from neural_renderer.stages.models import ARCFACE_SHA256, extract_arcface
+
+    payload = b"stand-in for the 174 MB ONNX file"
+    out = extract_arcface(_buffalo_zip(tmp_path / "b.zip", payload), tmp_path / "m" / "w600k_r50.onnx",
+                          expected_sha256=hashlib.sha256(payload).hexdigest())
+    assert out.read_bytes() == payload
+    # with the published checksum the stand-in is refused, and nothing that looks finished is left behind
+    with pytest.raises(PipelineInputError, match="sha256 mismatch"):
+        extract_arcface(tmp_path / "b.zip", tmp_path / "n" / "w600k_r50.onnx")
+    assert not (tmp_path / "n" / "w600k_r50.onnx").exists() and len(ARCFACE_SHA256) == 64
+    with pytest.raises(PipelineInputError, match="no w600k_r50.onnx"):
+        extract_arcface(_buffalo_zip(tmp_path / "c.zip", payload, "other.onnx"), tmp_path / "x.onnx")
+    (tmp_path / "d.zip").write_bytes(b"not a zip")
+    with pytest.raises(PipelineInputError, match="not a zip"):
+        extract_arcface(tmp_path / "d.zip", tmp_path / "x.onnx")
+
+
+def test_arcface_rule_and_asset_are_registered(repo_dir):
+    text = (repo_dir / "rules" / "models.smk").read_text()
+    assert "rule fetch_arcface" in text and '"resources/models/w600k_r50.onnx"' in text
+    asset = ASSETS["insightface_buffalo_l"]
+    assert asset.url.endswith("/v0.7/buffalo_l.zip") and len(asset.sha256) == 64

@@ -160,6 +160,8 @@ def _write_all_stages(tmp_path, t):
         "head_vector": np.zeros((t, 3), np.float32),
         "head_pitch_yaw_deg": np.zeros((t, 2), np.float32),
         "valid": np.ones(t, bool),
+        "eyes_closed": np.zeros(t, bool),
+        "blink_score": np.zeros(t, np.float32),
     }
     write_stage(tmp_path / "gaze.h5", "gaze", gaze, **PROV)
     files["gaze"] = tmp_path / "gaze.h5"

@@ -11,4 +11,5 @@ limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools rea
 from neural_renderer.stages import gaze
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "gaze", lambda: gaze.run(sm.input.crop, sm.input.fit, sm.input.model, sm.output.h5, cfg=sm.params.cfg, kind=sm.params.kind))
+run_stage(sm, "gaze", lambda: gaze.run(sm.input.crop, sm.input.fit, sm.input.model, sm.output.h5, cfg=sm.params.cfg, kind=sm.params.kind,
+                                        track_h5=sm.input.track))

@@ -29,6 +29,8 @@ from .fit import (
 from .gaze import (
     IRIS_CENTERS,
     GazeResult,
+    blink_scores,
+    eyeball_model,
     estimate_gaze,
     eyeball_centers_model,
     gaze_from_fit,
@@ -50,6 +52,8 @@ __all__ = [
     "FitConfig",
     "FitResult",
     "GazeConfig",
+    "blink_scores",
+    "eyeball_model",
     "GazeResult",
     "IRIS_CENTERS",
     "axis_angle_to_matrix",

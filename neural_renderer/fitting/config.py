@@ -49,6 +49,10 @@ class FitConfig:
     """squared norm of the identity coefficients (a Gaussian prior; ICT's coefficients are O(1) per component)."""
     w_expression_prior: float = 0.05
     """mean over frames of the squared expression coefficients: resolves blendshapes that move landmarks alike."""
+    w_blendshape_prior: float = 0.5
+    """pull of the expression coefficients towards the tracker's blendshapes of the same ARKit name (per frame, mean
+    over frames; needs init_from_blendshapes): makes what landmarks barely see (eyeLook, eyeWide, brows) as
+    left/right-consistent as MediaPipe's scores. 0 = off."""
     w_expression_smooth: float = 0.0
     """first temporal difference of the expression coefficients (penalises fast changes)."""
     w_expression_smooth2: float = 0.5
@@ -83,8 +87,8 @@ class FitConfig:
             raise ValueError("tolerance and refine_radius must be >= 0, chunk_frames >= 1")
         if self.jacobian_dtype not in ("float32", "float64"):
             raise ValueError(f"jacobian_dtype must be 'float32' or 'float64', got {self.jacobian_dtype!r}")
-        for name in ("w_landmark", "w_identity_prior", "w_expression_prior", "w_expression_smooth",
-                     "w_expression_smooth2", "w_rotation_smooth", "w_translation_smooth"):
+        for name in ("w_landmark", "w_identity_prior", "w_expression_prior", "w_blendshape_prior",
+                     "w_expression_smooth", "w_expression_smooth2", "w_rotation_smooth", "w_translation_smooth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.expression_bounds is not None:
@@ -114,15 +118,23 @@ def _checked(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class GazeConfig:
-    """Eyeball geometry for ``gaze_from_fit``, in cm (converted to the model's units)."""
+    """Settings of ``gaze_from_fit``: where the eyeballs come from and when the eyes count as closed."""
 
-    eyeball_offset_cm: float = 1.2
-    """how far behind the midpoint of the eye corners (along the model's -z) the eyeball centre lies."""
-    eyeball_radius_cm: float = 1.2
+    eyeballs: Literal["auto", "model", "corners"] = "auto"
+    """eyeball spheres: 'model' = the model file's (ICT converter), 'corners' = ICT's offset from the fitted eye
+    corners (morphable/eyes.py), 'auto' = the model's when the file has them, else the corners fallback."""
+    eyeball_radius_cm: float | None = None
+    """override of the eyeball radius; None = the eyeball model's (ICT sclera sphere: 1.58 cm)."""
+    blink_threshold: float = 0.5
+    """frames whose larger eyeBlink blendshape score exceeds this are eyes-closed: invalid, gaze interpolated."""
 
     def __post_init__(self) -> None:
-        if self.eyeball_radius_cm <= 0:
+        if self.eyeballs not in ("auto", "model", "corners"):
+            raise ValueError(f"eyeballs must be auto, model or corners, got {self.eyeballs!r}")
+        if self.eyeball_radius_cm is not None and self.eyeball_radius_cm <= 0:
             raise ValueError("eyeball_radius_cm must be > 0")
+        if not 0.0 < self.blink_threshold <= 1.0:
+            raise ValueError("blink_threshold must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,7 @@ __all__ = [
     "refine_correspondence",
     "project_model_points",
     "blendshapes_to_expression",
+    "blendshape_matched",
     "interpolate_invalid",
     "select_keyframes",
 ]
@@ -129,17 +130,30 @@ def blendshapes_to_expression(
     bs = np.asarray(blendshapes, dtype=np.float32)
     if bs.ndim != 2 or bs.shape[1] != len(blendshape_names):
         raise ValueError(f"blendshapes {bs.shape} do not match {len(blendshape_names)} names")
-    src = {_arkit_key(n): i for i, n in enumerate(blendshape_names) if n != "_neutral"}
     out = np.zeros((bs.shape[0], len(expression_names)), dtype=np.float32)
+    for j, i in enumerate(_blendshape_sources(blendshape_names, expression_names)):
+        if i >= 0:
+            out[:, j] = bs[:, i]
+    out[~np.isfinite(bs).all(axis=1)] = np.nan
+    return np.clip(out, 0.0, 1.0)
+
+
+def _blendshape_sources(blendshape_names: Sequence[str], expression_names: Sequence[str]) -> np.ndarray:
+    """(Ke,) index of each model shape's tracker blendshape (ARKit name, side-less feeds both sides), -1 if none."""
+    src = {_arkit_key(n): i for i, n in enumerate(blendshape_names) if n != "_neutral"}
+    out = np.full(len(expression_names), -1, dtype=np.int64)
     for j, name in enumerate(expression_names):
         key = _arkit_key(name)
         i = src.get(key)
         if i is None and key[-2:] in ("_l", "_r"):
             i = src.get(key[:-2])
-        if i is not None:
-            out[:, j] = bs[:, i]
-    out[~np.isfinite(bs).all(axis=1)] = np.nan
-    return np.clip(out, 0.0, 1.0)
+        out[j] = -1 if i is None else i
+    return out
+
+
+def blendshape_matched(blendshape_names: Sequence[str], expression_names: Sequence[str]) -> np.ndarray:
+    """(Ke,) bool: the model shapes that ``blendshapes_to_expression`` fills from a tracker blendshape."""
+    return _blendshape_sources(blendshape_names, expression_names) >= 0
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -182,9 +196,12 @@ class _Data:
     expression_names: list[str]
     beta0: np.ndarray  # (T, Ke) start expressions
     image_size: int
+    prior_target: np.ndarray | None = None  # (T, Ke) blendshape prior b (the start expressions), None: no prior
+    prior_weight: np.ndarray | None = None  # (Ke,) its weights (0 where the model shape has no tracker blendshape)
 
 
-def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expression, point_weights) -> _Data:
+def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expression, point_weights,
+             init_matched=None) -> _Data:
     pts = np.asarray(points2d, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[2] != 2:
         raise ValueError(f"points2d must be (T, L, 2), got {pts.shape}")
@@ -212,6 +229,7 @@ def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expre
     point_ok &= frame_ok[:, None]
 
     beta0 = np.zeros((n_frames, ke))
+    prior_target = prior_weight = None
     if init_expression is not None and cfg.init_from_blendshapes:
         ie = np.asarray(init_expression, dtype=np.float64)
         if ie.ndim != 2 or ie.shape[0] != n_frames or ie.shape[1] not in (ke, exp_full.shape[0]):
@@ -220,14 +238,20 @@ def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expre
         row_ok = np.isfinite(ie).all(axis=1)
         if row_ok.any():
             beta0 = interpolate_invalid(np.where(row_ok[:, None], ie, 0.0), row_ok)
+            if cfg.w_blendshape_prior > 0:
+                m = np.ones(ke) if init_matched is None else np.asarray(init_matched, dtype=np.float64)[:ke]
+                prior_weight = cfg.w_blendshape_prior * m
     if cfg.expression_bounds is not None:
         beta0 = np.clip(beta0, *cfg.expression_bounds)
+    if prior_weight is not None:
+        prior_target = beta0
     names = getattr(model, "expression_names", None) or [f"expression{i:03d}" for i in range(len(exp_full))]
     return _Data(pts=pts, point_ok=point_ok, frame_ok=frame_ok, weights=w, neutral=neutral,
                  id_basis=np.asarray(id_full[:ki], dtype=np.float64),
                  exp_basis=np.asarray(exp_full[:ke], dtype=np.float64),
                  ki_full=int(id_full.shape[0]), ke_full=int(exp_full.shape[0]),
-                 expression_names=[str(n) for n in names], beta0=beta0, image_size=int(image_size))
+                 expression_names=[str(n) for n in names], beta0=beta0, image_size=int(image_size),
+                 prior_target=prior_target, prior_weight=prior_weight)
 
 
 def _problem(data: _Data, cfg: FitConfig, dev: torch.device) -> SequenceProblem:
@@ -255,6 +279,8 @@ def _problem(data: _Data, cfg: FitConfig, dev: torch.device) -> SequenceProblem:
         w_translation_smooth=cfg.w_translation_smooth,
         bounds=cfg.expression_bounds,
         temporal=True,
+        expression_target=None if data.prior_target is None else tt(data.prior_target),
+        w_expression_target=None if data.prior_weight is None else tt(data.prior_weight),
         chunk_frames=cfg.chunk_frames,
     )
 
@@ -421,6 +447,7 @@ def fit_sequence(
     init_expression: np.ndarray | None = None,
     point_weights: np.ndarray | None = None,
     device: str | None = None,
+    init_matched: np.ndarray | None = None,
 ) -> FitResult:
     """Fit identity, per-frame expression and pose to the 2D landmarks of a whole sequence.
 
@@ -428,7 +455,9 @@ def fit_sequence(
     valid: (T,) frames that have landmarks; the others get interpolated parameters.
     model: LinearMorphableModel restricted to the L correspondence vertices (``model.subset(corr.model_vertex)``).
     image_size: crop side in pixels (intrinsics are focal_factor * size, principal point at the centre).
-    init_expression: (T, Ke) start values (``blendshapes_to_expression``), used if cfg.init_from_blendshapes.
+    init_expression: (T, Ke) start values (``blendshapes_to_expression``), used if cfg.init_from_blendshapes; they
+    are also the blendshape prior's targets (cfg.w_blendshape_prior) for the shapes ``init_matched`` (Ke,) marks
+    (``blendshape_matched``; None: all).
     point_weights: (L,) per-correspondence weights (``Correspondence.weight``); default all ones.
     device: overrides cfg.device (torch device of the Jacobian products; the linear solves run on the CPU).
     """
@@ -436,7 +465,8 @@ def fit_sequence(
     t0 = time.perf_counter()
     dev = torch.device(device or cfg.device)
     with _Threads(cfg.num_threads):
-        data = _prepare(points2d, valid, model, image_size, cfg, init_expression, point_weights)
+        data = _prepare(points2d, valid, model, image_size, cfg, init_expression, point_weights,
+                        init_matched)
         keyframes = select_keyframes(data.frame_ok, cfg.identity_frames)
         history: list[float] = []
         stages: dict[str, int] = {}
@@ -511,9 +541,10 @@ def fit_tracked_landmarks(
 
     The refinement lets each correspondence slide to a better vertex for this face (within refine_radius): the generic
     MediaPipe<->model pairs carry a per-face constant offset that otherwise biases the expressions."""
-    init = None
+    init = matched = None
     if cfg.init_from_blendshapes and blendshapes is not None:
         init = blendshapes_to_expression(blendshapes, list(blendshape_names), model.expression_names)
+        matched = blendshape_matched(list(blendshape_names), model.expression_names)
     return fit_sequence_refined(
         np.asarray(landmarks)[:, correspondence.mediapipe_idx, :2],
         valid,
@@ -523,6 +554,7 @@ def fit_tracked_landmarks(
         cfg,
         init_expression=init,
         point_weights=np.asarray(correspondence.weight, np.float32),
+        init_matched=matched,
     )
 
 
@@ -536,6 +568,7 @@ def fit_sequence_refined(
     init_expression: np.ndarray | None = None,
     point_weights: np.ndarray | None = None,
     device: str | None = None,
+    init_matched: np.ndarray | None = None,
 ) -> FitResult:
     """``fit_sequence`` with per-video correspondence refinement (``refine_correspondence``) on the key frames.
 
@@ -549,7 +582,8 @@ def fit_sequence_refined(
     dev = torch.device(device or cfg.device)
     vertices = np.asarray(model_vertex, dtype=np.int64)
     with _Threads(cfg.num_threads):
-        data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights)
+        data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights,
+                        init_matched)
         keyframes = select_keyframes(data.frame_ok, cfg.identity_frames)
         history: list[float] = []
         stages: dict[str, int] = {}
@@ -568,7 +602,8 @@ def fit_sequence_refined(
             if np.array_equal(new, vertices):
                 break
             vertices = new
-            data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights)
+            data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights,
+                        init_matched)
             key_state, stages[f"keyframes{r + 1}"] = _fit_keyframes(data, cfg, dev, key_state, keyframes,
                                                                     cfg.iterations_identity, history)
             bar.update()

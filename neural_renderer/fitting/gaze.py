@@ -1,11 +1,19 @@
 """Per-frame gaze from the iris landmarks and the fitted head: a ray / eyeball-sphere intersection per eye.
 
-Model: each eyeball is a sphere of radius r whose centre is rigid in the head: the midpoint of that eye's two corner
-vertices on the fitted identity mesh (neutral expression), pushed back along the model's -z by an offset. Per frame
-the centre goes to camera coordinates with the fitted pose, the 2D iris centre is back-projected as a ray from the
-camera, and the iris is where the ray first meets the sphere (if it misses, the point of the sphere closest to the
-ray). Gaze = unit(iris - centre). Only the iris centre's 2D position is used: MediaPipe's iris depth is a guess,
-the fitted head depth is not.
+Model: each eyeball is a sphere of radius r whose centre is rigid in the head, taken from the morphable model's own
+eye geometry (``morphable/eyes.py``: ICT's sclera spheres, moved with the fitted identity; for a model file without
+eyeball data, ICT's centre offset from the eye corners, applied to the fitted face's corners). Per frame the centre
+goes to camera coordinates with the fitted pose, the 2D iris centre is back-projected as a ray from the camera, and
+the iris is where the ray first meets the sphere (if it misses, the point of the sphere closest to the ray).
+Gaze = unit(iris - centre). Only the iris centre's 2D position is used: MediaPipe's iris depth is a guess, the
+fitted head depth is not. Dropped: the corner midpoint pushed straight back (the iris rests above the corner line,
+so every gaze came out 5-15 degrees too high).
+
+Blinks: with the lids closed the iris landmarks are guesses (they follow the lids down). Frames whose blink score
+(the larger of MediaPipe's eyeBlinkLeft / eyeBlinkRight) exceeds ``GazeConfig.blink_threshold`` are marked invalid
+and their gaze interpolated from the open-eye frames around them, like frames without landmarks. A video with no
+usable open-eye frame at all gets the head's forward direction (head-relative gaze (0, 0)), so gaze is never NaN
+where the head pose exists; ``valid`` says which frames were measured.
 
 Conventions (MPIIGaze / ETH-XGaze): vectors in OpenCV camera coordinates (x right, y down, z forward);
 pitch = arcsin(-y), yaw = arctan2(-x, -z), in degrees: looking into the camera gives (0, 0), looking up a positive
@@ -24,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PipelineInputError
+from ..morphable.eyes import Eyeballs, eye_corner_vertices, eyeballs_from_corners
 from .camera import FLIP_YZ, pixel_rays, project_points_np
 from .config import GazeConfig
 
@@ -33,7 +43,9 @@ __all__ = [
     "pitch_yaw_from_vectors",
     "vectors_from_pitch_yaw",
     "eye_corner_vertices",
+    "eyeball_model",
     "eyeball_centers_model",
+    "blink_scores",
     "order_iris_points",
     "ray_sphere_intersection",
     "estimate_gaze",
@@ -61,7 +73,9 @@ class GazeResult:
     eyeball_centers: np.ndarray  # (T, 2, 3) camera coordinates
     iris_points: np.ndarray  # (T, 2, 3) camera coordinates, on the eyeball sphere
     hit: np.ndarray  # (T, 2) bool: the iris ray met the sphere (False: closest point used)
-    valid: np.ndarray  # (T,) bool: frame had iris landmarks (others interpolated or NaN)
+    valid: np.ndarray  # (T,) bool: frame had iris landmarks and open eyes (others interpolated or NaN)
+    eyes_closed: np.ndarray | None = None  # (T,) bool: blink score above the threshold (a subset of ~valid)
+    blink_score: np.ndarray | None = None  # (T,) max(eyeBlinkLeft, eyeBlinkRight); NaN where unknown
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Arrays of the ``gaze`` storage stage."""
@@ -74,6 +88,10 @@ class GazeResult:
             "head_vector": self.head_vector.astype(f32),
             "head_pitch_yaw_deg": self.head_pitch_yaw_deg.astype(f32),
             "valid": self.valid.astype(bool),
+            "eyes_closed": (np.zeros(len(self.valid), bool) if self.eyes_closed is None
+                            else self.eyes_closed.astype(bool)),
+            "blink_score": (np.full(len(self.valid), np.nan, f32) if self.blink_score is None
+                            else self.blink_score.astype(f32)),
         }
 
 
@@ -97,35 +115,39 @@ def vectors_from_pitch_yaw(pitch_yaw_deg: np.ndarray) -> np.ndarray:
     return np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], axis=-1)
 
 
-def eye_corner_vertices(model: Any) -> np.ndarray:
-    """(2, 2) vertex indices of the eye corners, rows (subject's right eye, left eye), from ``landmarks_68``.
+def eyeball_model(model: Any, source: str = "auto") -> Eyeballs:
+    """The eyeball spheres gaze uses: the model file's own (``model.eyeballs``) or the eye-corner fallback.
 
-    Multi-PIE points 36/39 and 42/45 are the two eyes' corners; which row is the subject's right is decided by the
-    mean face's x (the subject's right has x < 0 in the model frame), not by the 68-point naming.
+    source: 'model' (the file must have them: a clear error otherwise), 'corners' (the fallback always), 'auto'
+    (the model's when present, else the fallback).
     """
-    lm = getattr(model, "landmarks_68", None)
-    if lm is None:
-        raise ValueError("the morphable model has no landmarks_68, needed to locate the eye corners")
-    lm = np.asarray(lm, dtype=np.int64)
-    pairs = np.array([[lm[36], lm[39]], [lm[42], lm[45]]])
-    x = np.asarray(model.neutral)[pairs][..., 0].mean(axis=1)
-    return pairs if x[0] < x[1] else pairs[::-1]
+    own = getattr(model, "eyeballs", None)
+    if source not in ("auto", "model", "corners"):
+        raise ValueError(f"eyeball source must be auto, model or corners, got {source!r}")
+    if source == "model" and own is None:
+        raise PipelineInputError(None, f"morphable model {getattr(model, 'name', '')!r} has no eyeball data "
+                                       "(eyeball_centers): rebuild it with the ICT converter from the full mesh, or "
+                                       "set gaze.eyeballs: corners (or auto) for the eye-corner fallback")
+    if own is not None and source != "corners":
+        return own
+    return eyeballs_from_corners(model)
 
 
-def eyeball_centers_model(model: Any, identity: np.ndarray | None, offset: float) -> np.ndarray:
-    """(2, 3) eyeball centres (subject's right, left) in model coordinates for a fitted identity.
+def eyeball_centers_model(model: Any, identity: np.ndarray | None, source: str = "auto") -> np.ndarray:
+    """(2, 3) eyeball centres (subject's right, left) in model coordinates for a fitted identity (``eyeball_model``)."""
+    return eyeball_model(model, source).centers_for(identity)
 
-    The corner midpoint of the identity mesh at neutral expression, moved by ``offset`` (model units) along -z.
-    """
-    corners = eye_corner_vertices(model)
-    idx = corners.ravel()
-    pts = np.asarray(model.neutral, dtype=np.float64)[idx]
-    if identity is not None:
-        a = np.asarray(identity, dtype=np.float64).reshape(-1)
-        pts = pts + np.tensordot(a, np.asarray(model.identity_basis)[: len(a), idx], axes=1)
-    centres = pts.reshape(2, 2, 3).mean(axis=1)
-    centres[:, 2] -= offset
-    return centres
+
+def blink_scores(blendshapes: np.ndarray, names: Any) -> np.ndarray:
+    """(T,) eyes-closed score: the larger of the two eyeBlink blendshapes (MediaPipe 'eyeBlinkLeft' or ICT-style
+    'eyeBlink_L' names); NaN rows stay NaN."""
+    key = {str(n).lower().replace("_", ""): i for i, n in enumerate(names)}
+    cols = [next((key[k] for k in aliases if k in key), None)
+            for aliases in (("eyeblinkleft", "eyeblinkl"), ("eyeblinkright", "eyeblinkr"))]
+    if None in cols:
+        raise ValueError(f"blendshapes lack eyeBlinkLeft / eyeBlinkRight (names: {list(names)[:6]}...)")
+    bs = np.asarray(blendshapes, dtype=np.float64)
+    return bs[:, cols].max(axis=1)
 
 
 def order_iris_points(iris2d: np.ndarray, eye_centers_2d: np.ndarray) -> np.ndarray:
@@ -184,14 +206,16 @@ def estimate_gaze(
     eyeball_radius: float,
     valid: np.ndarray | None = None,
     interpolate: bool = True,
+    eyes_closed: np.ndarray | None = None,
 ) -> GazeResult:
     """Gaze per frame and eye from 2D iris centres and the head pose.
 
     iris2d: (T, 2, 2) pixel iris centres ordered (subject's right, left) (``order_iris_points``);
     eyeball_centers: (2, 3) model coordinates (``eyeball_centers_model``); rotation (T, 3, 3) / translation (T, 3)
     the full model -> camera pose (``FitResult.rotation`` / ``.translation``); intrinsics (4,) fx, fy, cx, cy;
-    eyeball_radius in model units. valid: (T,) frames with iris landmarks (default: finite iris2d); invalid frames
-    get interpolated vectors when ``interpolate`` (else NaN).
+    eyeball_radius in model units. valid: (T,) frames with iris landmarks (default: finite iris2d); eyes_closed:
+    (T,) frames to treat as invalid because the lids are shut. Invalid frames get interpolated vectors when
+    ``interpolate`` (else NaN); with no valid frame at all, interpolation falls back to the head's forward direction.
     """
     iris = np.asarray(iris2d, dtype=np.float64)
     rot = np.asarray(rotation, dtype=np.float64)
@@ -200,17 +224,26 @@ def estimate_gaze(
     if iris.shape != (n, 2, 2) or rot.shape != (n, 3, 3) or tr.shape != (n, 3):
         raise ValueError(f"shapes: iris2d {iris.shape} (T,2,2), rotation {rot.shape} (T,3,3), "
                          f"translation {tr.shape} (T,3)")
-    ok = np.isfinite(iris).all(axis=(1, 2)) & np.isfinite(rot).all(axis=(1, 2)) & np.isfinite(tr).all(axis=1)
+    pose_ok = np.isfinite(rot).all(axis=(1, 2)) & np.isfinite(tr).all(axis=1)
+    ok = np.isfinite(iris).all(axis=(1, 2)) & pose_ok
     if valid is not None:
         ok &= np.asarray(valid, dtype=bool)
-    centers = np.einsum("tij,ej->tei", rot, np.asarray(eyeball_centers, dtype=np.float64)) + tr[:, None, :]
+    closed = np.zeros(n, dtype=bool) if eyes_closed is None else np.asarray(eyes_closed, dtype=bool).reshape(n)
+    ok &= ~closed
+    rot0 = np.where(pose_ok[:, None, None], rot, np.eye(3))
+    tr0 = np.where(pose_ok[:, None], tr, 0.0)
+    centers = np.einsum("tij,ej->tei", rot0, np.asarray(eyeball_centers, dtype=np.float64)) + tr0[:, None, :]
     rays = pixel_rays(np.where(ok[:, None, None], iris, 0.0), intrinsics)
     points, hit = ray_sphere_intersection(rays, centers, float(eyeball_radius))
     eyes = _unit(points - centers)
     eyes[~ok] = np.nan
     hit &= ok[:, None]
-    if interpolate and ok.any():
-        eyes = _interpolate_unit(eyes, ok)
+    if interpolate:
+        if ok.any():
+            eyes = _interpolate_unit(eyes, ok)
+        else:  # nothing measured (e.g. eyes closed throughout): look straight out of the face
+            eyes = np.repeat((rot0 @ np.array([0.0, 0.0, 1.0]))[:, None, :], 2, axis=1)
+        eyes[~pose_ok] = np.nan
     combined = _unit(eyes.sum(axis=1))
     # head coordinates: R^T g; angles on FLIP_YZ R^T g (camera-style axes of a frontal head)
     rt = np.swapaxes(rot, 1, 2)
@@ -225,10 +258,11 @@ def estimate_gaze(
         head_vector=head_comb,
         head_eye_pitch_yaw_deg=pitch_yaw_from_vectors(head_eyes @ FLIP_YZ.T),
         head_pitch_yaw_deg=pitch_yaw_from_vectors(head_comb @ FLIP_YZ.T),
-        eyeball_centers=centers,
+        eyeball_centers=np.where(pose_ok[:, None, None], centers, np.nan),
         iris_points=np.where(ok[:, None, None], points, np.nan),
         hit=hit,
         valid=ok,
+        eyes_closed=closed,
     )
 
 
@@ -238,13 +272,15 @@ def gaze_from_fit(
     model: Any,
     cfg: GazeConfig | None = None,
     valid: np.ndarray | None = None,
+    blink_score: np.ndarray | None = None,
 ) -> GazeResult:
     """Gaze for a fitted sequence: the gaze stage in one call.
 
     landmarks: (T, 478, 2|3) crop-space MediaPipe landmarks (the same crop the fit used); fit: a FitResult, or the
     ``fit`` stage's arrays as a mapping (identity, rotation, translation, intrinsics); model: the FULL morphable model;
-    valid: frames with landmarks (default: finite iris points). Iris points 468 / 473 are assigned to the eyes by
-    their distance to the projected eyeball centres.
+    valid: frames with landmarks (default: finite iris points); blink_score: (T,) ``blink_scores`` of the track
+    (None: no blink test). Iris points 468 / 473 are assigned to the eyes by their distance to the projected
+    eyeball centres; the eyeballs come from ``eyeball_model(model, cfg.eyeballs)``.
     """
     cfg = cfg or GazeConfig()
     lm = np.asarray(landmarks, dtype=np.float64)
@@ -255,8 +291,17 @@ def gaze_from_fit(
     def get(name: str) -> np.ndarray:
         return np.asarray(fit[name] if isinstance(fit, Mapping) else getattr(fit, name), dtype=np.float64)
 
-    centres = eyeball_centers_model(model, get("identity"), cfg.eyeball_offset_cm * per_cm)
+    eyes = eyeball_model(model, cfg.eyeballs)
+    centres = eyes.centers_for(get("identity"))
+    radius = eyes.radius if cfg.eyeball_radius_cm is None else cfg.eyeball_radius_cm * per_cm
     rot, tr, intr = get("rotation"), get("translation"), get("intrinsics")
     cam = np.einsum("tij,ej->tei", rot, centres) + tr[:, None, :]
     iris = order_iris_points(lm[:, list(IRIS_CENTERS), :2], project_points_np(cam, intr))
-    return estimate_gaze(iris, centres, rot, tr, intr, cfg.eyeball_radius_cm * per_cm, valid=valid)
+    closed = None
+    score = None
+    if blink_score is not None:
+        score = np.asarray(blink_score, dtype=np.float64).reshape(len(lm))
+        closed = np.nan_to_num(score, nan=0.0) > cfg.blink_threshold
+    res = estimate_gaze(iris, centres, rot, tr, intr, radius, valid=valid, eyes_closed=closed)
+    res.blink_score = score
+    return res

@@ -22,9 +22,13 @@ steps end up halved): both took 15-20 iterations on real tracks, this takes ~8 (
 
 Cost (all terms are sums of squares):
     data     sum_tl w_l m_tl |pi(x_tl) - u_tl|^2 / sum(w m)    (pixels of a 512 px crop)
-    + w_id |alpha|^2 + w_exp/T sum |beta_t|^2
+    + w_id |alpha|^2 + w_exp/T sum |beta_t|^2 + 1/T sum_tk w_bk (beta_tk - b_tk)^2
     + w_es/(T-1) sum |beta_t+1 - beta_t|^2 + w_es2/(T-2) sum |beta_t+2 - 2 beta_t+1 + beta_t|^2
     + w_rs/(T-1) sum |log(R_t+1 R_t^T)|^2 + w_ts/(T-1) sum |t_t+1 - t_t|^2        (only for consecutive frames)
+The b_tk term pulls the coefficients that have a tracker blendshape (b, MediaPipe's scores mapped by ARKit name)
+towards it, with per-coefficient weights w_bk: it decides what landmarks barely see (eyeLook*, eyeWide, brows move
+few landmarks) from a source that treats left and right alike, instead of leaving it to small asymmetries of the
+landmark and correspondence noise.
 Rotations are head rotations in the model frame (``camera.py``), updated by left increments R <- exp(d) R.
 """
 
@@ -64,6 +68,10 @@ class SequenceProblem:
     bounds: tuple[float, float] | None = None
     temporal: bool = True
     """frames are consecutive (smoothness terms apply); False for a key-frame subset."""
+    expression_target: torch.Tensor | None = None
+    """(T, Ke) b_tk of the blendshape prior (None: no such term)."""
+    w_expression_target: torch.Tensor | None = None
+    """(Ke,) w_bk of the blendshape prior (0 for coefficients without a tracker blendshape)."""
     chunk_frames: int = 256
 
     @property
@@ -91,7 +99,8 @@ class SequenceProblem:
         sw = self.sqrt_w[idx]
         total = float((sw**2).sum())
         sw = sw / math.sqrt(total) if total > 0 else sw
-        return replace(self, target=self.target[idx], sqrt_w=sw, temporal=False)
+        tgt = None if self.expression_target is None else self.expression_target[idx]
+        return replace(self, target=self.target[idx], sqrt_w=sw, temporal=False, expression_target=tgt)
 
 
 @dataclass(frozen=True)
@@ -140,11 +149,15 @@ def sequence_cost(prob: SequenceProblem, st: SequenceState) -> dict[str, float]:
         "data": data,
         "identity_prior": prob.w_identity * float((st.identity**2).sum()),
         "expression_prior": prob.w_expression / t * float((st.expression**2).sum()),
+        "blendshape_prior": 0.0,
         "expression_smooth": 0.0,
         "expression_smooth2": 0.0,
         "rotation_smooth": 0.0,
         "translation_smooth": 0.0,
     }
+    if prob.expression_target is not None:
+        d = st.expression - prob.expression_target
+        out["blendshape_prior"] = float((prob.w_expression_target * d * d).sum()) / t
     if prob.smooth:
         out["expression_smooth"] = prob.w_expression_smooth / (t - 1) * float((_diff(st.expression, 1) ** 2).sum())
         rel = matrix_to_axis_angle(st.rotation[1:] @ st.rotation[:-1].transpose(1, 2))
@@ -238,6 +251,10 @@ def _build_system(
     a_blocks[:, idx, idx] += ev
     ex = st.expression.cpu().numpy()
     g_frame[:, 6:] += ev * ex
+    if prob.expression_target is not None:
+        wb = prob.w_expression_target.cpu().numpy() / t
+        a_blocks[:, idx, idx] += wb
+        g_frame[:, 6:] += wb * (ex - prob.expression_target.cpu().numpy())
     return _System(a_blocks, e, c, g_frame, g_shared)
 
 

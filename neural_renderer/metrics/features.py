@@ -62,7 +62,9 @@ class FeatureExtractor:
 
     @property
     def identity_backend(self) -> str:
-        return "arcface" if self.cfg.csim_backend == "arcface" else "dlib_resnet_v1"
+        from neural_renderer.metrics.config import resolve_csim_backend
+
+        return "arcface" if resolve_csim_backend(self.cfg) == "arcface" else "dlib_resnet_v1"
 
     def inception(self, frames: np.ndarray) -> np.ndarray:
         from neural_renderer.metrics.inception import InceptionFeatures
@@ -84,7 +86,7 @@ class FeatureExtractor:
         from neural_renderer.metrics.identity import make_embedder
 
         if self._identity is None:
-            if self.cfg.csim_backend == "arcface":  # aligned with MediaPipe's 5 points (the project's tracker)
+            if self.identity_backend == "arcface":  # aligned with MediaPipe's 5 points (the project's tracker)
                 self._identity = make_embedder("arcface", self.cfg.arcface_model, self.cfg.weights.dlib_dir,
                                                landmarker_model=self.motion_models.landmarker)
             else:

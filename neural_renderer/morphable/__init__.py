@@ -3,6 +3,7 @@ correspondence with MediaPipe's face mesh."""
 
 from .correspondence import (CanonicalAlignment, Correspondence, align_canonical_to_model, build_correspondence,
                              dense_pairs)
+from .eyes import Eyeballs, eyeballs_from_corners, fit_sphere, ict_eyeballs
 from .ict import ICT_LANDMARKS_68, convert_ict_objs, read_obj
 from .geometry import Similarity, umeyama
 from .io import load_morphable_model, save_morphable_model
@@ -11,7 +12,8 @@ from .mediapipe_mesh import (MEDIAPIPE_68, MULTIPIE_68_MIRROR, CanonicalFaceGeom
 from .model import LinearMorphableModel
 
 __all__ = [
-    "CanonicalAlignment", "CanonicalFaceGeometry", "Correspondence", "ICT_LANDMARKS_68", "LinearMorphableModel",
+    "CanonicalAlignment", "CanonicalFaceGeometry", "Correspondence", "Eyeballs", "eyeballs_from_corners", "fit_sphere",
+    "ict_eyeballs", "ICT_LANDMARKS_68", "LinearMorphableModel",
     "MEDIAPIPE_68", "MULTIPIE_68_MIRROR", "align_canonical_to_model", "build_correspondence", "convert_ict_objs",
     "dense_pairs", "load_mediapipe_canonical_mesh", "load_morphable_model", "parse_geometry_metadata",
     "read_canonical_geometry", "read_obj", "save_morphable_model", "Similarity", "umeyama",

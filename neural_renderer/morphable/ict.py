@@ -1,7 +1,8 @@
 """Converter from the upstream ICT-FaceKit OBJ files (FaceXModel/) to the npz layout `load_morphable_model` reads.
 
 Users download the MIT-licensed OBJs; the pipeline works from one compact npz of the face region only (the full
-head has 26719 vertices incl. eyeballs, teeth and back of the head, which the fitter never sees).
+head has 26719 vertices incl. eyeballs, teeth and back of the head, which the fitter never sees). The eyeballs enter
+the npz as spheres (``eyes.py``): centres of the neutral mesh, their offset per identity shape, and the radius.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from neural_renderer.errors import PipelineInputError
 
+from .eyes import ICT_EYEBALL_RANGES, Eyeballs, ict_eyeballs
 from .io import save_morphable_model
 from .model import LinearMorphableModel
 
@@ -102,7 +104,8 @@ def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
     generic_neutral_mesh.obj is the neutral; every other OBJ becomes an offset from it: `identityNNN` files are
     identity shapes, all others (ARKit-named, e.g. jawOpen) expression shapes, each sorted by name unless the
     names are given. Only the first face_vertex_count vertices are kept (None keeps all), with the polygons inside
-    them. landmarks_68 defaults to ICT_LANDMARKS_68.
+    them. landmarks_68 defaults to ICT_LANDMARKS_68. When the neutral OBJ is ICT's full mesh (it has the eyeball
+    vertices), the eyeball spheres are fitted to it and to every identity OBJ and stored too.
     """
     src = Path(src_dir)
     if not src.is_dir():
@@ -123,14 +126,19 @@ def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
     if not 0 < n_keep <= len(neutral_full):
         raise PipelineInputError(src, f"face_vertex_count {n_keep} outside 1..{len(neutral_full)}")
     neutral = neutral_full[:n_keep]
+    has_eyes = len(neutral_full) >= ICT_EYEBALL_RANGES[1][1]
+    eye_centres, eye_radius = ict_eyeballs(neutral_full) if has_eyes else (None, 0.0)
+    eye_offsets: list[np.ndarray] = []
 
-    def offsets(names: list[str]) -> np.ndarray:
+    def offsets(names: list[str], eyes: bool = False) -> np.ndarray:
         out = np.empty((len(names), n_keep, 3), dtype=np.float32)
         for k, stem in enumerate(names):
             verts, _ = read_obj(objs[stem])
             if len(verts) != len(neutral_full):
                 raise PipelineInputError(objs[stem], f"{len(verts)} vertices, the neutral mesh has {len(neutral_full)}")
             out[k] = verts[:n_keep] - neutral  # difference in float64, then stored as float32
+            if eyes:
+                eye_offsets.append(ict_eyeballs(verts)[0] - eye_centres)
         return out
 
     lm = np.asarray(ICT_LANDMARKS_68 if landmarks_68 is None else landmarks_68, dtype=np.int64)
@@ -140,12 +148,14 @@ def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
         name=name,
         neutral=neutral,
         faces=region_faces(polys, n_keep),
-        identity_basis=offsets(id_names),
+        identity_basis=offsets(id_names, eyes=has_eyes),
         expression_basis=offsets(ex_names),
         identity_names=id_names,
         expression_names=ex_names,
         landmarks_68=lm,
         units="cm",
+        eyeballs=(Eyeballs(centers=eye_centres, radius=eye_radius,
+                           identity_basis=np.asarray(eye_offsets).reshape(-1, 2, 3)) if has_eyes else None),
     )
     save_morphable_model(model, out_npz)
     return model

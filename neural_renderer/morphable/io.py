@@ -16,6 +16,7 @@ import numpy as np
 from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 
+from .eyes import Eyeballs
 from .model import LinearMorphableModel
 
 KINDS = ("auto", "ict", "flame", "bfm")
@@ -72,6 +73,10 @@ def save_morphable_model(model: LinearMorphableModel, path: str | Path) -> Path:
     }
     if model.landmarks_68 is not None:
         arrays["landmarks_68"] = model.landmarks_68.astype(np.int32)
+    if model.eyeballs is not None:
+        arrays["eyeball_centers"] = model.eyeballs.centers.astype(np.float32)
+        arrays["eyeball_radius"] = np.float32(model.eyeballs.radius)
+        arrays["eyeball_identity_basis"] = model.eyeballs.identity_basis.astype(np.float32)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
         np.savez_compressed(fh, **arrays)
     return out
@@ -131,7 +136,16 @@ def _load_ict_npz(p: Path, lm: np.ndarray | None, name: str | None) -> LinearMor
             expression_names=[str(s) for s in z["expression_names"]] if "expression_names" in z.files else [],
             landmarks_68=lm if lm is not None else (z["landmarks_68"] if "landmarks_68" in z.files else None),
             units=str(z["units"]) if "units" in z.files else "cm",
+            eyeballs=_ict_eyeballs(z),
         )
+
+
+def _ict_eyeballs(z: Any) -> Eyeballs | None:
+    """The converter's eyeball arrays, or None for files written without them (e.g. the face-region npz)."""
+    if "eyeball_centers" not in z.files:
+        return None
+    basis = z["eyeball_identity_basis"] if "eyeball_identity_basis" in z.files else np.zeros((0, 2, 3))
+    return Eyeballs(centers=z["eyeball_centers"], radius=float(z["eyeball_radius"]), identity_basis=basis)
 
 
 class _ChumpyStub:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .eyes import Eyeballs
+
 if TYPE_CHECKING:  # torch is only needed by as_torch(); importing it costs seconds
     import torch
 
@@ -35,6 +37,8 @@ class LinearMorphableModel:
     expression_names: list[str] = field(default_factory=list)
     landmarks_68: np.ndarray | None = None  # (68,) int64 vertex indices
     units: str = "cm"
+    eyeballs: Eyeballs | None = None
+    """eyeball spheres (``eyes.py``); None when the file has none (gaze then uses the documented fallback)."""
 
     def __post_init__(self) -> None:
         neutral = np.array(self.neutral, dtype=np.float32)
@@ -83,6 +87,9 @@ class LinearMorphableModel:
         set_(self, "expression_names", ex_names)
         set_(self, "landmarks_68", lm)
         set_(self, "units", str(self.units))
+        if self.eyeballs is not None and len(self.eyeballs.identity_basis) not in (0, len(ident)):
+            raise ValueError(f"{self.name}: eyeball identity_basis has {len(self.eyeballs.identity_basis)} components, "
+                             f"the model {len(ident)}")
 
     @property
     def n_vertices(self) -> int:
@@ -121,7 +128,7 @@ class LinearMorphableModel:
 
         The fitter evaluates only the correspondence vertices, so this keeps it O(L) instead of O(V). Faces whose
         corners all survive are kept (re-indexed to the first occurrence); landmarks_68 is re-indexed when all 68
-        survive, else None.
+        survive, else None. The eyeballs (not vertices) are kept.
         """
         idx = np.asarray(vertex_indices, dtype=np.int64).ravel()
         if idx.size == 0:
@@ -146,6 +153,7 @@ class LinearMorphableModel:
             expression_names=list(self.expression_names),
             landmarks_68=lm,
             units=self.units,
+            eyeballs=self.eyeballs,
         )
 
     def as_torch(self, device: str | torch.device = "cpu",

@@ -14,7 +14,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Paths relative to the package that each stage's output depends on (beyond storage and errors, always included).
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "ingest": ("video", "stages/ingest.py"),
-    "track": ("video", "tracking", "assets.py", "stages/track.py"),
+    "track": ("video", "tracking", "morphable/mediapipe_mesh.py", "assets.py", "stages/track.py"),
     "crop": ("crop", "stages/crop.py"),
     "correspondence": ("morphable", "stages/correspondence.py"),
     "fit": ("fitting", "morphable", "device.py", "stages/fit.py"),

@@ -35,10 +35,11 @@ def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, 
     gaze = read_stage(tracking_h5, "gaze", group="gaze")
     with open_h5(tracking_h5) as f:
         resolution = int(f.attrs["resolution"])
-        index = sheet_indices(len(crop["valid"]), qc_cfg.n_frames)
+        index = sheet_indices(len(crop["valid"]), qc_cfg.n_frames, show=gaze["eyes_closed"])
         frames = f["frames"][index]  # only the sheet's frames are read: one chunk each
         ingest = ingest_stats(f["track"].attrs, f["timestamps_s"][()])
-    stats = tracking_stats(crop["valid"], crop["landmarks"], crop["boxes"], fit["reprojection_error_px"], resolution)
+    stats = tracking_stats(crop["valid"], crop["landmarks"], crop["boxes"], fit["reprojection_error_px"], resolution,
+                           gaze_valid=gaze["valid"], eyes_closed=gaze["eyes_closed"])
     stats.update(ingest)
     model = load_morphable_model(model_path, kind=kind)
     model_points = project_model_points(
@@ -48,6 +49,7 @@ def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, 
     tiles = []
     for k, t in enumerate(index):
         ok = bool(crop["valid"][t])
+        closed = bool(gaze["eyes_closed"][t])
         eyes = crop["landmarks"][t, [RIGHT_IRIS_CENTER, LEFT_IRIS_CENTER], :2] if ok else None
         tiles.append(
             draw_tile(
@@ -56,8 +58,9 @@ def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, 
                 model_points[k],
                 eyes,
                 gaze["eye_vectors"][t] if ok else None,
-                f"#{t}" + ("" if ok else " no face"),
+                f"#{t}" + ("" if ok else " no face") + (" eyes closed" if ok and closed else ""),
                 qc_cfg,
+                gaze_measured=bool(gaze["valid"][t]),
             )
         )
     sheet = contact_sheet(tiles, qc_cfg.columns)

@@ -13,6 +13,7 @@ from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import write_stage
 from neural_renderer.tracking import track_frames
 from neural_renderer.progress import progress
+from neural_renderer.tracking.mirror import mirror_averaged
 from neural_renderer.video import decode_frames
 
 
@@ -29,8 +30,10 @@ def run(
     """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate.
 
     `ffmpeg` is unused (frames are decoded in-process); kept so the rule's call stays the same.
+    cfg mirror_average (default true): also track the mirrored frames and average (``tracking/mirror.py``).
     """
     info, sha = load_probe(probe_json)
+    opts = {k: v for k, v in cfg.items() if k != "mirror_average"}
     times: list[float] = []
 
     def frames():  # a fresh decode per tracking pass (a second pass runs only when several faces are seen)
@@ -39,7 +42,17 @@ def run(
             times.append(t)
             yield frame
 
-    track = track_frames(frames, info.fps, model_path, **cfg)
+    track = track_frames(frames, info.fps, model_path, **opts)
+    if cfg.get("mirror_average", True):
+        width = {"px": info.width}
+
+        def flipped():
+            for _, frame in progress(decode_frames(video_path, info), total=info.n_frames or None, desc=f"track {video} (mirrored)", unit="frame"):
+                width["px"] = frame.shape[1]  # as decoded (after any rotation), the width the landmarks live in
+                yield np.ascontiguousarray(frame[:, ::-1])
+
+        mirrored = track_frames(flipped, info.fps, model_path, **opts)
+        track = mirror_averaged(track, mirrored, width["px"], model_path)
     n = len(track.valid)
     if n == 0:
         raise PipelineInputError(video_path, "no frame could be decoded")

@@ -143,7 +143,9 @@ GAZE = StageSchema(
         "pitch_yaw_deg": DatasetSpec(F32, ("T", 2), "combined pitch, yaw", "deg"),
         "head_vector": DatasetSpec(F32, ("T", 3), "combined gaze in head (model) coordinates"),
         "head_pitch_yaw_deg": DatasetSpec(F32, ("T", 2), "combined pitch, yaw relative to the head", "deg"),
-        "valid": DatasetSpec("bool", ("T",), "frame had iris landmarks"),
+        "valid": DatasetSpec("bool", ("T",), "frame had iris landmarks and open eyes (others are interpolated)"),
+        "eyes_closed": DatasetSpec("bool", ("T",), "blink score above gaze.blink_threshold (invalid, interpolated)"),
+        "blink_score": DatasetSpec(F32, ("T",), "larger of MediaPipe's eyeBlinkLeft / eyeBlinkRight; NaN: no face"),
     },
 )
 
