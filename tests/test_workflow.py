@@ -43,7 +43,7 @@ def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, str]]:
     if re.search(r"Nothing to be done", text):
         return set()
     jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", text):  # group jobs print their rules indented
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m or m.group(1) == "all":
             continue

@@ -161,7 +161,10 @@ def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED)
             valid = np.ones(len(expression), bool)
             for key in ("fit/valid", "gaze/valid", "track/valid"):
                 if key in f:
-                    valid &= np.asarray(f[key][()], bool)
+                    ok = np.asarray(f[key][()], bool)
+                    if key == "gaze/valid" and "gaze/eyes_closed" in f:  # a blink is a frame to learn (gaze interpolated)
+                        ok |= np.asarray(f["gaze/eyes_closed"][()], bool)
+                    valid &= ok
             fps = float(f.attrs.get("fps", 25.0))
     except PipelineInputError:
         raise

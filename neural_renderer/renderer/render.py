@@ -18,7 +18,7 @@ from neural_renderer.renderer.train import MODEL_FORMAT
 from neural_renderer.device import resolve_device
 from neural_renderer.progress import progress
 from neural_renderer.assets import sha256_file
-from neural_renderer.storage import atomic_path, write_stage
+from neural_renderer.storage import atomic_path, read_timestamps, write_stage
 
 
 class PortraitRenderer:
@@ -112,7 +112,7 @@ def render_test_frames(
         raise PipelineInputError(data.path, f"crop resolution {data.resolution} != model resolution {renderer.resolution}")
     idx = data.test_idx
     r = data.resolution
-    start_s = idx[0] / data.fps
+    start_s = float(read_timestamps(data.path)[idx[0]])  # the file's clock (the audio's), not idx / fps
     out_mp4, out_h5 = Path(out_mp4), Path(out_h5)
     rendered = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx], batch_size)
     write_stage(

@@ -192,7 +192,7 @@ def read_timestamps(path: str | Path) -> np.ndarray:
         for name in ("timestamps_s", "track/timestamps_s"):
             if name in f:
                 return np.asarray(f[name][()], dtype=np.float64)
-        n = int(f.attrs["n_frames"]) if "n_frames" in f.attrs else int(f["valid"].shape[0])
+        n = int(f.attrs["n_frames"]) if "n_frames" in f.attrs else int(f["frames" if "frames" in f else "valid"].shape[0])
         return np.arange(n, dtype=np.float64) / float(f.attrs["fps"])
 
 
