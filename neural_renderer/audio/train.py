@@ -48,8 +48,12 @@ def relative_pose(motion: Motion, rotation_mean_: np.ndarray, translation_mean: 
     return np.concatenate([six, off], 1).astype(np.float32), rel
 
 
-def prepare(motion: Motion, samples: np.ndarray, cfg: AudioConfig, train_frames: float, test_frames: float, min_train_frames: int, source: Any = None) -> AudioTrainingData:
-    """Features for every tracked frame, targets and the renderer's train/test split (same rule as load_tracking)."""
+def prepare(
+    motion: Motion, samples: np.ndarray, cfg: AudioConfig, train_frames: float, test_frames: float, min_train_frames: int, source: Any = None,
+    times_s: np.ndarray | None = None,
+) -> AudioTrainingData:
+    """Features for every tracked frame (its window at the frame's time `times_s` on the audio's clock when given, else
+    frame / fps), targets and the renderer's train/test split (same rule as load_tracking)."""
     t = len(motion)
     try:
         n_train, n_test = split_counts(t, train_frames, test_frames)
@@ -59,7 +63,7 @@ def prepare(motion: Motion, samples: np.ndarray, cfg: AudioConfig, train_frames:
     test_idx = np.arange(t - n_test, t)
     if len(train_idx) < min_train_frames:
         raise PipelineInputError(source, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}")
-    feats = audio_features(samples, motion.fps, cfg.features, n_frames=t)
+    feats = audio_features(samples, motion.fps, cfg.features, n_frames=t, times_s=times_s)
     r_mean = rotation_mean(motion.rotation[train_idx])
     t_mean = motion.translation[train_idx].mean(0)
     t_std = np.maximum(motion.translation[train_idx].std(0), 1e-3)

@@ -20,6 +20,7 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.reenact.render import read_motion
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.render import has_audio
+from neural_renderer.storage import read_timestamps
 
 
 def run(
@@ -34,5 +35,5 @@ def run(
     samples = load_audio(audio_wav, acfg.features.sample_rate)
     motion = read_motion(tracking_h5)
     t = rcfg.train
-    data = prepare(motion, samples, acfg, t.train_frames, t.test_frames, t.min_train_frames, source=tracking_h5)
+    data = prepare(motion, samples, acfg, t.train_frames, t.test_frames, t.min_train_frames, source=tracking_h5, times_s=read_timestamps(tracking_h5))
     return train_audio(data, acfg, out_model, expression_names=motion.expression_names, tracking_sha256=sha256_file(tracking_h5), preset=preset)
