@@ -6,6 +6,7 @@
 
 localrules:
     download_face_landmarker,
+    fetch_arcface,
     build_ict_model,
 
 

@@ -7,7 +7,9 @@ The ICT archive is that of a pinned commit; the OBJ files used are verified by s
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
