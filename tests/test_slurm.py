@@ -343,6 +343,6 @@ def test_gpu_rule_gets_a_gpu(tmp_path, shared_dir, partition):
     text = run(tmp_path, cmd, run_env(partition), "gpu")
     ids = assert_all_jobs_went_through_sbatch(tmp_path, text)
     env = dict(line.split("=", 1) for line in (tmp_path / "probe.env").read_text().splitlines() if "=" in line)
-    assert env["SLURM_JOB_ID"] == ids["probe"] and env["SLURM_GPUS_ON_NODE"] == "1", env
+    assert env["SLURM_JOB_ID"] == ids["rule_probe"][-1] and env["SLURM_GPUS_ON_NODE"] == "1", env
     assert env.get("CUDA_VISIBLE_DEVICES"), "no GPU made visible to the job"
     assert env["HDF5_USE_FILE_LOCKING"] == "FALSE"
