@@ -6,8 +6,8 @@
 
 localrules:
     download_face_landmarker,
-    fetch_arcface,
     build_ict_model,
+    fetch_arcface,
 
 
 rule download_face_landmarker:

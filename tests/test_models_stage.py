@@ -58,7 +58,7 @@ def test_edited_model_file_is_refused(shared_dir, tmp_path):
 def test_rules_download_the_registered_assets(repo_dir):
     text = (repo_dir / "rules" / "models.smk").read_text()
     # downloads run where Snakemake runs (a cluster's login node), not on compute nodes that may lack internet
-    assert re.search(r"localrules:\s+download_face_landmarker,\s+build_ict_model,", text)
+    assert re.search(r"localrules:\s+download_face_landmarker,\s+build_ict_model,\s+fetch_arcface,", text)
     for name in ("face_landmarker", "ict_facekit"):
         assert f'name="{name}"' in text and name in ASSETS
     assert ASSETS["face_landmarker"].sha256 == "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
