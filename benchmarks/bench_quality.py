@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neural_renderer.metrics.image import l1, psnr, ssim
-from neural_renderer.metrics.lpips import lpips_frames
+from neural_renderer.metrics.config import MetricsConfig
+from neural_renderer.metrics.evaluate import pixel_metrics
 from neural_renderer.renderer.baselines import jaw_sweep, mean_frame, mouth_l1, nearest_frames
 from neural_renderer.renderer.config import resolve_renderer_config
 from neural_renderer.renderer.data import load_tracking
@@ -55,10 +55,8 @@ HIGHER_IS_BETTER = {"psnr", "ssim"}
 
 
 def score(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray) -> dict[str, float]:
-    return {
-        "l1": float(l1(gt, pred).mean()), "psnr": float(np.minimum(psnr(gt, pred), 100).mean()), "ssim": float(ssim(gt, pred).mean()),
-        "lpips": float(lpips_frames(gt, pred, net="alex", device="cpu").mean()), "mouth_l1": float(mouth_l1(gt, pred, boxes).mean()),
-    }
+    """The metrics stage's paired metrics (LPIPS AlexNet, PSNR capped at 100 dB) plus L1 inside the mouth box."""
+    return {**pixel_metrics(pred, gt, MetricsConfig(device="cpu")), "mouth_l1": float(mouth_l1(gt, pred, boxes).mean())}
 
 
 def bench_video(

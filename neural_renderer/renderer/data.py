@@ -33,13 +33,12 @@ class Conditioning:
     def index(self, idx: torch.Tensor) -> "Conditioning":
         return Conditioning(self.pose[idx], self.gaze[idx], self.expression[idx])
 
-    def jitter(self, std: float, generator: torch.Generator | None = None) -> "Conditioning":
+    def jitter(self, std: float) -> "Conditioning":
         """Training augmentation: Gaussian noise of `std` (standardised units) on pose and gaze. Pose is nearly unique
         per frame, so without it the networks can name the frame by its pose and ignore the expression."""
         if std <= 0:
             return self
-        noise = lambda x: x + std * torch.randn(x.shape, generator=generator, device="cpu").to(x.device)  # noqa: E731
-        return Conditioning(noise(self.pose), noise(self.gaze), self.expression)
+        return Conditioning(self.pose + std * torch.randn_like(self.pose), self.gaze + std * torch.randn_like(self.gaze), self.expression)
 
     def vector(self) -> torch.Tensor:
         """(T, 11 + Ke): all of it as one vector (the conditional discriminator's input)."""
