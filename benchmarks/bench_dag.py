@@ -93,7 +93,9 @@ def main() -> None:
     parser.add_argument("--videos", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--compare-to", metavar="REV", help="also time the code of this commit (e.g. 88c0725)")
     parser.add_argument("--modes", nargs="+", choices=("plain", "slurm"), default=["plain", "slurm"])
-    parser.add_argument("--clip", type=Path, default=REPO / "data" / "raw" / "sample.mp4", help="the clip linked N times")
+    parser.add_argument(
+        "--clip", type=Path, default=REPO / "data" / "raw" / "sample.mp4", help="the clip linked N times"
+    )
     args = parser.parse_args()
     clip = args.clip.resolve()
     if not clip.is_file():
@@ -103,7 +105,10 @@ def main() -> None:
         trees = {"new": REPO}
         if args.compare_to:
             trees = {"old": export_tree(args.compare_to, Path(tmp) / "old"), "new": REPO}
-        print(f"{'videos':>7} {'mode':>5} {'code':>4} {'wall s':>8} {'cpu s':>8} {'cpu ms/video':>12} {'jobs':>7} {'submissions':>11}")
+        print(
+            f"{'videos':>7} {'mode':>5} {'code':>4} {'wall s':>8} {'cpu s':>8} "
+            f"{'cpu ms/video':>12} {'jobs':>7} {'submissions':>11}"
+        )
         for n in args.videos:
             for mode in args.modes:
                 results = {}
@@ -119,7 +124,10 @@ def main() -> None:
                     )
                 if len(results) == 2:
                     old, new = results["old"], results["new"]
-                    line = f"{n:>7} {mode:>5} new/old: wall {new['wall'] / old['wall']:.2f}, cpu {new['cpu'] / old['cpu']:.2f}"
+                    line = (
+                        f"{n:>7} {mode:>5} new/old: wall {new['wall'] / old['wall']:.2f}, "
+                        f"cpu {new['cpu'] / old['cpu']:.2f}"
+                    )
                     if mode == "slurm":
                         line += f", submissions {new['submissions']} vs {old['submissions']}"
                     print(line, flush=True)

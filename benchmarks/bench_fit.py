@@ -37,9 +37,14 @@ def tracked(video: Path, task: Path, retrack: bool) -> dict[str, np.ndarray]:
     t0 = time.perf_counter()
     track = track_frames(iter_frames(video, info), info.fps, task)
     print(f"tracked {video.name}: {len(track.valid)} frames in {time.perf_counter() - t0:.1f} s (cached at {cache})")
-    arrays = dict(landmarks=track.landmarks, blendshapes=track.blendshapes,
-                  blendshape_names=np.asarray(track.blendshape_names), valid=track.valid,
-                  size=np.array([info.width, info.height]), fps=np.array(info.fps))
+    arrays = dict(
+        landmarks=track.landmarks,
+        blendshapes=track.blendshapes,
+        blendshape_names=np.asarray(track.blendshape_names),
+        valid=track.valid,
+        size=np.array([info.width, info.height]),
+        fps=np.array(info.fps),
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **arrays)
     return arrays
@@ -47,8 +52,12 @@ def tracked(video: Path, task: Path, retrack: bool) -> dict[str, np.ndarray]:
 
 def stats(err: np.ndarray) -> dict[str, float]:
     e = err[np.isfinite(err)]
-    return {"mean": float(e.mean()), "median": float(np.median(e)), "p95": float(np.percentile(e, 95)),
-            "max": float(e.max())}
+    return {
+        "mean": float(e.mean()),
+        "median": float(np.median(e)),
+        "p95": float(np.percentile(e, 95)),
+        "max": float(e.max()),
+    }
 
 
 def main() -> None:
@@ -62,8 +71,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from neural_renderer.crop import CropConfig, compute_crop_boxes, landmarks_to_crop
-    from neural_renderer.fitting import FitConfig, blendshapes_to_expression, fit_sequence, fit_sequence_refined
-    from neural_renderer.fitting import gaze_from_fit
+    from neural_renderer.fitting import (
+        FitConfig,
+        blendshapes_to_expression,
+        fit_sequence,
+        fit_sequence_refined,
+        gaze_from_fit,
+    )
     from neural_renderer.morphable import build_correspondence, load_morphable_model
 
     torch.set_num_threads(args.threads)
@@ -78,15 +92,31 @@ def main() -> None:
     init = blendshapes_to_expression(tr["blendshapes"], names, model.expression_names)
     cfg = FitConfig(num_threads=args.threads)
     n_frames, n_valid = len(tr["valid"]), int(tr["valid"].sum())
-    print(f"{args.video.name}: {n_frames} frames ({n_valid} valid), {len(corr)} correspondences, crop 512, "
-          f"torch {torch.__version__}, {args.threads} threads")
+    print(
+        f"{args.video.name}: {n_frames} frames ({n_valid} valid), {len(corr)} correspondences, crop 512, "
+        f"torch {torch.__version__}, {args.threads} threads"
+    )
 
     report = {}
     for name, run in (
-        ("fit_sequence", lambda: fit_sequence(pts, tr["valid"], model.subset(corr.model_vertex), 512, cfg,
-                                              init_expression=init, point_weights=corr.weight)),
-        ("fit_sequence_refined", lambda: fit_sequence_refined(pts, tr["valid"], model, corr.model_vertex, 512, cfg,
-                                                              init_expression=init, point_weights=corr.weight)),
+        (
+            "fit_sequence",
+            lambda: fit_sequence(
+                pts,
+                tr["valid"],
+                model.subset(corr.model_vertex),
+                512,
+                cfg,
+                init_expression=init,
+                point_weights=corr.weight,
+            ),
+        ),
+        (
+            "fit_sequence_refined",
+            lambda: fit_sequence_refined(
+                pts, tr["valid"], model, corr.model_vertex, 512, cfg, init_expression=init, point_weights=corr.weight
+            ),
+        ),
     ):
         times = []
         for _ in range(args.repeat):
@@ -94,15 +124,23 @@ def main() -> None:
             res = run()
             times.append(time.perf_counter() - t0)
         s = stats(res.reprojection_error_px)
-        report[name] = {"seconds": min(times), "per_1000_frames_s": min(times) * 1000 / n_frames, "error_px": s,
-                        "stages": res.stage_iterations}
-        print(f"{name:22s} {min(times):6.2f} s ({min(times) * 1000 / n_frames:.2f} s / 1000 frames)  "
-              f"reprojection px @512: mean {s['mean']:.3f}  median {s['median']:.3f}  p95 {s['p95']:.3f}  "
-              f"max {s['max']:.3f}  stages {res.stage_iterations}")
+        report[name] = {
+            "seconds": min(times),
+            "per_1000_frames_s": min(times) * 1000 / n_frames,
+            "error_px": s,
+            "stages": res.stage_iterations,
+        }
+        print(
+            f"{name:22s} {min(times):6.2f} s ({min(times) * 1000 / n_frames:.2f} s / 1000 frames)  "
+            f"reprojection px @512: mean {s['mean']:.3f}  median {s['median']:.3f}  p95 {s['p95']:.3f}  "
+            f"max {s['max']:.3f}  stages {res.stage_iterations}"
+        )
     t0 = time.perf_counter()
     g = gaze_from_fit(crop, res, model)
-    print(f"gaze_from_fit          {time.perf_counter() - t0:6.2f} s  "
-          f"(iris ray hit the eyeball in {g.hit.mean():.1%} of eyes)")
+    print(
+        f"gaze_from_fit          {time.perf_counter() - t0:6.2f} s  "
+        f"(iris ray hit the eyeball in {g.hit.mean():.1%} of eyes)"
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_fit.json").write_text(json.dumps(report, indent=2))
 

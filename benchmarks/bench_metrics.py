@@ -64,7 +64,9 @@ def main() -> None:
         "ssim (scikit-image)": lambda x, y, d: ssim(x, y),
     }
     for name, fn in cpu_only.items():
-        rows.append((name, "cpu", {s: rate(lambda: fn(frames[s], other[s], "cpu"), args.frames, "cpu") for s in args.sizes}))
+        rows.append(
+            (name, "cpu", {s: rate(lambda: fn(frames[s], other[s], "cpu"), args.frames, "cpu") for s in args.sizes})
+        )
     for device in args.devices:
         alex, vgg = LPIPS("alex").to(device), LPIPS("vgg").to(device)
         inception, i3d = InceptionFeatures(device), I3DFeatures(device)
@@ -77,9 +79,21 @@ def main() -> None:
         for name, fn in nets.items():
             rows.append((name, device, {s: rate(lambda: fn(s), args.frames, device) for s in args.sizes}))
     dlib = make_embedder("dlib")
-    rows.append(("dlib identity (CSIM)", "cpu", {s: rate(lambda: dlib(frames[s]), args.frames, "cpu") for s in args.sizes}))
-    kw = {"landmarker_model": models / "face_landmarker.task", "morphable_model": models / "ict_face_light_face.npz", "correspondence": corr}
-    rows.append(("motion (track+fit)", "cpu", {s: rate(lambda: extract_motion(frames[s], 30.0, **kw), args.frames, "cpu") for s in args.sizes}))
+    rows.append(
+        ("dlib identity (CSIM)", "cpu", {s: rate(lambda: dlib(frames[s]), args.frames, "cpu") for s in args.sizes})
+    )
+    kw = {
+        "landmarker_model": models / "face_landmarker.task",
+        "morphable_model": models / "ict_face_light_face.npz",
+        "correspondence": corr,
+    }
+    rows.append(
+        (
+            "motion (track+fit)",
+            "cpu",
+            {s: rate(lambda: extract_motion(frames[s], 30.0, **kw), args.frames, "cpu") for s in args.sizes},
+        )
+    )
     for name, device, values in rows:
         print(f"{name:<22} {device:<6} " + " ".join(f"{values[s]:>10.1f}" for s in args.sizes))
 

@@ -139,7 +139,8 @@ def main() -> None:
                 rows.append(row)
                 print(
                     f"{row['video']:>6} {row['frames']:5d} frames  track+crop {row['track_crop_fps']:6.1f} fps  "
-                    f"mediapipe alone {row['mediapipe_alone_fps']:6.1f} fps  ratio {row['track_crop_vs_mediapipe']:.3f}  "
+                    f"mediapipe alone {row['mediapipe_alone_fps']:6.1f} fps  "
+                    f"ratio {row['track_crop_vs_mediapipe']:.3f}  "
                     f"CPU ms/frame: track+crop {row['track_crop_cpu_ms']:.2f}, mediapipe alone "
                     f"{row['mediapipe_alone_cpu_ms']:.2f}",
                     flush=True,

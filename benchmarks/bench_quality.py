@@ -60,7 +60,14 @@ def score(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray) -> dict[str, floa
 
 
 def bench_video(
-    video: Path, work: Path, models: PreprocessModels, preset: str, iterations: int | None, crop: int, ablations: bool, variants: list[str],
+    video: Path,
+    work: Path,
+    models: PreprocessModels,
+    preset: str,
+    iterations: int | None,
+    crop: int,
+    ablations: bool,
+    variants: list[str],
     reuse: bool = False,
 ) -> dict:
     t0 = time.perf_counter()
@@ -71,7 +78,11 @@ def bench_video(
     data = renderer = None
     trained = {k: v for k, v in TRAINED.items() if k in variants}
     for variant, overrides in {**trained, **(ABLATIONS if ablations else {})}.items():
-        cfg: dict = {"preset": preset, "model": dict(overrides["model"]), "train": {"progress": False, **overrides.get("train", {})}}
+        cfg: dict = {
+            "preset": preset,
+            "model": dict(overrides["model"]),
+            "train": {"progress": False, **overrides.get("train", {})},
+        }
         if iterations:
             cfg["train"]["iterations"] = iterations
         if "w_adv" in cfg["train"]:
@@ -82,11 +93,18 @@ def bench_video(
         result = train_renderer.run(tracking, model, cfg=cfg)
         train_s = time.perf_counter() - t1
         renderer = PortraitRenderer(model, "auto")
-        data = load_tracking(tracking, renderer.cfg.train.train_frames, renderer.cfg.train.test_frames, 1, renderer.resolution)
+        data = load_tracking(
+            tracking, renderer.cfg.train.train_frames, renderer.cfg.train.test_frames, 1, renderer.resolution
+        )
         idx = data.test_idx
         pred = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx])
-        row["methods"][variant] = {**score(pred, data.frames[idx], data.mouth[idx]), "jaw_sweep": jaw_sweep(renderer, data), "train_s": train_s,
-                                   "iterations": result.iteration, "preset": result.preset.name}
+        row["methods"][variant] = {
+            **score(pred, data.frames[idx], data.mouth[idx]),
+            "jaw_sweep": jaw_sweep(renderer, data),
+            "train_s": train_s,
+            "iterations": result.iteration,
+            "preset": result.preset.name,
+        }
         if variant == "full" and ablations:
             full = (renderer, data)
     idx = data.test_idx
@@ -98,7 +116,9 @@ def bench_video(
     gt, boxes = data.frames[idx], data.mouth[idx]
     row["methods"]["mean_frame"] = score(mean_frame(data, len(idx)), gt, boxes)
     row["methods"]["nearest_frame"] = score(data.frames[nearest_frames(data, renderer.norm)], gt, boxes)
-    row.update(resolution=data.resolution, n_train=len(data.train_idx), n_test=len(idx), targets=check_targets(row["methods"]))
+    row.update(
+        resolution=data.resolution, n_train=len(data.train_idx), n_test=len(idx), targets=check_targets(row["methods"])
+    )
     return row
 
 
@@ -108,20 +128,33 @@ def better(metric: str, a: float, b: float) -> bool:
 
 def check_targets(m: dict[str, dict[str, float]]) -> dict[str, bool]:
     """Issue 10's targets, for the methods that ran."""
-    out = {f"full beats {o} on {k}": better(k, m["full"][k], m[o][k]) for o in METHODS[1:] if o in m for k in ("psnr", "lpips", "mouth_l1")}
+    out = {
+        f"full beats {o} on {k}": better(k, m["full"][k], m[o][k])
+        for o in METHODS[1:]
+        if o in m
+        for k in ("psnr", "lpips", "mouth_l1")
+    }
     if "cnn" in m:
         out["cnn beats mean_frame on psnr"] = better("psnr", m["cnn"]["psnr"], m["mean_frame"]["psnr"])
     return out
 
 
 def print_row(row: dict) -> None:
-    print(f"\n{row['video']}: {row['n_train']} training / {row['n_test']} test frames at {row['resolution']} px", flush=True)
-    print(f"{'method':>14} {'L1':>7} {'PSNR':>6} {'SSIM':>6} {'LPIPS':>6} {'mouth L1':>9} {'jaw sweep':>10} {'train':>8}")
+    print(
+        f"\n{row['video']}: {row['n_train']} training / {row['n_test']} test frames at {row['resolution']} px",
+        flush=True,
+    )
+    print(
+        f"{'method':>14} {'L1':>7} {'PSNR':>6} {'SSIM':>6} {'LPIPS':>6} {'mouth L1':>9} {'jaw sweep':>10} {'train':>8}"
+    )
     for name in row["methods"]:
         m = row["methods"][name]
         jaw = f"{m['jaw_sweep']:.4f}" if m.get("jaw_sweep") is not None else "-"
         train = f"{m['train_s'] / 60:.1f} min" if "train_s" in m else "-"
-        print(f"{name:>14} {m['l1']:7.4f} {m['psnr']:6.2f} {m['ssim']:6.3f} {m['lpips']:6.3f} {m['mouth_l1']:9.4f} {jaw:>10} {train:>8}")
+        print(
+            f"{name:>14} {m['l1']:7.4f} {m['psnr']:6.2f} {m['ssim']:6.3f} {m['lpips']:6.3f} "
+            f"{m['mouth_l1']:9.4f} {jaw:>10} {train:>8}"
+        )
     failed = [k for k, ok in row["targets"].items() if not ok]
     print("targets: all met" if not failed else f"targets missed: {', '.join(failed)}", flush=True)
 
@@ -135,11 +168,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=SHARED / "models" / "ict_face_light_face.npz")
     parser.add_argument("--landmarker", type=Path, default=SHARED / "models" / "face_landmarker.task")
     parser.add_argument("--variants", default="full,cnn", help="renderers to train (full is needed; default: full,cnn)")
-    parser.add_argument("--ablations", action="store_true", help="also train full_adv and render full_frozen (see ABLATIONS)")
+    parser.add_argument(
+        "--ablations", action="store_true", help="also train full_adv and render full_frozen (see ABLATIONS)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--work", type=Path, default=None, help="keep the stage files and models here")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
-    parser.add_argument("--reuse-tracking", action="store_true", help="keep a tracking.h5 already in --work (and trained models)")
+    parser.add_argument(
+        "--reuse-tracking", action="store_true", help="keep a tracking.h5 already in --work (and trained models)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -149,7 +186,19 @@ def main() -> None:
         work = args.work or Path(tmp)
         models = PreprocessModels(args.landmarker, args.model, work / "correspondence.npz")
         for video in args.video:
-            rows.append(bench_video(video, work, models, args.preset, args.iterations, args.crop, args.ablations, args.variants.split(","), args.reuse_tracking))
+            rows.append(
+                bench_video(
+                    video,
+                    work,
+                    models,
+                    args.preset,
+                    args.iterations,
+                    args.crop,
+                    args.ablations,
+                    args.variants.split(","),
+                    args.reuse_tracking,
+                )
+            )
             print_row(rows[-1])
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)

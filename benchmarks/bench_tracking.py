@@ -41,13 +41,37 @@ WINDOW = 30
 def flip_video(src: Path, dst: Path) -> None:
     from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
-    subprocess.run([resolve_ffmpeg(None), "-v", "error", "-y", "-i", str(src), "-map", "0:v:0", "-vf", "hflip",
-                    "-fps_mode", "passthrough", "-c:v", "libx264", "-qp", "0", "-preset", "ultrafast",
-                    "-pix_fmt", "yuv444p", str(dst)], check=True)
+    subprocess.run(
+        [
+            resolve_ffmpeg(None),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-map",
+            "0:v:0",
+            "-vf",
+            "hflip",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv444p",
+            str(dst),
+        ],
+        check=True,
+    )
 
 
-def run_stages(video: Path, work: Path, model: Path, task: Path, corr: Path,
-               track_cfg: dict) -> dict[str, dict[str, np.ndarray]]:
+def run_stages(
+    video: Path, work: Path, model: Path, task: Path, corr: Path, track_cfg: dict
+) -> dict[str, dict[str, np.ndarray]]:
     """The workflow's stage functions on one video; returns the track, fit and gaze arrays."""
     from neural_renderer.stages import crop, fit, gaze, ingest, track
     from neural_renderer.storage import read_stage
@@ -119,19 +143,21 @@ def mirror_expression(orig: np.ndarray, flip: np.ndarray, names: list[str], ok: 
     du = np.abs(flip[ok][:, unsided] - orig[ok][:, unsided])
     per = ds.mean(0)
     worst = int(np.argmax(per)) if len(per) else 0
-    return {"sided": float(ds.mean()) if ds.size else float("nan"),
-            "unsided": float(du.mean()) if du.size else float("nan"),
-            "sided_worst": float(per[worst]) if len(per) else float("nan"),
-            "sided_worst_name": names[sided[worst]] if len(per) else ""}
+    return {
+        "sided": float(ds.mean()) if ds.size else float("nan"),
+        "unsided": float(du.mean()) if du.size else float("nan"),
+        "sided_worst": float(per[worst]) if len(per) else float("nan"),
+        "sided_worst_name": names[sided[worst]] if len(per) else "",
+    }
 
 
 def stillest_window(rot_deg: np.ndarray, ok: np.ndarray, n: int = WINDOW) -> int:
     """Start of the n-frame window (all valid) with the least head motion (sum of per-axis variances)."""
     best, start = np.inf, 0
     for s in range(0, max(len(ok) - n + 1, 1)):
-        if not ok[s: s + n].all():
+        if not ok[s : s + n].all():
             continue
-        v = float(np.var(rot_deg[s: s + n], axis=0).sum())
+        v = float(np.var(rot_deg[s : s + n], axis=0).sum())
         if v < best:
             best, start = v, s
     return start
@@ -140,7 +166,7 @@ def stillest_window(rot_deg: np.ndarray, ok: np.ndarray, n: int = WINDOW) -> int
 def rms_d2(x: np.ndarray) -> float:
     """RMS second difference: ~2.45 x the noise std for white noise; steady motion does not count, saccades do."""
     d2 = x[2:] - 2 * x[1:-1] + x[:-2]
-    return float(np.sqrt(np.nanmean(d2 ** 2)))
+    return float(np.sqrt(np.nanmean(d2**2)))
 
 
 def eye_positions(fit: dict[str, np.ndarray], model_path: Path) -> np.ndarray:
@@ -180,8 +206,9 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
 
     # agreement with MediaPipe's transform (original video)
     vo = fo["valid"] & to["valid"]
-    diff = geodesic_deg(head_rotations(fo)[vo], np.linalg.svd(mp_rotations(to)[vo])[0]
-                        @ np.linalg.svd(mp_rotations(to)[vo])[2])
+    diff = geodesic_deg(
+        head_rotations(fo)[vo], np.linalg.svd(mp_rotations(to)[vo])[0] @ np.linalg.svd(mp_rotations(to)[vo])[2]
+    )
     axis_diff = np.abs(euler_yxz(head_rotations(fo))[vo] - euler_yxz(mp_rotations(to))[vo]).mean(0)
 
     # jitter on the stillest window (chosen on MediaPipe's head angles, an independent reference)
@@ -189,10 +216,12 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
     s = stillest_window(np.nan_to_num(mp_full), vo)
     w = slice(s, s + WINDOW)
     ours_full = euler_yxz(head_rotations(fo))
-    jitter = {"window_start": s,
-              "head_yaw_pitch_roll": [rms_d2(ours_full[w, k]) for k in range(3)],
-              "mediapipe_yaw_pitch_roll": [rms_d2(mp_full[w, k]) for k in range(3)],
-              "gaze_pitch_yaw": [rms_d2(go["pitch_yaw_deg"][w, k].astype(np.float64)) for k in range(2)]}
+    jitter = {
+        "window_start": s,
+        "head_yaw_pitch_roll": [rms_d2(ours_full[w, k]) for k in range(3)],
+        "mediapipe_yaw_pitch_roll": [rms_d2(mp_full[w, k]) for k in range(3)],
+        "gaze_pitch_yaw": [rms_d2(go["pitch_yaw_deg"][w, k].astype(np.float64)) for k in range(2)],
+    }
 
     # gaze statistics of the original video
     g_ok = _gaze_ok(go)
@@ -209,7 +238,9 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
     converging = np.sign(eyes[:, 1, 1] - eyes[:, 0, 1])  # the right eye (image left) turns to the image right: yaw < 0
     vergence = np.degrees(np.arccos(cosang)) * np.where(converging == 0, 1, converging)
     return {
-        "frames": int(n), "frames_compared": int(ok.sum()), "gaze_frames_compared": int(gok.sum()),
+        "frames": int(n),
+        "frames_compared": int(ok.sum()),
+        "gaze_frames_compared": int(gok.sum()),
         "gaze_valid_fraction": float(g_ok.mean()),
         "mirror": {
             "head_yaw_pitch_roll_deg": head.tolist(),
@@ -218,8 +249,11 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
             "expression": expr,
             "mediapipe_blendshapes": bs,
         },
-        "vs_mediapipe": {"geodesic_mean_deg": float(diff.mean()), "geodesic_median_deg": float(np.median(diff)),
-                         "yaw_pitch_roll_mean_abs_deg": axis_diff.tolist()},
+        "vs_mediapipe": {
+            "geodesic_mean_deg": float(diff.mean()),
+            "geodesic_median_deg": float(np.median(diff)),
+            "yaw_pitch_roll_mean_abs_deg": axis_diff.tolist(),
+        },
         "jitter_rms_d2_deg": jitter,
         "gaze": {
             "median_pitch_yaw_deg": np.median(go["pitch_yaw_deg"][g_ok], axis=0).tolist(),
@@ -235,29 +269,44 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
 def print_report(name: str, r: dict) -> None:
     m = r["mirror"]
     f3 = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
-    print(f"== {name}: {r['frames']} frames, {r['frames_compared']} compared "
-          f"(gaze {r['gaze_frames_compared']}, valid gaze {r['gaze_valid_fraction']:.1%})")
-    print(f"mirror deviation  head yaw/pitch/roll  ours {f3(m['head_yaw_pitch_roll_deg'])} deg   "
-          f"track transform {f3(m['mediapipe_head_yaw_pitch_roll_deg'])} deg   (target yaw, roll < 0.5; pitch <= MediaPipe)")
+    print(
+        f"== {name}: {r['frames']} frames, {r['frames_compared']} compared "
+        f"(gaze {r['gaze_frames_compared']}, valid gaze {r['gaze_valid_fraction']:.1%})"
+    )
+    print(
+        f"mirror deviation  head yaw/pitch/roll  ours {f3(m['head_yaw_pitch_roll_deg'])} deg   "
+        f"track transform {f3(m['mediapipe_head_yaw_pitch_roll_deg'])} deg   "
+        "(target yaw, roll < 0.5; pitch <= MediaPipe)"
+    )
     print(f"mirror deviation  gaze pitch/yaw       {f3(m['gaze_pitch_yaw_deg'])} deg   (target < 1.5)")
     e, b = m["expression"], m["mediapipe_blendshapes"]
-    print(f"mirror deviation  expression sided {e['sided']:.3f} (worst {e['sided_worst_name']} "
-          f"{e['sided_worst']:.3f}), unsided {e['unsided']:.3f}   MediaPipe sided {b['sided']:.3f}, "
-          f"unsided {b['unsided']:.3f}   (target sided < 0.03)")
+    print(
+        f"mirror deviation  expression sided {e['sided']:.3f} (worst {e['sided_worst_name']} "
+        f"{e['sided_worst']:.3f}), unsided {e['unsided']:.3f}   MediaPipe sided {b['sided']:.3f}, "
+        f"unsided {b['unsided']:.3f}   (target sided < 0.03)"
+    )
     v = r["vs_mediapipe"]
-    print(f"head vs MediaPipe transform  geodesic mean {v['geodesic_mean_deg']:.2f} deg (median "
-          f"{v['geodesic_median_deg']:.2f}), yaw/pitch/roll {f3(v['yaw_pitch_roll_mean_abs_deg'])} deg")
+    print(
+        f"head vs MediaPipe transform  geodesic mean {v['geodesic_mean_deg']:.2f} deg (median "
+        f"{v['geodesic_median_deg']:.2f}), yaw/pitch/roll {f3(v['yaw_pitch_roll_mean_abs_deg'])} deg"
+    )
     j = r["jitter_rms_d2_deg"]
-    print(f"jitter (frames {j['window_start']}-{j['window_start'] + WINDOW - 1}, RMS 2nd diff)  head "
-          f"{f3(j['head_yaw_pitch_roll'])}   MediaPipe {f3(j['mediapipe_yaw_pitch_roll'])}   gaze "
-          f"{f3(j['gaze_pitch_yaw'])} deg")
+    print(
+        f"jitter (frames {j['window_start']}-{j['window_start'] + WINDOW - 1}, RMS 2nd diff)  head "
+        f"{f3(j['head_yaw_pitch_roll'])}   MediaPipe {f3(j['mediapipe_yaw_pitch_roll'])}   gaze "
+        f"{f3(j['gaze_pitch_yaw'])} deg"
+    )
     g = r["gaze"]
-    print(f"gaze median pitch/yaw {f3(g['median_pitch_yaw_deg'])} deg; right eye "
-          f"{f3(g['median_eye_pitch_yaw_deg'][0])}, left eye {f3(g['median_eye_pitch_yaw_deg'][1])}; vergence "
-          f"{g['median_vergence_deg']:.2f} deg; relative to the head {f3(g['median_head_pitch_yaw_deg'])}")
-    print(f"gaze relative to the eyes->camera direction: median pitch/yaw "
-          f"{f3(g['median_minus_camera_direction_pitch_yaw_deg'])} deg, median angle "
-          f"{g['median_angle_to_camera_deg']:.2f} deg")
+    print(
+        f"gaze median pitch/yaw {f3(g['median_pitch_yaw_deg'])} deg; right eye "
+        f"{f3(g['median_eye_pitch_yaw_deg'][0])}, left eye {f3(g['median_eye_pitch_yaw_deg'][1])}; vergence "
+        f"{g['median_vergence_deg']:.2f} deg; relative to the head {f3(g['median_head_pitch_yaw_deg'])}"
+    )
+    print(
+        f"gaze relative to the eyes->camera direction: median pitch/yaw "
+        f"{f3(g['median_minus_camera_direction_pitch_yaw_deg'])} deg, median angle "
+        f"{g['median_angle_to_camera_deg']:.2f} deg"
+    )
 
 
 def main() -> None:
@@ -288,8 +337,10 @@ def main() -> None:
         if args.reuse and args.keep:
             from neural_renderer.storage import read_stage
 
-            orig, flip = ({s: read_stage(work / side / f"{s}.h5", s) for s in ("track", "fit", "gaze")}
-                          for side in ("orig", "flip"))
+            orig, flip = (
+                {s: read_stage(work / side / f"{s}.h5", s) for s in ("track", "fit", "gaze")}
+                for side in ("orig", "flip")
+            )
         else:
             orig = run_stages(args.video, work / "orig", args.model, args.task, corr, track_cfg)
             flip = run_stages(flipped, work / "flip", args.model, args.task, corr, track_cfg)

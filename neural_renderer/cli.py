@@ -84,23 +84,43 @@ def frame_range(text: str) -> tuple[int, int | None]:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from neural_renderer.config import build_dataclass
-    from neural_renderer.reenact.config import ReenactConfig
     from neural_renderer.drive import drive
+    from neural_renderer.reenact.config import ReenactConfig
     from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
     if Path(args.out).suffix.lower() != ".mp4":
         raise PipelineInputError(args.out, "the output must be an .mp4 file")
     modes = {k: getattr(args, k) or args.transfer for k in ("expression", "pose", "gaze")}
-    options = {"side_by_side": args.side_by_side, "test_latent": args.test_latent, "device": args.device,
-               "neutral_percentile": args.neutral_percentile, "smoothing_sigma": args.smoothing_sigma,
-               "batch_size": args.batch_size, "crf": args.crf, **modes}
+    options = {
+        "side_by_side": args.side_by_side,
+        "test_latent": args.test_latent,
+        "device": args.device,
+        "neutral_percentile": args.neutral_percentile,
+        "smoothing_sigma": args.smoothing_sigma,
+        "batch_size": args.batch_size,
+        "crf": args.crf,
+        **modes,
+    }
     cfg = build_dataclass(ReenactConfig, {k: v for k, v in options.items() if v is not None})
     start, stop = args.frames
-    result = drive(args.model, args.motion, args.out, cfg=cfg, ffmpeg=resolve_ffmpeg(args.ffmpeg),
-                   target_tracking=args.target_tracking, start=start, stop=stop, fps=args.fps, audio=args.audio,
-                   audio_start_s=args.audio_start, out_h5=args.h5)
-    print(f"{args.out}: {len(result.frames)} frames from {result.first_frame}, {result.fps:.4g} fps"
-          + (f", frames in {args.h5}" if args.h5 else ""))
+    result = drive(
+        args.model,
+        args.motion,
+        args.out,
+        cfg=cfg,
+        ffmpeg=resolve_ffmpeg(args.ffmpeg),
+        target_tracking=args.target_tracking,
+        start=start,
+        stop=stop,
+        fps=args.fps,
+        audio=args.audio,
+        audio_start_s=args.audio_start,
+        out_h5=args.h5,
+    )
+    print(
+        f"{args.out}: {len(result.frames)} frames from {result.first_frame}, {result.fps:.4g} fps"
+        + (f", frames in {args.h5}" if args.h5 else "")
+    )
     return 0
 
 
@@ -124,13 +144,20 @@ def cmd_track(args: argparse.Namespace) -> int:
     workflow_corr = base / config.get("results_dir", "results") / "_models" / "correspondence.npz"
     corr = args.correspondence or (workflow_corr if workflow_corr.is_file() else out / "correspondence.npz")
     models = models_from_config(config, base, corr)
-    models = dataclasses.replace(models, landmarker=Path(args.landmarker or models.landmarker),
-                                 morphable=Path(args.morphable or models.morphable), kind=args.kind or models.kind)
+    models = dataclasses.replace(
+        models,
+        landmarker=Path(args.landmarker or models.landmarker),
+        morphable=Path(args.morphable or models.morphable),
+        kind=args.kind or models.kind,
+    )
     for path, option in ((models.landmarker, "--landmarker"), (models.morphable, "--morphable")):
         if not path.is_file():
-            raise PipelineInputError(path, f"model file not found: pass {option}, or fetch the workflow's models with "
-                                           "`snakemake --cores 1 resources/models/face_landmarker.task "
-                                           "resources/models/ict_face_light_face.npz`")
+            raise PipelineInputError(
+                path,
+                f"model file not found: pass {option}, or fetch the workflow's models with "
+                "`snakemake --cores 1 resources/models/face_landmarker.task "
+                "resources/models/ict_face_light_face.npz`",
+            )
     cfg = {s: stage_config(config, s, out.name) for s in ("track", "crop", "fit", "gaze", "qc")}
     if args.resolution:
         cfg["crop"]["resolution"] = args.resolution
@@ -138,9 +165,11 @@ def cmd_track(args: argparse.Namespace) -> int:
         cfg["fit"]["device"] = args.device
     tracking = preprocess(args.video, out, models, cfg)
     stats = json.loads((out / "qc" / "stats.json").read_text())
-    print(f"{tracking}: {stats['n_valid']}/{stats['n_frames']} frames with a face, reprojection error "
-          f"median {stats['reprojection_error_px']['median'] or float('nan'):.2f} px; contact sheet "
-          f"{out / 'qc' / 'contact_sheet.png'}")
+    print(
+        f"{tracking}: {stats['n_valid']}/{stats['n_frames']} frames with a face, reprojection error "
+        f"median {stats['reprojection_error_px']['median'] or float('nan'):.2f} px; contact sheet "
+        f"{out / 'qc' / 'contact_sheet.png'}"
+    )
     return 0
 
 
@@ -154,22 +183,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="portrait", formatter_class=RAW,
+        prog="portrait",
+        formatter_class=RAW,
         description="Portrait pipeline from the command line (the workflow itself runs with `snakemake`).",
         epilog="example:\n  portrait inspect results/d0/tracking.h5\n"
-               "  portrait render MODEL.pt --motion FILE --out OUT.mp4\n"
-               "exit codes: 0 done, 1 bad input (one line naming the file), 2 wrong usage")
+        "  portrait render MODEL.pt --motion FILE --out OUT.mp4\n"
+        "exit codes: 0 done, 1 bad input (one line naming the file), 2 wrong usage",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (no progress bars)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("render", help="drive a trained renderer with a motion file",
-                       description=RENDER_HELP, formatter_class=RAW)
+    p = sub.add_parser(
+        "render", help="drive a trained renderer with a motion file", description=RENDER_HELP, formatter_class=RAW
+    )
     p.add_argument("model", help="renderer model.pt")
     p.add_argument("--motion", required=True, help="tracking.h5, .csv or .npz")
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
-    p.add_argument("--frames", type=frame_range, default=(0, None), metavar="START:END",
-                   help="motion frames to render, END exclusive (default: all)")
+    p.add_argument(
+        "--frames",
+        type=frame_range,
+        default=(0, None),
+        metavar="START:END",
+        help="motion frames to render, END exclusive (default: all)",
+    )
     p.add_argument("--fps", type=float, help="output frame rate (default: the motion's, else the model's)")
     p.add_argument("--audio", help="audio to mux (any file ffmpeg reads, e.g. the driver's video)")
     p.add_argument("--audio-start", type=float, metavar="SECONDS", help="audio offset (default: START / fps, in sync)")
@@ -177,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-tracking", help="the model's tracking.h5 for relative transfer (default: found beside it)")
     p.add_argument("--transfer", choices=("relative", "absolute"), default=None, help="expression, pose and gaze mode")
     for name in ("expression", "pose", "gaze"):
-        p.add_argument(f"--{name}", choices=("relative", "absolute"),
-                       help=f"{name} transfer mode (overrides --transfer)")
+        p.add_argument(
+            f"--{name}", choices=("relative", "absolute"), help=f"{name} transfer mode (overrides --transfer)"
+        )
     p.add_argument("--neutral-percentile", type=float, help="percentile taken as the neutral expression (default 10)")
     p.add_argument("--smoothing-sigma", type=float, help="temporal Gaussian smoothing in frames (default 0)")
     p.add_argument("--side-by-side", action="store_true", help="driver crop | render (tracking.h5 motions only)")
@@ -189,14 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: the one shipped by imageio-ffmpeg)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("inspect", help="summarise a result .h5 or model.pt",
-                       description=INSPECT_HELP, formatter_class=RAW)
+    p = sub.add_parser(
+        "inspect", help="summarise a result .h5 or model.pt", description=INSPECT_HELP, formatter_class=RAW
+    )
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("track", help="preprocess one video without Snakemake",
-                       description=TRACK_HELP, formatter_class=RAW)
+    p = sub.add_parser(
+        "track", help="preprocess one video without Snakemake", description=TRACK_HELP, formatter_class=RAW
+    )
     p.add_argument("video")
     p.add_argument("--out", required=True, help="output folder (the workflow's results/{video}/ layout)")
     p.add_argument("--config", help="workflow config (default: ./config.yaml, else the repository's)")
@@ -208,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="fit device (default: config)")
     p.set_defaults(func=cmd_track)
 
-    p = sub.add_parser("demo", help="run the README's demo on the shipped sample",
-                       description=DEMO_HELP, formatter_class=RAW)
+    p = sub.add_parser(
+        "demo", help="run the README's demo on the shipped sample", description=DEMO_HELP, formatter_class=RAW
+    )
     p.add_argument("--dry-run", action="store_true", help="only show what would run")
     p.add_argument("--cores", default="all", help="as snakemake --cores (default: all)")
     p.add_argument("--directory", default=None, help="working directory (default: the repository checkout)")
@@ -222,8 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     progress_setting = os.environ.get("PORTRAIT_PROGRESS")
     if args.quiet:
         os.environ["PORTRAIT_PROGRESS"] = "0"  # restored below: main() also runs in-process (tests, notebooks)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     if args.command == "demo" and args.directory is None:
         from neural_renderer.config import REPO_ROOT
 

@@ -53,8 +53,12 @@ def _stats(x: np.ndarray) -> dict[str, float] | None:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return None
-    return {"mean": float(x.mean()), "median": float(np.median(x)), "p95": float(np.percentile(x, 95)),
-            "max": float(x.max())}
+    return {
+        "mean": float(x.mean()),
+        "median": float(np.median(x)),
+        "p95": float(np.percentile(x, 95)),
+        "max": float(x.max()),
+    }
 
 
 def _dataset(name: str, ds: h5py.Dataset, spec: DatasetSpec | None, dims: dict[str, int]) -> dict[str, Any]:
@@ -95,8 +99,9 @@ def describe_h5(path: str | Path) -> dict[str, Any]:
     with open_h5(path) as f:
         stage = _value(f.attrs.get("stage"))
         if stage not in STAGES:
-            raise PipelineInputError(path, f"not a file the pipeline writes (stage attribute {stage!r}; "
-                                           f"known: {sorted(STAGES)})")
+            raise PipelineInputError(
+                path, f"not a file the pipeline writes (stage attribute {stage!r}; known: {sorted(STAGES)})"
+            )
         schema = STAGES[stage]
         out: dict[str, Any] = {"file": str(path), "kind": "hdf5", "stage": stage, "description": schema.description}
         out["provenance"] = {k: _value(f.attrs[k]) for k in PROVENANCE if k in f.attrs}
@@ -123,6 +128,7 @@ def describe_h5(path: str | Path) -> dict[str, Any]:
 
 def _qc(f: h5py.File, stage: str) -> dict[str, Any]:
     """A few figures a person checks first, per stage."""
+
     def get(name):
         return f[name][()] if name in f else None
 
@@ -134,24 +140,40 @@ def _qc(f: h5py.File, stage: str) -> dict[str, Any]:
         return qc
     if stage == "track" and "valid" in f:
         valid = get("valid")
-        return {"n_frames": int(len(valid)), "n_valid": int(valid.sum()),
-                "detection_rate": float(valid.mean()) if len(valid) else 0.0}
+        return {
+            "n_frames": int(len(valid)),
+            "n_valid": int(valid.sum()),
+            "detection_rate": float(valid.mean()) if len(valid) else 0.0,
+        }
     if stage == "crop" and "valid" in f:
         valid = get("valid")
-        return {"n_frames": int(len(valid)), "n_valid": int(valid.sum()),
-                "landmark_jitter_px": _stats(landmark_jitter(get("landmarks"), valid)),
-                "box_jitter_px": _stats(second_difference_jitter(get("boxes")))}
+        return {
+            "n_frames": int(len(valid)),
+            "n_valid": int(valid.sum()),
+            "landmark_jitter_px": _stats(landmark_jitter(get("landmarks"), valid)),
+            "box_jitter_px": _stats(second_difference_jitter(get("boxes"))),
+        }
     if stage == "fit" and "reprojection_error_px" in f:
-        return {"n_frames": int(len(get("valid"))), "n_valid": int(get("valid").sum()),
-                "reprojection_error_px": _stats(get("reprojection_error_px"))}
+        return {
+            "n_frames": int(len(get("valid"))),
+            "n_valid": int(get("valid").sum()),
+            "reprojection_error_px": _stats(get("reprojection_error_px")),
+        }
     if stage == "gaze" and "head_pitch_yaw_deg" in f:
         g = get("head_pitch_yaw_deg")
         ok = np.isfinite(g).all(1)
-        return {"n_frames": int(len(g)), "n_valid": int(get("valid").sum()),
-                "head_pitch_deg": _stats(g[ok, 0]), "head_yaw_deg": _stats(g[ok, 1])}
+        return {
+            "n_frames": int(len(g)),
+            "n_valid": int(get("valid").sum()),
+            "head_pitch_deg": _stats(g[ok, 0]),
+            "head_yaw_deg": _stats(g[ok, 1]),
+        }
     if stage == "rendered" and "frames" in f:
-        return {"n_frames": int(f["frames"].shape[0]), "resolution": int(f["frames"].shape[1]),
-                **{k: _value(f.attrs[k]) for k in ("kind", "driver", "target", "fps") if k in f.attrs}}
+        return {
+            "n_frames": int(f["frames"].shape[0]),
+            "resolution": int(f["frames"].shape[1]),
+            **{k: _value(f.attrs[k]) for k in ("kind", "driver", "target", "fps") if k in f.attrs},
+        }
     if stage == "features" and "frame_index" in f:
         qc: dict[str, Any] = {"n_frames": int(len(f["frame_index"]))}
         for flag in ("identity_valid", "motion_valid"):
@@ -184,23 +206,40 @@ def describe_model(path: str | Path) -> dict[str, Any]:
         raise PipelineInputError(path, f"not a model file the pipeline writes (cannot load: {reason})") from None
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt not in (MODEL_FORMAT, AUDIO_FORMAT):
-        raise PipelineInputError(path, f"not a model file the pipeline writes (format {fmt!r}; "
-                                       f"known: {MODEL_FORMAT}, {AUDIO_FORMAT})")
+        raise PipelineInputError(
+            path, f"not a model file the pipeline writes (format {fmt!r}; known: {MODEL_FORMAT}, {AUDIO_FORMAT})"
+        )
     cfg = blob.get("config", {})
     names = [str(n) for n in blob.get("expression_names", [])]
-    out: dict[str, Any] = {"file": str(path), "format": fmt, "fps": float(blob.get("fps", 0.0)),
-                           "split": {"train": _range(blob["train_idx"]), "test": _range(blob["test_idx"])},
-                           "n_expression": int(blob["n_expression"]), "expression_names": names}
+    out: dict[str, Any] = {
+        "file": str(path),
+        "format": fmt,
+        "fps": float(blob.get("fps", 0.0)),
+        "split": {"train": _range(blob["train_idx"]), "test": _range(blob["test_idx"])},
+        "n_expression": int(blob["n_expression"]),
+        "expression_names": names,
+    }
     if fmt == MODEL_FORMAT:
-        out.update(kind="renderer", preset=dict(blob.get("preset", {})), iteration=int(blob["iteration"]),
-                   iterations_configured=cfg.get("train", {}).get("iterations"), resolution=int(blob["resolution"]),
-                   crop_resolution=int(blob.get("crop_resolution", 0)), variant=cfg.get("model", {}).get("variant"),
-                   test_latent=cfg.get("render", {}).get("test_latent"))
+        out.update(
+            kind="renderer",
+            preset=dict(blob.get("preset", {})),
+            iteration=int(blob["iteration"]),
+            iterations_configured=cfg.get("train", {}).get("iterations"),
+            resolution=int(blob["resolution"]),
+            crop_resolution=int(blob.get("crop_resolution", 0)),
+            variant=cfg.get("model", {}).get("variant"),
+            test_latent=cfg.get("render", {}).get("test_latent"),
+        )
     else:
         metrics = blob.get("metrics", {})
-        out.update(kind="audio", preset=dict(metrics.get("preset", {})), iteration=metrics.get("iterations"),
-                   iterations_configured=cfg.get("train", {}).get("iterations"),
-                   held_out=metrics.get("test"), tracking_sha256=blob.get("tracking_sha256"))
+        out.update(
+            kind="audio",
+            preset=dict(metrics.get("preset", {})),
+            iteration=metrics.get("iterations"),
+            iterations_configured=cfg.get("train", {}).get("iterations"),
+            held_out=metrics.get("test"),
+            tracking_sha256=blob.get("tracking_sha256"),
+        )
     return out
 
 
@@ -252,8 +291,10 @@ def to_text(d: dict[str, Any]) -> str:
         f"  iterations: {_fmt(d['iteration'])} of {_fmt(d['iterations_configured'])} configured",
     ]
     if d["kind"] == "renderer":
-        lines.append(f"  resolution: {d['resolution']} px (crop {d['crop_resolution']} px), "
-                     f"variant {_fmt(d['variant'])}, test latent {_fmt(d['test_latent'])}")
+        lines.append(
+            f"  resolution: {d['resolution']} px (crop {d['crop_resolution']} px), "
+            f"variant {_fmt(d['variant'])}, test latent {_fmt(d['test_latent'])}"
+        )
     else:
         lines.append(f"  held-out: {_fmt(d['held_out'])}")
     lines += [

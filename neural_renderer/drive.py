@@ -21,8 +21,8 @@ import numpy as np
 
 from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.motion_file import align_expression, read_motion_file
+from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.render import read_frames, read_motion, render_params
 from neural_renderer.reenact.transfer import Motion, motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer, write_mp4
@@ -58,14 +58,31 @@ def frame_range(n: int, start: int = 0, stop: int | None = None, max_frames: int
 
 def cut(motion: Motion, first: int, last: int) -> Motion:
     m = motion
-    return Motion(m.expression[first:last], m.expression_names, m.rotation[first:last], m.translation[first:last],
-                  m.gaze_deg[first:last], m.valid[first:last], m.fps)
+    return Motion(
+        m.expression[first:last],
+        m.expression_names,
+        m.rotation[first:last],
+        m.translation[first:last],
+        m.gaze_deg[first:last],
+        m.valid[first:last],
+        m.fps,
+    )
 
 
 def drive(
-    model: str | Path, motion_path: str | Path, out_mp4: str | Path, *, cfg: ReenactConfig, ffmpeg: str,
-    target_tracking: str | Path | None = None, start: int = 0, stop: int | None = None, fps: float | None = None,
-    audio: str | Path | None = None, audio_start_s: float | None = None, out_h5: str | Path | None = None,
+    model: str | Path,
+    motion_path: str | Path,
+    out_mp4: str | Path,
+    *,
+    cfg: ReenactConfig,
+    ffmpeg: str,
+    target_tracking: str | Path | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    fps: float | None = None,
+    audio: str | Path | None = None,
+    audio_start_s: float | None = None,
+    out_h5: str | Path | None = None,
 ) -> DriveResult:
     """Render `motion_path` with the renderer `model`; every input is checked before anything is written.
 
@@ -81,15 +98,21 @@ def drive(
     renderer = PortraitRenderer(model, cfg.device, cfg.test_latent)
     motion = align_expression(motion, renderer.expression_names, motion_path)
     if motion.expression.shape[1] != renderer.n_expression:
-        raise PipelineInputError(motion_path, f"wrong expression basis: motion has {motion.expression.shape[1]} "
-                                              f"coefficients, the model {renderer.n_expression}")
+        raise PipelineInputError(
+            motion_path,
+            f"wrong expression basis: motion has {motion.expression.shape[1]} "
+            f"coefficients, the model {renderer.n_expression}",
+        )
     relative = [k for k in ("expression", "pose", "gaze") if getattr(cfg, k) == "relative"]
     target = Path(target_tracking) if target_tracking else default_target_tracking(model)
     target_stats = None
     if relative:
         if target is None:
-            raise PipelineInputError(model, f"relative {'/'.join(relative)} transfer needs the target's tracking.h5 "
-                                            "(--target-tracking FILE), or use absolute transfer (--transfer absolute)")
+            raise PipelineInputError(
+                model,
+                f"relative {'/'.join(relative)} transfer needs the target's tracking.h5 "
+                "(--target-tracking FILE), or use absolute transfer (--transfer absolute)",
+            )
         target_motion = align_expression(read_motion(target), renderer.expression_names, target)
         target_stats = motion_stats(target_motion, cfg.neutral_percentile)
     try:
@@ -107,8 +130,15 @@ def drive(
     # Reference poses over the whole motion (not only the rendered range), as the reenact rule does; with absolute
     # transfer they are not used.
     drv_stats = motion_stats(motion, cfg.neutral_percentile)
-    params = transfer_motion(cut(motion, first, last), drv_stats, target_stats or drv_stats, expression=cfg.expression,
-                             pose=cfg.pose, gaze=cfg.gaze, smoothing_sigma=cfg.smoothing_sigma)
+    params = transfer_motion(
+        cut(motion, first, last),
+        drv_stats,
+        target_stats or drv_stats,
+        expression=cfg.expression,
+        pose=cfg.pose,
+        gaze=cfg.gaze,
+        smoothing_sigma=cfg.smoothing_sigma,
+    )
     frames = render_params(renderer, params, cfg.batch_size)
     r, n = renderer.resolution, last - first
     if driver_frames is not None:
@@ -120,20 +150,42 @@ def drive(
     if out_h5 is not None:
         same = target is not None and target.resolve() == motion_path.resolve()
         write_stage(
-            out_h5, "rendered", {"frames": frames, "frame_index": np.arange(first, last, dtype=np.int64)},
-            video=f"{motion_path.stem}_to_{model.parent.parent.name or model.stem}", source_path=str(motion_path),
-            source_sha256=sha256_file(motion_path), stage_config=cfg.to_dict(),
-            attrs={"fps": rate, "resolution": r, "kind": "self" if same else "cross", "driver": str(motion_path),
-                   "target": str(model), "target_model": str(model), "target_tracking": str(target or "")},
+            out_h5,
+            "rendered",
+            {"frames": frames, "frame_index": np.arange(first, last, dtype=np.int64)},
+            video=f"{motion_path.stem}_to_{model.parent.parent.name or model.stem}",
+            source_path=str(motion_path),
+            source_sha256=sha256_file(motion_path),
+            stage_config=cfg.to_dict(),
+            attrs={
+                "fps": rate,
+                "resolution": r,
+                "kind": "self" if same else "cross",
+                "driver": str(motion_path),
+                "target": str(model),
+                "target_model": str(model),
+                "target_tracking": str(target or ""),
+            },
         )
     try:
         start_s = first / rate if audio_start_s is None else audio_start_s
-        write_mp4(out_mp4, n, frame_of, width, r, rate, ffmpeg=ffmpeg, crf=cfg.crf,
-                  audio=Path(audio) if audio else None, audio_start_s=start_s)
+        write_mp4(
+            out_mp4,
+            n,
+            frame_of,
+            width,
+            r,
+            rate,
+            ffmpeg=ffmpeg,
+            crf=cfg.crf,
+            audio=Path(audio) if audio else None,
+            audio_start_s=start_s,
+        )
     except BaseException:
         if out_h5 is not None:
             Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
         raise
-    log.info("rendered motion frames %d:%d of %s with %s at %.3f fps -> %s", first, last, motion_path, model, rate,
-             out_mp4)
+    log.info(
+        "rendered motion frames %d:%d of %s with %s at %.3f fps -> %s", first, last, motion_path, model, rate, out_mp4
+    )
     return DriveResult(frames, first, rate, target)

@@ -104,8 +104,9 @@ def _read_npz(path: Path) -> Motion:
     valid = np.asarray(data["valid"], bool) if "valid" in data else np.ones(t, bool)
     fps = float(data["fps"]) if "fps" in data else 0.0
     names = [str(n) for n in data["expression_names"]]
-    return _checked(path, data["expression"], names, rotation, data["translation"], data["gaze_pitch_yaw_deg"], valid,
-                    fps)
+    return _checked(
+        path, data["expression"], names, rotation, data["translation"], data["gaze_pitch_yaw_deg"], valid, fps
+    )
 
 
 def _checked(path: Path, expression, names: list[str], rotation, translation, gaze, valid, fps: float) -> Motion:
@@ -114,8 +115,13 @@ def _checked(path: Path, expression, names: list[str], rotation, translation, ga
     t = len(expression)
     if t == 0:
         raise PipelineInputError(path, "motion has no frames")
-    shapes = {"expression": (expression, (t, len(names))), "rotation": (rotation, (t, 3, 3)),
-              "translation": (translation, (t, 3)), "gaze": (gaze, (t, 2)), "valid": (np.asarray(valid), (t,))}
+    shapes = {
+        "expression": (expression, (t, len(names))),
+        "rotation": (rotation, (t, 3, 3)),
+        "translation": (translation, (t, 3)),
+        "gaze": (gaze, (t, 2)),
+        "valid": (np.asarray(valid), (t,)),
+    }
     for name, (array, shape) in shapes.items():
         if array.shape != shape:
             raise PipelineInputError(path, f"{name} has shape {array.shape}, expected {shape}")
@@ -135,8 +141,9 @@ def align_expression(motion: Motion, basis: Sequence[str], path: str | Path) -> 
     ke = motion.expression.shape[1]
     if not basis or not names:
         if ke != len(basis) and basis:
-            raise PipelineInputError(path, f"wrong expression basis: motion has {ke} coefficients, "
-                                           f"the model {len(basis)}")
+            raise PipelineInputError(
+                path, f"wrong expression basis: motion has {ke} coefficients, the model {len(basis)}"
+            )
         return motion
     if sorted(names) != sorted(basis) or len(set(names)) != len(names):
         reason = check_expression_names(names, basis) or "duplicate expression names"

@@ -12,10 +12,18 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str, unit: str = "it", **kwargs: Any):
+def progress(
+    iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str, unit: str = "it", **kwargs: Any
+):
     from tqdm import tqdm
 
     return tqdm(
-        iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 10.0,
-        disable=os.environ.get("PORTRAIT_PROGRESS", "1") == "0", **kwargs,
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 10.0,
+        disable=os.environ.get("PORTRAIT_PROGRESS", "1") == "0",
+        **kwargs,
     )

@@ -141,8 +141,9 @@ def draw_tile(
         for (x, y), d in zip(eye_centres, gaze_dirs):
             end = (int(round(x + length * d[0])), int(round(y + length * d[1])))
             colour = YELLOW if gaze_measured else GREY
-            cv2.arrowedLine(img, (int(round(x)), int(round(y))), end, colour, max(1, h // 256), cv2.LINE_AA,
-                            tipLength=0.25)
+            cv2.arrowedLine(
+                img, (int(round(x)), int(round(y))), end, colour, max(1, h // 256), cv2.LINE_AA, tipLength=0.25
+            )
     tile = cv2.resize(img, (cfg.tile, cfg.tile), interpolation=cv2.INTER_AREA)
     cv2.putText(tile, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return tile

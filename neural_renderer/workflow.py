@@ -22,7 +22,9 @@ def run_stage(snakemake: Any, stage: str, fn: Callable[[], Any]) -> Any:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
     log = logging.getLogger(f"neural_renderer.{stage}")
     wildcards = dict(snakemake.wildcards.items()) if hasattr(snakemake.wildcards, "items") else {}
     log.info("stage %s %s: inputs %s", stage, wildcards, list(snakemake.input))

@@ -15,15 +15,15 @@ rule assemble:
         "logs/{video}/assemble.log",
     benchmark:
         "logs/{video}/assemble.benchmark.tsv"
-    params:
-        ffmpeg=config["ffmpeg"],
-        code=code_hash("assemble"),
     group:
         "preprocess"
+    conda:
+        "../envs/track.yaml"
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../envs/track.yaml"
+    params:
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("assemble"),
     script:
         "../workflow_scripts/assemble.py"

@@ -11,18 +11,18 @@ rule train_audio:
         model=f"{RESULTS}/{{video}}/audio/model.pt",
     log:
         "logs/{video}/train_audio.log",
-    params:
-        cfg=cfg("audio", drop=("targets",)),
-        renderer=cfg("renderer"),
-        code=code_hash("train_audio"),
-    threads: 2
     retries: 2
+    conda:
+        "../envs/renderer.yaml"
+    threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=lambda wildcards, attempt: attempt * 120,
-    conda:
-        "../envs/renderer.yaml"
+    params:
+        cfg=cfg("audio", drop=("targets",)),
+        renderer=cfg("renderer"),
+        code=code_hash("train_audio"),
     script:
         "../workflow_scripts/train_audio.py"
 
@@ -43,16 +43,16 @@ rule audio_render:
         h5=f"{RESULTS}/{{video}}/audio_render/{{clip}}/audio_render.h5",
     log:
         "logs/{video}/audio_render/{clip}.log",
-    params:
-        cfg=cfg("audio", drop=("targets",)),
-        ffmpeg=config["ffmpeg"],
-        code=code_hash("audio_render"),
+    conda:
+        "../envs/renderer.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=60,
-    conda:
-        "../envs/renderer.yaml"
+    params:
+        cfg=cfg("audio", drop=("targets",)),
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("audio_render"),
     script:
         "../workflow_scripts/audio_render.py"

@@ -108,7 +108,10 @@ def renderer_variant(video):
 
 def reenact_targets():
     """One reenactment per configured (driver, target) pair."""
-    return [f"{RESULTS}/{p['target']}/reenact/{p['driver']}/reenacted.mp4" for p in config.get("reenact", {}).get("pairs", [])]
+    return [
+        f"{RESULTS}/{p['target']}/reenact/{p['driver']}/reenacted.mp4"
+        for p in config.get("reenact", {}).get("pairs", [])
+    ]
 
 
 def audio_targets():
@@ -122,7 +125,11 @@ def audio_targets():
 
 def rendered_outputs():
     """(kind, rendered frames file without .h5) of every rendered output the run makes."""
-    outputs = [("self", f"{RESULTS}/{video}/renderer/test_render") for video in sorted(VIDEOS)] if config.get("renderer", {}).get("enabled", False) else []
+    outputs = (
+        [("self", f"{RESULTS}/{video}/renderer/test_render") for video in sorted(VIDEOS)]
+        if config.get("renderer", {}).get("enabled", False)
+        else []
+    )
     outputs += [("cross", t[: -len(".mp4")]) for t in reenact_targets()]
     outputs += [("audio", t[: -len(".mp4")]) for t in audio_targets()]
     return outputs
@@ -137,11 +144,18 @@ def metrics_targets():
 
 def check_named_videos():
     """Reenactment pairs and audio targets must name videos in raw_dir (a typo would otherwise be a MissingInput)."""
-    named = [(f"reenact.pairs[{i}].{role}", p[role]) for i, p in enumerate(config.get("reenact", {}).get("pairs", [])) for role in ("driver", "target")]
+    named = [
+        (f"reenact.pairs[{i}].{role}", p[role])
+        for i, p in enumerate(config.get("reenact", {}).get("pairs", []))
+        for role in ("driver", "target")
+    ]
     named += [(f"audio.targets[{i}]", t) for i, t in enumerate(config.get("audio", {}).get("targets", []))]
     unknown = [f"{where}={name!r}" for where, name in named if name not in VIDEOS]
     if unknown:
-        raise PipelineInputError(None, f"config names videos that are not in {config['raw_dir']}/: {', '.join(unknown)}; known: {sorted(VIDEOS)}")
+        raise PipelineInputError(
+            None,
+            f"config names videos that are not in {config['raw_dir']}/: {', '.join(unknown)}; known: {sorted(VIDEOS)}",
+        )
 
 
 check_named_videos()

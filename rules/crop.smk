@@ -8,15 +8,15 @@ rule crop:
         h5=f"{RESULTS}/{{video}}/crop.h5",
     log:
         "logs/{video}/crop.log",
-    params:
-        cfg=cfg("crop"),
-        code=code_hash("crop"),
     group:
         "preprocess"
+    conda:
+        "../envs/track.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/track.yaml"
+    params:
+        cfg=cfg("crop"),
+        code=code_hash("crop"),
     script:
         "../workflow_scripts/crop.py"

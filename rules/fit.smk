@@ -13,17 +13,17 @@ rule fit:
         "logs/{video}/fit.log",
     benchmark:
         "logs/{video}/fit.benchmark.tsv"
+    group:
+        "preprocess"
+    conda:
+        "../envs/fit.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         cfg=cfg("fit"),
         kind=config["models"]["morphable_model_kind"],
         code=code_hash("fit"),
-    threads: 2
-    group:
-        "preprocess"
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../envs/fit.yaml"
     script:
         "../workflow_scripts/fit.py"

@@ -11,16 +11,16 @@ rule gaze:
         h5=f"{RESULTS}/{{video}}/gaze.h5",
     log:
         "logs/{video}/gaze.log",
+    group:
+        "preprocess"
+    conda:
+        "../envs/fit.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         cfg=cfg("gaze"),
         kind=config["models"]["morphable_model_kind"],
         code=code_hash("gaze"),
-    group:
-        "preprocess"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/fit.yaml"
     script:
         "../workflow_scripts/gaze.py"

@@ -10,16 +10,16 @@ rule ingest:
         audio=f"{RESULTS}/{{video}}/ingest/audio.wav",
     log:
         "logs/{video}/ingest.log",
+    group:
+        "preprocess"
+    conda:
+        "../envs/ingest.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
     params:
         cfg=cfg("ingest"),
         ffmpeg=config["ffmpeg"],
         code=code_hash("ingest"),
-    group:
-        "preprocess"
-    resources:
-        mem_mb=500,
-        runtime=10,
-    conda:
-        "../envs/ingest.yaml"
     script:
         "../workflow_scripts/ingest.py"

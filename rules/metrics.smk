@@ -40,18 +40,18 @@ rule real_features:
         "logs/{video}/real_features.log",
     benchmark:
         "logs/{video}/real_features.benchmark.tsv"
-    params:
-        cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        split=per_video(lambda video: video_stage_config("renderer", video).get("train", {})),
-        csim=csim_backend,
-        code=code_hash("metric_features"),
+    conda:
+        "../envs/metrics.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/metrics.yaml"
+    params:
+        cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        split=per_video(lambda video: video_stage_config("renderer", video).get("train", {})),
+        csim=csim_backend,
+        code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
 
@@ -65,24 +65,24 @@ rule rendered_features:
         arcface=arcface_model,
     output:
         f"{RESULTS}/{{video}}/{{sub}}/{{name}}.features.h5",
-    wildcard_constraints:
-        sub=RENDERED_SUB,
-        name=RENDERED_NAME,
     log:
         "logs/{video}/{sub}/{name}.features.log",
     benchmark:
         "logs/{video}/{sub}/{name}.features.benchmark.tsv"
-    params:
-        cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
-        code=code_hash("metric_features"),
+    wildcard_constraints:
+        sub=RENDERED_SUB,
+        name=RENDERED_NAME,
+    conda:
+        "../envs/metrics.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/metrics.yaml"
+    params:
+        cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        csim=csim_backend,
+        code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
 
@@ -99,17 +99,17 @@ rule driving_features:
         f"{RESULTS}/{{video}}/reenact/{{driver}}/driving.features.h5",
     log:
         "logs/{video}/reenact/{driver}/driving.features.log",
-    params:
-        cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
-        code=code_hash("metric_features"),
+    conda:
+        "../envs/metrics.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/metrics.yaml"
+    params:
+        cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        csim=csim_backend,
+        code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
 
@@ -129,29 +129,28 @@ def metrics_inputs(wildcards):
     return inputs
 
 
-
 rule metrics:
     input:
         unpack(metrics_inputs),
     output:
         f"{RESULTS}/{{video}}/{{sub}}/{{name}}.metrics.json",
+    log:
+        "logs/{video}/{sub}/{name}.metrics.log",
     wildcard_constraints:
         sub=RENDERED_SUB,
         name=RENDERED_NAME,
-    log:
-        "logs/{video}/{sub}/{name}.metrics.log",
+    conda:
+        "../envs/metrics.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
     params:
         cfg=cfg("metrics", drop=("enabled",)),
         kind=lambda wildcards: KIND_OF[wildcards.name],
         driver=lambda wildcards: wildcards.sub.split("/")[-1] if "/" in wildcards.sub else wildcards.video,
         method=per_video(lambda video: "renderer-" + renderer_variant(video)),
         code=code_hash("metrics"),
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    conda:
-        "../envs/metrics.yaml"
     script:
         "../workflow_scripts/metrics.py"
 
@@ -165,12 +164,12 @@ rule metrics_summary:
         png=report(f"{RESULTS}/metrics/summary.png", category="Metrics", caption="../report/metrics_plot.rst"),
     log:
         "logs/metrics_summary.log",
-    params:
-        code=code_hash("metrics"),
+    conda:
+        "../envs/metrics.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/metrics.yaml"
+    params:
+        code=code_hash("metrics"),
     script:
         "../workflow_scripts/metrics_summary.py"

@@ -15,13 +15,13 @@ rule download_face_landmarker:
         "resources/models/face_landmarker.task",
     log:
         "logs/models/face_landmarker.log",
-    params:
-        name="face_landmarker",
+    conda:
+        "../envs/ingest.yaml"
     resources:
         mem_mb=500,
         runtime=30,
-    conda:
-        "../envs/ingest.yaml"
+    params:
+        name="face_landmarker",
     script:
         "../workflow_scripts/download_asset.py"
 
@@ -33,13 +33,13 @@ rule build_ict_model:
         "resources/models/ict_face_light_face.npz",
     log:
         "logs/models/ict_face_light_face.log",
-    params:
-        name="ict_facekit",
+    conda:
+        "../envs/fit.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/fit.yaml"
+    params:
+        name="ict_facekit",
     script:
         "../workflow_scripts/build_ict_model.py"
 
@@ -51,11 +51,11 @@ rule fetch_arcface:
         "resources/models/w600k_r50.onnx",
     log:
         "logs/models/w600k_r50.log",
+    conda:
+        "../envs/metrics.yaml"
     resources:
         mem_mb=1000,
         runtime=30,
-    conda:
-        "../envs/metrics.yaml"
     script:
         "../workflow_scripts/fetch_arcface.py"
 
@@ -69,13 +69,13 @@ rule correspondence:
         f"{RESULTS}/_models/correspondence.npz",
     log:
         "logs/models/correspondence.log",
-    params:
-        kind=config["models"]["morphable_model_kind"],
-        code=code_hash("correspondence"),
+    conda:
+        "../envs/fit.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/fit.yaml"
+    params:
+        kind=config["models"]["morphable_model_kind"],
+        code=code_hash("correspondence"),
     script:
         "../workflow_scripts/correspondence.py"

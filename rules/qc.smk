@@ -20,16 +20,16 @@ rule qc:
         ),
     log:
         "logs/{video}/qc.log",
+    group:
+        "preprocess"
+    conda:
+        "../envs/qc.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         cfg=cfg("qc"),
         kind=config["models"]["morphable_model_kind"],
         code=code_hash("qc"),
-    group:
-        "preprocess"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/qc.yaml"
     script:
         "../workflow_scripts/qc.py"

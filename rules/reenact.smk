@@ -19,16 +19,16 @@ rule reenact:
         h5=f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.h5",
     log:
         "logs/{video}/reenact/{driver}.log",
-    params:
-        cfg=cfg("reenact", drop=("pairs",)),
-        ffmpeg=config["ffmpeg"],
-        code=code_hash("reenact"),
+    conda:
+        "../envs/renderer.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=60,
-    conda:
-        "../envs/renderer.yaml"
+    params:
+        cfg=cfg("reenact", drop=("pairs",)),
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("reenact"),
     script:
         "../workflow_scripts/reenact.py"

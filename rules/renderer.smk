@@ -25,18 +25,18 @@ rule train_renderer:
         "logs/{video}/train_renderer.log",
     benchmark:
         "logs/{video}/train_renderer.benchmark.tsv"
-    params:
-        cfg=cfg("renderer", drop=("enabled", "render")),
-        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.video}/renderer",
-        code=code_hash("train_renderer"),
-    threads: 4
     retries: 2
+    conda:
+        "../envs/renderer.yaml"
+    threads: 4
     resources:
         gpu=1,
         mem_mb=32000,
         runtime=lambda wildcards, attempt: attempt * 720,
-    conda:
-        "../envs/renderer.yaml"
+    params:
+        cfg=cfg("renderer", drop=("enabled", "render")),
+        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.video}/renderer",
+        code=code_hash("train_renderer"),
     script:
         "../workflow_scripts/train_renderer.py"
 
@@ -63,16 +63,16 @@ rule render:
         ),
     log:
         "logs/{video}/render.log",
-    params:
-        cfg=cfg("renderer", drop=("enabled",)),
-        ffmpeg=config["ffmpeg"],
-        code=code_hash("render"),
+    conda:
+        "../envs/renderer.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=60,
-    conda:
-        "../envs/renderer.yaml"
+    params:
+        cfg=cfg("renderer", drop=("enabled",)),
+        ffmpeg=config["ffmpeg"],
+        code=code_hash("render"),
     script:
         "../workflow_scripts/render.py"

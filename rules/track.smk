@@ -12,17 +12,17 @@ rule track:
         "logs/{video}/track.log",
     benchmark:
         "logs/{video}/track.benchmark.tsv"
+    group:
+        "preprocess"
+    conda:
+        "../envs/track.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=120,
     params:
         cfg=cfg("track"),
         ffmpeg=config["ffmpeg"],
         code=code_hash("track"),
-    threads: 2
-    group:
-        "preprocess"
-    resources:
-        mem_mb=2000,
-        runtime=120,
-    conda:
-        "../envs/track.yaml"
     script:
         "../workflow_scripts/track.py"

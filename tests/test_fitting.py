@@ -20,8 +20,8 @@ from neural_renderer.fitting import (
 )
 from neural_renderer.fitting.camera import FLIP_YZ, head_to_camera_rotation, project_points, project_points_np
 from neural_renderer.fitting.fit import interpolate_invalid
-from neural_renderer.fitting.solver import SequenceProblem, SequenceState, _build_system, _smoothness, sequence_cost
 from neural_renderer.fitting.rotation import axis_angle_to_matrix
+from neural_renderer.fitting.solver import SequenceProblem, SequenceState, _build_system, _smoothness, sequence_cost
 from neural_renderer.morphable import build_correspondence, load_morphable_model
 
 
@@ -39,8 +39,9 @@ def test_camera_projection_and_flip():
     np.testing.assert_allclose(full, FLIP_YZ[None] @ r, atol=1e-15)
     pts = np.random.default_rng(0).normal(size=(4, 10, 3)) + [0, 0, 50]
     intr = default_intrinsics(512)
-    np.testing.assert_allclose(project_points(torch.from_numpy(pts), torch.from_numpy(intr)).numpy(),
-                               project_points_np(pts, intr), atol=1e-10)
+    np.testing.assert_allclose(
+        project_points(torch.from_numpy(pts), torch.from_numpy(intr)).numpy(), project_points_np(pts, intr), atol=1e-10
+    )
     np.testing.assert_allclose(intr, [1024, 1024, 256, 256])
     # a frontal upright face: model +y (up) lands above the centre, model +x (subject's left) on the image's right
     cam = np.array([[0.0, 5.0, 0.0], [5.0, 0.0, 0.0]]) @ FLIP_YZ.T + [0, 0, 60]
@@ -56,9 +57,16 @@ def _small_problem(rng, t=6, n_points=40, ki=5, ke=7, smooth=True):
         neutral=torch.from_numpy(neutral),
         id_basis=torch.from_numpy(rng.normal(size=(n_points, 3, ki)) * 0.3),
         exp_basis=torch.from_numpy(rng.normal(size=(n_points, 3, ke)) * 0.5),
-        focal=1024.0, center=(256.0, 256.0), w_identity=0.1, w_expression=0.2,
-        w_expression_smooth=0.3, w_expression_smooth2=0.7, w_rotation_smooth=50.0, w_translation_smooth=0.4,
-        bounds=(0.0, 1.0), temporal=smooth,
+        focal=1024.0,
+        center=(256.0, 256.0),
+        w_identity=0.1,
+        w_expression=0.2,
+        w_expression_smooth=0.3,
+        w_expression_smooth2=0.7,
+        w_rotation_smooth=50.0,
+        w_translation_smooth=0.4,
+        bounds=(0.0, 1.0),
+        temporal=smooth,
         expression_target=torch.from_numpy(rng.uniform(0, 1, size=(t, ke))),  # the blendshape prior
         w_expression_target=torch.from_numpy(rng.uniform(0, 2, size=ke)),
     )
@@ -86,16 +94,19 @@ def test_gauss_newton_gradient_matches_finite_differences():
         return sequence_cost(prob, s)["total"]
 
     for frame, k in [(0, 0), (2, 1), (5, 2), (1, 3), (3, 5), (4, 6), (0, 6 + 2), (5, 6 + ke - 1)]:
+
         def bumped(h):
             d = torch.zeros(t, 6 + ke, dtype=torch.float64)
             d[frame, k] = h
             rot = axis_angle_to_matrix(d[:, :3]) @ st.rotation
-            return replace(st, rotation=rot, translation=st.translation + d[:, 3:6],
-                           expression=st.expression + d[:, 6:])
+            return replace(
+                st, rotation=rot, translation=st.translation + d[:, 3:6], expression=st.expression + d[:, 6:]
+            )
 
         num = (cost(bumped(eps)) - cost(bumped(-eps))) / (2 * eps)
         assert num / 2 == pytest.approx(g_frame[frame, k], rel=1e-5, abs=1e-9), (frame, k)
     for k in [0, 3, ki]:  # identity components and log focal
+
         def shared(h):
             if k == ki:
                 return replace(st, log_focal=st.log_focal + h)
@@ -123,15 +134,30 @@ def test_blendshape_prior_decides_what_the_landmarks_do_not_see(ict):
     cfg = FitConfig(identity_frames=10, iterations_identity=5, iterations_sequence=5)
     res = fit_sequence(s["noisy"], np.ones(20, bool), s["sub"], 512, cfg, init_expression=init, init_matched=matched)
     np.testing.assert_allclose(res.expression[:, unseen], 0.7 * 0.5 / (0.5 + 0.05), atol=0.02)  # prior vs zero prior
-    off = fit_sequence(s["noisy"], np.ones(20, bool), s["sub"], 512, replace(cfg, w_blendshape_prior=0.0),
-                       init_expression=init, init_matched=matched)
+    off = fit_sequence(
+        s["noisy"],
+        np.ones(20, bool),
+        s["sub"],
+        512,
+        replace(cfg, w_blendshape_prior=0.0),
+        init_expression=init,
+        init_matched=matched,
+    )
     assert np.abs(off.expression[:, unseen]).max() < 0.01  # without it the zero prior alone decides: 0
 
 
 def test_blendshapes_to_expression_maps_arkit_names():
     mp_names = ["_neutral", "browInnerUp", "eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "cheekPuff"]
-    model_names = ["eyeBlink_L", "eyeBlink_R", "browInnerUp_L", "browInnerUp_R", "jawOpen", "cheekRaiser_L",
-                   "cheekPuff_R", "PupilDilate_L"]
+    model_names = [
+        "eyeBlink_L",
+        "eyeBlink_R",
+        "browInnerUp_L",
+        "browInnerUp_R",
+        "jawOpen",
+        "cheekRaiser_L",
+        "cheekPuff_R",
+        "PupilDilate_L",
+    ]
     bs = np.array([[0.9, 0.2, 0.7, 0.1, 0.5, 0.3], [np.nan] * 6, [0.0, 0.0, 1.2, -0.1, 0.0, 0.0]])
     e = blendshapes_to_expression(bs, mp_names, model_names)
     np.testing.assert_allclose(e[0], [0.7, 0.1, 0.2, 0.2, 0.5, 0.0, 0.3, 0.0], atol=1e-7)
@@ -201,13 +227,15 @@ def test_synthetic_recovery(ict):
     assert np.linalg.norm(uv - s["clean"], axis=2)[ok].mean() < 0.7
     # invalid frames: interpolated from their neighbours
     assert np.degrees(rot_err[~valid]).max() < 3.0
-    np.testing.assert_allclose(res.expression[10], res.expression[9] + (res.expression[12] - res.expression[9]) / 3,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        res.expression[10], res.expression[9] + (res.expression[12] - res.expression[9]) / 3, atol=1e-5
+    )
     assert res.expression.min() >= 0 and res.expression.max() <= 1
     # consistency of the stored forms
     np.testing.assert_allclose(Rotation.from_rotvec(res.axis_angle).as_matrix(), res.rotation, atol=1e-5)
-    np.testing.assert_allclose(FLIP_YZ[None] @ Rotation.from_rotvec(res.head_axis_angle).as_matrix(), res.rotation,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        FLIP_YZ[None] @ Rotation.from_rotvec(res.head_axis_angle).as_matrix(), res.rotation, atol=1e-5
+    )
     assert res.identity.shape == (ict.n_identity,) and res.expression.shape == (50, ict.n_expression)
 
 
@@ -223,8 +251,9 @@ def test_fit_rejects_bad_input(ict):
 
 def test_to_arrays_matches_the_storage_schema(ict):
     s = _synthetic_sequence(ict, ict.landmarks_68, n_frames=8)
-    res = fit_sequence(s["noisy"], np.ones(8, bool), s["sub"], 512, FitConfig(iterations_identity=3,
-                                                                              iterations_sequence=2))
+    res = fit_sequence(
+        s["noisy"], np.ones(8, bool), s["sub"], 512, FitConfig(iterations_identity=3, iterations_sequence=2)
+    )
 
     class Corr:
         mediapipe_idx = np.arange(68)
@@ -262,8 +291,16 @@ def test_real_d0_fit(d0_track, ict):
     assert valid.all()
     valid[[20, 21, 22]] = False  # pretend the tracker lost the face
     pts[~valid] = np.nan
-    res = fit_sequence_refined(pts, valid, ict, corr.model_vertex, 512, FitConfig(), init_expression=d0_track["init"],
-                               point_weights=corr.weight)
+    res = fit_sequence_refined(
+        pts,
+        valid,
+        ict,
+        corr.model_vertex,
+        512,
+        FitConfig(),
+        init_expression=d0_track["init"],
+        point_weights=corr.weight,
+    )
     err = res.reprojection_error_px
     assert np.nanmean(err) < 2.5, np.nanmean(err)
     assert np.isnan(err[~valid]).all() and np.isfinite(err[valid]).all()
@@ -278,8 +315,9 @@ def test_real_d0_fit(d0_track, ict):
     moved = np.linalg.norm(ict.neutral[res.model_vertex] - ict.neutral[corr.model_vertex], axis=1)
     assert moved.max() < 1.0
     # QC projection of the stored result reproduces the reported error
-    uv = project_model_points(ict, res.identity, res.expression, res.rotation, res.translation, res.intrinsics,
-                              res.model_vertex)
+    uv = project_model_points(
+        ict, res.identity, res.expression, res.rotation, res.translation, res.intrinsics, res.model_vertex
+    )
     per_frame = np.linalg.norm(uv - pts, axis=2).mean(axis=1)
     np.testing.assert_allclose(per_frame[valid], err[valid], rtol=1e-3)
 
@@ -289,7 +327,14 @@ def test_real_d0_fit_generic_correspondence(d0_track, ict):
     """Without refinement the generic correspondence's per-landmark bias stays in the error (see fit.py)."""
     corr = d0_track["corr"]
     pts = d0_track["crop"][:, corr.mediapipe_idx, :2]
-    res = fit_sequence(pts, d0_track["valid"], ict.subset(corr.model_vertex), 512, FitConfig(),
-                       init_expression=d0_track["init"], point_weights=corr.weight)
+    res = fit_sequence(
+        pts,
+        d0_track["valid"],
+        ict.subset(corr.model_vertex),
+        512,
+        FitConfig(),
+        init_expression=d0_track["init"],
+        point_weights=corr.weight,
+    )
     assert np.nanmean(res.reprojection_error_px) < 3.0
     assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0

@@ -151,8 +151,17 @@ def test_invalid_frames_are_interpolated_or_nan():
     res = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, interpolate=False)
     assert np.isnan(res.eye_vectors[2]).all()
     arrays = res.to_arrays()
-    assert set(arrays) == {"eye_vectors", "vector", "eye_pitch_yaw_deg", "pitch_yaw_deg", "head_vector",
-                           "head_pitch_yaw_deg", "valid", "eyes_closed", "blink_score"}
+    assert set(arrays) == {
+        "eye_vectors",
+        "vector",
+        "eye_pitch_yaw_deg",
+        "pitch_yaw_deg",
+        "head_vector",
+        "head_pitch_yaw_deg",
+        "valid",
+        "eyes_closed",
+        "blink_score",
+    }
     assert arrays["eye_vectors"].shape == (5, 2, 3) and arrays["head_pitch_yaw_deg"].shape == (5, 2)
 
 
@@ -244,7 +253,7 @@ def test_ict_eyeballs_are_sclera_spheres_and_the_fallback_matches_them(ict_with_
 
     verts, _ = read_obj(shared_dir / "models" / "ict_raw" / "generic_neutral_mesh.obj.gz")
     for (start, _), c in zip(ICT_EYEBALL_RANGES[::-1], eyes.centers):  # upstream order: left eye first
-        d = np.linalg.norm(verts[start: start + ICT_SCLERA_VERTICES] - c, axis=1)
+        d = np.linalg.norm(verts[start : start + ICT_SCLERA_VERTICES] - c, axis=1)
         assert np.abs(d - eyes.radius).mean() < 0.06
     # the documented fallback constants reproduce the model's eyeballs on ICT's own mean face
     np.testing.assert_allclose(eyeballs_from_corners(face_only).centers, eyes.centers, atol=1e-3)
@@ -327,8 +336,9 @@ def test_qc_shows_eyes_closed_frames():
     assert 43 in idx and len(idx) == 5  # the middle of the longest closed stretch replaces the nearest sheet frame
     assert sheet_indices(100, 5).tolist() == [0, 25, 50, 74, 99]
     valid = np.ones(100, bool)
-    stats = tracking_stats(valid, np.zeros((100, 478, 3)), np.zeros((100, 4)), np.ones(100), 256,
-                           gaze_valid=~closed, eyes_closed=closed)
+    stats = tracking_stats(
+        valid, np.zeros((100, 478, 3)), np.zeros((100, 4)), np.ones(100), 256, gaze_valid=~closed, eyes_closed=closed
+    )
     assert stats["eyes_closed_frames"] == 9 and stats["longest_eyes_closed_frames"] == 7
     assert stats["gaze_valid_rate"] == pytest.approx(0.91)
     frame = np.zeros((256, 256, 3), np.uint8)

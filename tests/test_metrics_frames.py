@@ -22,7 +22,13 @@ from neural_renderer.metrics.identity import (
     similarity_transform,
 )
 from neural_renderer.metrics.image import l1, psnr, ssim
-from neural_renderer.metrics.motion import Motion, expression_distance, extract_motion, gaze_distance_deg, pose_distance_deg
+from neural_renderer.metrics.motion import (
+    Motion,
+    expression_distance,
+    extract_motion,
+    gaze_distance_deg,
+    pose_distance_deg,
+)
 from neural_renderer.stages import correspondence
 
 
@@ -46,13 +52,20 @@ def _field(num: int, value) -> bytes:
 def _tiny_onnx(path) -> None:
     """A stand-in ONNX model written field by field (the onnx package is not installed): GlobalAveragePool +
     Flatten, (N, 3, 112, 112) -> (N, 3)."""
+
     def tensor(name, dims):
         shape = b"".join(_field(1, _field(2, d) if isinstance(d, str) else _field(1, d)) for d in dims)
         return _field(1, name) + _field(2, _field(1, _field(1, 1) + _field(2, shape)))
-    nodes = (_field(1, _field(1, "input.1") + _field(2, "pooled") + _field(4, "GlobalAveragePool"))
-             + _field(1, _field(1, "pooled") + _field(2, "embedding") + _field(4, "Flatten")))
-    graph = (nodes + _field(2, "g") + _field(11, tensor("input.1", ["n", 3, 112, 112]))
-             + _field(12, tensor("embedding", ["n", 3])))
+
+    nodes = _field(1, _field(1, "input.1") + _field(2, "pooled") + _field(4, "GlobalAveragePool")) + _field(
+        1, _field(1, "pooled") + _field(2, "embedding") + _field(4, "Flatten")
+    )
+    graph = (
+        nodes
+        + _field(2, "g")
+        + _field(11, tensor("input.1", ["n", 3, 112, 112]))
+        + _field(12, tensor("embedding", ["n", 3]))
+    )
     model = _field(1, 7) + _field(8, _field(1, "") + _field(2, 13)) + _field(7, graph)
     path.write_bytes(model)
 
@@ -187,8 +200,10 @@ def test_csim_backend_auto_uses_arcface_only_when_its_file_is_there(tmp_path, fa
     emb, ok = extractor.identity(face_frames["d6"][:2])
     assert emb.shape == (2, 128) and ok.all()
     # asked for explicitly, a missing ArcFace file is an error naming it, not a silent fallback
-    forced = FeatureExtractor(MetricsConfig(csim_backend="arcface", arcface_model=str(tmp_path / "gone.onnx")),
-                              MotionModels("unused", "unused", "unused"))
+    forced = FeatureExtractor(
+        MetricsConfig(csim_backend="arcface", arcface_model=str(tmp_path / "gone.onnx")),
+        MotionModels("unused", "unused", "unused"),
+    )
     with pytest.raises(PipelineInputError, match="gone.onnx"):
         forced.identity(face_frames["d6"][:1])
 
@@ -234,7 +249,11 @@ def test_motion_is_reproducible_and_sees_a_mirrored_head(face_frames, motion_mod
     a = extract_motion(frames, 30.0, **motion_models)
     b = extract_motion(frames, 30.0, **motion_models)
     assert a.valid.all() and a.expression.shape == (16, len(a.expression_names)) and a.expression.dtype == np.float32
-    assert a.rotation.shape == (16, 3, 3) and a.gaze_pitch_yaw_deg.shape == (16, 2) and np.isfinite(a.gaze_pitch_yaw_deg).all()
+    assert (
+        a.rotation.shape == (16, 3, 3)
+        and a.gaze_pitch_yaw_deg.shape == (16, 2)
+        and np.isfinite(a.gaze_pitch_yaw_deg).all()
+    )
     assert np.max(pose_distance_deg(a, b)) < 1e-3 and np.max(expression_distance(a, b)) < 1e-5
     assert np.max(gaze_distance_deg(a, b)) < 1e-3
 
@@ -278,7 +297,11 @@ def test_distances_against_independent_references():
     assert np.allclose(pose_distance_deg(a, b), np.degrees((ra * rb.inv()).magnitude()), atol=1e-6)
     # the arccos formula itself, and exactness near 0 and 180 degrees
     m = ra.as_matrix() @ rb.as_matrix().transpose(0, 2, 1)
-    assert np.allclose(pose_distance_deg(a, b), np.degrees(np.arccos(np.clip((np.trace(m, axis1=1, axis2=2) - 1) / 2, -1, 1))), atol=1e-5)
+    assert np.allclose(
+        pose_distance_deg(a, b),
+        np.degrees(np.arccos(np.clip((np.trace(m, axis1=1, axis2=2) - 1) / 2, -1, 1))),
+        atol=1e-5,
+    )
     for angle in (1e-5, np.pi - 1e-5):
         near = Motion(a.expression, (Rotation.from_rotvec([0, angle, 0]) * ra).as_matrix(), ga, a.valid, names)
         assert np.allclose(pose_distance_deg(a, near), np.degrees(angle), rtol=1e-6)
@@ -288,7 +311,9 @@ def test_distances_against_independent_references():
         return np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], 1)
 
     va, vb = gaze_vector(ga), gaze_vector(gb)
-    assert np.allclose(np.degrees(np.arcsin(-va[:, 1])), ga[:, 0]) and np.allclose(np.degrees(np.arctan2(-va[:, 0], -va[:, 2])), ga[:, 1])
+    assert np.allclose(np.degrees(np.arcsin(-va[:, 1])), ga[:, 0]) and np.allclose(
+        np.degrees(np.arctan2(-va[:, 0], -va[:, 2])), ga[:, 1]
+    )
     assert np.allclose(gaze_distance_deg(a, b), np.degrees(np.arccos(np.clip((va * vb).sum(1), -1, 1))), atol=1e-6)
     assert np.allclose(expression_distance(a, b), np.abs(a.expression - b.expression).mean(1))
 

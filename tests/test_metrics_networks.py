@@ -109,11 +109,37 @@ def test_fvd_grows_with_blur_and_noise(i3d, d6_clips, face_frames):
         i3d(video[:10])
 
 
-FACE_ACTIONS = {"filling eyebrows", "waxing eyebrows", "fixing hair", "applying cream", "shaving head", "trimming or shaving beard",
-                "brushing hair", "braiding hair", "curling hair", "dying hair",
-                "getting a haircut", "massaging person's head", "tying tie", "sneezing", "yawning", "laughing", "crying",
-                "singing", "whistling", "beatboxing", "news anchoring", "doing nails", "brushing teeth", "smoking", "eating ice cream",
-                "shaking head", "sticking tongue out", "gargling", "blowing nose"}  # measured top-1: d6 filling eyebrows, d12 shaving head
+FACE_ACTIONS = {
+    "filling eyebrows",
+    "waxing eyebrows",
+    "fixing hair",
+    "applying cream",
+    "shaving head",
+    "trimming or shaving beard",
+    "brushing hair",
+    "braiding hair",
+    "curling hair",
+    "dying hair",
+    "getting a haircut",
+    "massaging person's head",
+    "tying tie",
+    "sneezing",
+    "yawning",
+    "laughing",
+    "crying",
+    "singing",
+    "whistling",
+    "beatboxing",
+    "news anchoring",
+    "doing nails",
+    "brushing teeth",
+    "smoking",
+    "eating ice cream",
+    "shaking head",
+    "sticking tongue out",
+    "gargling",
+    "blowing nose",
+}  # measured top-1: d6 filling eyebrows, d12 shaving head
 
 
 def test_i3d_recognises_a_face_close_up(i3d, d6_clips, face_frames):

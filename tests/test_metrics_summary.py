@@ -18,8 +18,12 @@ from neural_renderer.metrics.summary import markdown, summary_table, write_summa
 
 def _feats(rot, gaze, expr, valid=None):
     n = len(rot)
-    return {"rotation": np.asarray(rot, np.float32), "gaze_pitch_yaw_deg": np.asarray(gaze, np.float32),
-            "expression": np.asarray(expr, np.float32), "motion_valid": np.ones(n, bool) if valid is None else np.asarray(valid)}
+    return {
+        "rotation": np.asarray(rot, np.float32),
+        "gaze_pitch_yaw_deg": np.asarray(gaze, np.float32),
+        "expression": np.asarray(expr, np.float32),
+        "motion_valid": np.ones(n, bool) if valid is None else np.asarray(valid),
+    }
 
 
 def test_read_tracking_frames_returns_frames_in_the_asked_order(tmp_path):
@@ -40,7 +44,9 @@ def test_relative_motion_ignores_each_sequences_mean_pose():
     deltas = Rotation.from_rotvec(rng.normal(scale=0.1, size=(20, 3)))
     offset = Rotation.from_euler("y", 25, degrees=True)
     driving = _feats(deltas.as_matrix(), rng.normal(size=(20, 2)), rng.random((20, 5)))
-    generated = _feats((deltas * offset).as_matrix(), driving["gaze_pitch_yaw_deg"] + [5.0, -3.0], driving["expression"])
+    generated = _feats(
+        (deltas * offset).as_matrix(), driving["gaze_pitch_yaw_deg"] + [5.0, -3.0], driving["expression"]
+    )
     absolute = motion_distances(generated, driving, relative=False)
     relative = motion_distances(generated, driving, relative=True)
     assert absolute["pose_distance_deg"] == pytest.approx(25.0, abs=1e-3)
@@ -65,7 +71,13 @@ def _record(kind, target, driver, values, notes=None):
 
 def test_summary_table_lists_every_output_with_reasons_for_missing_values(tmp_path):
     records = [
-        _record("cross", "d6", "d0", {"fid": 80.0, "csim": 0.9, "pose_distance_deg": 2.0}, {"fvd": "needs >= 2 clips", "l1": "no ground truth"}),
+        _record(
+            "cross",
+            "d6",
+            "d0",
+            {"fid": 80.0, "csim": 0.9, "pose_distance_deg": 2.0},
+            {"fvd": "needs >= 2 clips", "l1": "no ground truth"},
+        ),
         _record("self", "d6", "d6", {"l1": 0.05, "psnr": 24.0, "fid": 30.0, "fvd": 200.0}),
         _record("audio", "d6", "example", {"fid": 120.0}),
     ]
@@ -87,7 +99,9 @@ def test_summary_table_lists_every_output_with_reasons_for_missing_values(tmp_pa
 
 
 def test_markdown_shows_na_not_zero():
-    df = summary_table([_record("self", "a", "a", {"l1": 0.1, "fid": None}), _record("self", "b", "b", {"l1": 0.2, "fid": 3.0})])
+    df = summary_table(
+        [_record("self", "a", "a", {"l1": 0.1, "fid": None}), _record("self", "b", "b", {"l1": 0.2, "fid": 3.0})]
+    )
     text = markdown(df)
     assert "| a | a | renderer-full | 10 | 0.1000 | n/a |" in text
 
@@ -96,7 +110,9 @@ def test_untracked_frames_are_left_out_of_relative_distances():
     """A frame where the tracker lost the generated face must not count as a pose error (regression: it was compared
     as the inverse of the mean, ~180 degrees)."""
     rng = np.random.default_rng(1)
-    rot = (Rotation.from_euler("x", 180, degrees=True) * Rotation.from_rotvec(rng.normal(scale=0.05, size=(10, 3)))).as_matrix()
+    rot = (
+        Rotation.from_euler("x", 180, degrees=True) * Rotation.from_rotvec(rng.normal(scale=0.05, size=(10, 3)))
+    ).as_matrix()
     driving = _feats(rot, np.zeros((10, 2)), np.zeros((10, 3)))
     gen_rot = rot.copy()
     gen_rot[3:] = np.nan

@@ -53,8 +53,9 @@ def test_mirror_average_is_exactly_mirror_equivariant(tracks, landmarker_model):
     np.testing.assert_allclose(back.blendshapes, avg.blendshapes, atol=1e-6)
     np.testing.assert_allclose(back.transforms, avg.transforms, atol=1e-4)
     # a frame only one pass found keeps that pass's values
-    missing = b.__class__(b.landmarks.copy(), b.blendshapes.copy(), b.blendshape_names, b.transforms.copy(),
-                          b.valid.copy())
+    missing = b.__class__(
+        b.landmarks.copy(), b.blendshapes.copy(), b.blendshape_names, b.transforms.copy(), b.valid.copy()
+    )
     missing.valid[3] = False
     one = average_tracks(a, missing)
     assert one.valid.all() and np.array_equal(one.landmarks[3], a.landmarks[3])

@@ -76,10 +76,11 @@ def test_converter_stores_eyeballs_moved_by_identity(shared_dir, tmp_path):
     src = tmp_path / "objs"
     src.mkdir()
     verts, _ = read_obj(shared_dir / "models" / "ict_raw" / "generic_neutral_mesh.obj.gz")
-    (src / "generic_neutral_mesh.obj.gz").write_bytes((shared_dir / "models" / "ict_raw" /
-                                                       "generic_neutral_mesh.obj.gz").read_bytes())
+    (src / "generic_neutral_mesh.obj.gz").write_bytes(
+        (shared_dir / "models" / "ict_raw" / "generic_neutral_mesh.obj.gz").read_bytes()
+    )
     moved = verts.copy()
-    moved[ICT_EYEBALL_RANGES[0][0]: ICT_EYEBALL_RANGES[1][1], 1] += 0.3
+    moved[ICT_EYEBALL_RANGES[0][0] : ICT_EYEBALL_RANGES[1][1], 1] += 0.3
     (src / "identity000.obj").write_text("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in moved))
     model = convert_ict_objs(src, tmp_path / "ict.npz")
     back = load_morphable_model(tmp_path / "ict.npz")
@@ -106,8 +107,11 @@ def test_arcface_is_extracted_from_the_buffalo_pack_and_verified(tmp_path):
     from neural_renderer.stages.models import ARCFACE_SHA256, extract_arcface
 
     payload = b"stand-in for the 174 MB ONNX file"
-    out = extract_arcface(_buffalo_zip(tmp_path / "b.zip", payload), tmp_path / "m" / "w600k_r50.onnx",
-                          expected_sha256=hashlib.sha256(payload).hexdigest())
+    out = extract_arcface(
+        _buffalo_zip(tmp_path / "b.zip", payload),
+        tmp_path / "m" / "w600k_r50.onnx",
+        expected_sha256=hashlib.sha256(payload).hexdigest(),
+    )
     assert out.read_bytes() == payload
     # with the published checksum the stand-in is refused, and nothing that looks finished is left behind
     with pytest.raises(PipelineInputError, match="sha256 mismatch"):

@@ -16,9 +16,14 @@ import numpy as np
 import pytest
 
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.morphable import (ICT_LANDMARKS_68, LinearMorphableModel, convert_ict_objs, load_morphable_model,
-                                       save_morphable_model)
-from neural_renderer.morphable import wire
+from neural_renderer.morphable import (
+    ICT_LANDMARKS_68,
+    LinearMorphableModel,
+    convert_ict_objs,
+    load_morphable_model,
+    save_morphable_model,
+    wire,
+)
 from neural_renderer.morphable.ict import region_faces
 
 
@@ -29,13 +34,19 @@ def ict(ict_model_npz: Path) -> LinearMorphableModel:
 
 def _tiny_model(rng: np.random.Generator, v: int = 6, ki: int = 3, ke: int = 2) -> LinearMorphableModel:
     return LinearMorphableModel(
-        name="tiny", neutral=rng.normal(size=(v, 3)), faces=np.array([[0, 1, 2], [2, 3, 4], [3, 4, 5]]),
-        identity_basis=rng.normal(size=(ki, v, 3)), expression_basis=rng.normal(size=(ke, v, 3)),
-        identity_names=[f"id{i}" for i in range(ki)], expression_names=[f"ex{i}" for i in range(ke)],
-        landmarks_68=None)
+        name="tiny",
+        neutral=rng.normal(size=(v, 3)),
+        faces=np.array([[0, 1, 2], [2, 3, 4], [3, 4, 5]]),
+        identity_basis=rng.normal(size=(ki, v, 3)),
+        expression_basis=rng.normal(size=(ke, v, 3)),
+        identity_names=[f"id{i}" for i in range(ki)],
+        expression_names=[f"ex{i}" for i in range(ke)],
+        landmarks_68=None,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ wire format
+
 
 def test_wire_reader_hand_encoded_message():
     key = wire.encode_key
@@ -43,13 +54,21 @@ def test_wire_reader_hand_encoded_message():
     nested = key(1, wire.VARINT) + wire.encode_varint(7)
     msg = (
         bytes([0x08, 0x96, 0x01])  # field 1 varint 150 (the protobuf docs' example)
-        + bytes([0x12, 0x07]) + b"testing"  # field 2 string
-        + key(3, wire.LEN) + wire.encode_varint(floats.nbytes) + floats.tobytes()  # packed floats
-        + key(3, wire.FIXED32) + wire.encode_float(4.5)  # one more, unpacked: both forms concatenate
+        + bytes([0x12, 0x07])
+        + b"testing"  # field 2 string
+        + key(3, wire.LEN)
+        + wire.encode_varint(floats.nbytes)
+        + floats.tobytes()  # packed floats
+        + key(3, wire.FIXED32)
+        + wire.encode_float(4.5)  # one more, unpacked: both forms concatenate
         + bytes([0x22, 0x06, 0x03, 0x8E, 0x02, 0x9E, 0xA7, 0x05])  # field 4 packed varints 3, 270, 86942
-        + key(4, wire.VARINT) + wire.encode_varint(2**35)  # and an unpacked one
-        + key(5, wire.LEN) + wire.encode_varint(len(nested)) + nested  # embedded message
-        + key(6, wire.FIXED64) + (1).to_bytes(8, "little")
+        + key(4, wire.VARINT)
+        + wire.encode_varint(2**35)  # and an unpacked one
+        + key(5, wire.LEN)
+        + wire.encode_varint(len(nested))
+        + nested  # embedded message
+        + key(6, wire.FIXED64)
+        + (1).to_bytes(8, "little")
     )
     f = wire.parse_message(msg)
     assert wire.single_varint(f, 1) == 150
@@ -69,12 +88,16 @@ def test_wire_reader_rejects_malformed(bad):
 
 # ------------------------------------------------------------------------------------------------------------ model
 
+
 def test_vertices_is_neutral_plus_weighted_bases(ict):
     rng = np.random.default_rng(0)
     a = rng.normal(size=ict.n_identity)
     b = rng.uniform(0, 1, size=ict.n_expression)
-    ref = (ict.neutral.astype(np.float64) + np.einsum("k,kvd->vd", a, ict.identity_basis.astype(np.float64))
-           + np.einsum("k,kvd->vd", b, ict.expression_basis.astype(np.float64)))
+    ref = (
+        ict.neutral.astype(np.float64)
+        + np.einsum("k,kvd->vd", a, ict.identity_basis.astype(np.float64))
+        + np.einsum("k,kvd->vd", b, ict.expression_basis.astype(np.float64))
+    )
     got = ict.vertices(a, b)
     assert got.shape == (ict.n_vertices, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, ref, atol=1e-4)
@@ -111,8 +134,13 @@ def test_subset_matches_full_model(ict):
 def test_model_validation():
     rng = np.random.default_rng(2)
     good = _tiny_model(rng)
-    kw = dict(name="bad", neutral=good.neutral, faces=good.faces, identity_basis=good.identity_basis,
-              expression_basis=good.expression_basis)
+    kw = dict(
+        name="bad",
+        neutral=good.neutral,
+        faces=good.faces,
+        identity_basis=good.identity_basis,
+        expression_basis=good.expression_basis,
+    )
     with pytest.raises(ValueError, match="identity_basis"):
         LinearMorphableModel(**{**kw, "identity_basis": np.zeros((2, 5, 3))})
     with pytest.raises(ValueError, match="non-finite"):
@@ -158,13 +186,15 @@ def test_loader_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- ICT converter
 
+
 def test_convert_ict_raw_matches_shared_npz(tmp_path, shared_dir, ict):
     """Independent reference: the shared npz was converted separately from the same upstream OBJs."""
     model = convert_ict_objs(shared_dir / "models" / "ict_raw", tmp_path / "ict.npz")
     assert model.expression_names == ["jawOpen"] and model.n_identity == 0
     np.testing.assert_allclose(model.neutral, ict.neutral, atol=1e-6)
-    np.testing.assert_allclose(model.expression_basis[0], ict.expression_basis[ict.expression_index("jawOpen")],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        model.expression_basis[0], ict.expression_basis[ict.expression_index("jawOpen")], atol=1e-5
+    )
     np.testing.assert_array_equal(model.faces, ict.faces)
     np.testing.assert_array_equal(model.landmarks_68, ict.landmarks_68)
     back = load_morphable_model(tmp_path / "ict.npz")
@@ -192,12 +222,19 @@ def test_convert_groups_identity_and_expression_files(tmp_path):
     assert m.expression_names == ["browDown_R", "mouthSmile_L"]
     np.testing.assert_allclose(m.identity_basis[1], shapes["identity001"][:6] - base[:6], atol=1e-6)
     np.testing.assert_array_equal(m.faces, [[0, 1, 2], [0, 2, 3], [2, 3, 4]])  # mixed: fan-triangulated
-    only = convert_ict_objs(src, tmp_path / "o2.npz", identity_names=[], expression_names=["mouthSmile_L"],
-                            face_vertex_count=6, landmarks_68=np.zeros(68, int))
+    only = convert_ict_objs(
+        src,
+        tmp_path / "o2.npz",
+        identity_names=[],
+        expression_names=["mouthSmile_L"],
+        face_vertex_count=6,
+        landmarks_68=np.zeros(68, int),
+    )
     assert only.n_identity == 0 and only.expression_names == ["mouthSmile_L"]
     with pytest.raises(PipelineInputError, match="missing"):
-        convert_ict_objs(src, tmp_path / "o3.npz", expression_names=["jawOpen"], face_vertex_count=6,
-                         landmarks_68=np.zeros(68, int))
+        convert_ict_objs(
+            src, tmp_path / "o3.npz", expression_names=["jawOpen"], face_vertex_count=6, landmarks_68=np.zeros(68, int)
+        )
     with pytest.raises(PipelineInputError, match="outside the kept"):
         convert_ict_objs(src, tmp_path / "o4.npz", face_vertex_count=6)  # ICT landmarks need 9409 vertices
 
@@ -208,6 +245,7 @@ def test_region_faces_keeps_uniform_polygons():
 
 
 # ------------------------------------------------------------------------------------ FLAME / BFM format tests
+
 
 def _fake_chumpy() -> tuple[types.ModuleType, types.ModuleType]:
     """A stand-in 'chumpy.ch.Ch' whose pickled state is chumpy's ({'x': array, ...} without caches)."""

@@ -9,15 +9,60 @@ import pytest
 from scipy.spatial import cKDTree
 
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.morphable import (MEDIAPIPE_68, MULTIPIE_68_MIRROR, Correspondence, LinearMorphableModel,
-                                       align_canonical_to_model, build_correspondence, load_mediapipe_canonical_mesh,
-                                       load_morphable_model, parse_geometry_metadata, read_canonical_geometry)
-from neural_renderer.morphable import wire
+from neural_renderer.morphable import (
+    MEDIAPIPE_68,
+    MULTIPIE_68_MIRROR,
+    Correspondence,
+    LinearMorphableModel,
+    align_canonical_to_model,
+    build_correspondence,
+    load_mediapipe_canonical_mesh,
+    load_morphable_model,
+    parse_geometry_metadata,
+    read_canonical_geometry,
+    wire,
+)
 from neural_renderer.morphable.geometry import Similarity, boundary_loops, closest_points_on_mesh, umeyama
 
 # MediaPipe's FACE_OVAL (face_mesh_connections.py), the silhouette ring of the 468-point mesh.
-FACE_OVAL = {10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-             149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109}
+FACE_OVAL = {
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +97,27 @@ def test_canonical_mesh(landmarker_model, canonical):
 def test_parse_tiny_hand_encoded_metadata():
     key, varint = wire.encode_key, wire.encode_varint
     vb = np.arange(15, dtype="<f4") / 10  # 3 VERTEX_PT vertices
-    mesh = (key(1, wire.VARINT) + varint(0) + key(2, wire.VARINT) + varint(0)
-            + key(3, wire.LEN) + varint(vb.nbytes) + vb.tobytes()
-            + b"".join(key(4, wire.VARINT) + varint(i) for i in (0, 1, 2)))
+    mesh = (
+        key(1, wire.VARINT)
+        + varint(0)
+        + key(2, wire.VARINT)
+        + varint(0)
+        + key(3, wire.LEN)
+        + varint(vb.nbytes)
+        + vb.tobytes()
+        + b"".join(key(4, wire.VARINT) + varint(i) for i in (0, 1, 2))
+    )
     ref = key(1, wire.VARINT) + varint(2) + key(2, wire.FIXED32) + wire.encode_float(0.5)
-    meta = (key(1, wire.LEN) + varint(len(mesh)) + mesh + key(2, wire.LEN) + varint(len(ref)) + ref
-            + key(3, wire.VARINT) + varint(1))
+    meta = (
+        key(1, wire.LEN)
+        + varint(len(mesh))
+        + mesh
+        + key(2, wire.LEN)
+        + varint(len(ref))
+        + ref
+        + key(3, wire.VARINT)
+        + varint(1)
+    )
     geo = parse_geometry_metadata(meta)
     np.testing.assert_allclose(geo.vertices, vb.reshape(3, 5)[:, :3])
     np.testing.assert_allclose(geo.uv, vb.reshape(3, 5)[:, 3:])
@@ -144,9 +204,14 @@ def test_sparse_correspondence(ict, landmarker_model):
 
 
 def test_correspondence_without_landmarks(ict, landmarker_model, dense):
-    bare = LinearMorphableModel(name="bare", neutral=ict.neutral, faces=ict.faces,
-                                identity_basis=ict.identity_basis[:2], expression_basis=ict.expression_basis[:1],
-                                landmarks_68=None)
+    bare = LinearMorphableModel(
+        name="bare",
+        neutral=ict.neutral,
+        faces=ict.faces,
+        identity_basis=ict.identity_basis[:2],
+        expression_basis=ict.expression_basis[:1],
+        landmarks_68=None,
+    )
     with pytest.raises(ValueError, match="landmarks_68"):
         build_correspondence(bare, landmarker_model)
     with pytest.raises(ValueError, match="landmarks_68"):

@@ -45,7 +45,18 @@ def set_resources(profile: dict) -> dict[str, dict[str, str]]:
 
 def dry_run_resources(workdir: Path, *args: str) -> dict[str, dict[str, int]]:
     """{rule: {threads, mem_mb, runtime}} as a forced dry run of the whole workflow would submit them."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--dry-run", "--forceall", "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--dry-run",
+        "--forceall",
+        "--cores",
+        "2",
+        *args,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -57,7 +68,10 @@ def dry_run_resources(workdir: Path, *args: str) -> dict[str, dict[str, int]]:
             continue
         threads = re.search(r"^\s+threads: (\d+)", block, re.M)
         resources = dict(re.findall(r"\b(mem_mb|runtime)=(\d+)", block))
-        jobs[m.group(1)] = {"threads": int(threads.group(1)) if threads else 1, **{k: int(v) for k, v in resources.items()}}
+        jobs[m.group(1)] = {
+            "threads": int(threads.group(1)) if threads else 1,
+            **{k: int(v) for k, v in resources.items()},
+        }
     return jobs
 
 
@@ -91,7 +105,9 @@ def test_slurm_profile_makes_one_preprocessing_job_per_video(tmp_path, shared_di
         os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", raw / f"{name}.mp4")
     write_config(tmp_path, shared_dir)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(PROFILES / "slurm"), "-n"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     groups = re.split(r"^.*Group job preprocess \(jobs in lexicogr\. order\):$", proc.stdout, flags=re.M)[1:]
     assert len(groups) == 2, proc.stdout[-3000:]
@@ -145,6 +161,8 @@ def test_jobs_run_with_hdf5_file_locking_off(tmp_path, shared_dir):
     snakefile = write_probe_workflow(tmp_path, shared_dir)
     env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--profile", str(PROFILES / "local"), "probe.env"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)}, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)}, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "HDF5_USE_FILE_LOCKING=FALSE" in (tmp_path / "probe.env").read_text().splitlines()

@@ -41,9 +41,30 @@ pytestmark = pytest.mark.slow
 
 TINY_RENDERER = {
     "preset": "seed",  # the paper's architecture at a tiny size, at the crop resolution
-    "model": {"width": 16, "feature_dim": 4, "pixel_freqs": 3, "pose_freqs": 2, "gaze_freqs": 2, "latent_dim": 4, "decoder_channels": 8, "decoder_res_blocks": 1},
-    "train": {"iterations": 4, "batch_size": 2, "checkpoint_every": 2, "disc_channels": 4, "disc_layers": 2, "disc_scales": 1,
-              "device": "cpu", "min_train_frames": 8, "log_every": 0, "sample_every": 0, "progress": False, "w_perceptual": 0.0},
+    "model": {
+        "width": 16,
+        "feature_dim": 4,
+        "pixel_freqs": 3,
+        "pose_freqs": 2,
+        "gaze_freqs": 2,
+        "latent_dim": 4,
+        "decoder_channels": 8,
+        "decoder_res_blocks": 1,
+    },
+    "train": {
+        "iterations": 4,
+        "batch_size": 2,
+        "checkpoint_every": 2,
+        "disc_channels": 4,
+        "disc_layers": 2,
+        "disc_scales": 1,
+        "device": "cpu",
+        "min_train_frames": 8,
+        "log_every": 0,
+        "sample_every": 0,
+        "progress": False,
+        "w_perceptual": 0.0,
+    },
     "render": {"device": "cpu"},
 }
 D6_FRAMES = 600  # 20 s of d6 (30 fps, with speech): enough for the audio tests, ~25 s to track and fit on 2 cores
@@ -54,8 +75,24 @@ _BUILT: dict[tuple[str, int], dict[str, Path]] = {}
 def cut_with_audio(src: Path, dst: Path, frames: int) -> None:
     """The first `frames` frames, re-encoded, keeping the audio (if any) up to the same time."""
     subprocess.run(
-        [resolve_ffmpeg(), "-v", "error", "-y", "-i", str(src), "-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-shortest", str(dst)],
+        [
+            resolve_ffmpeg(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(dst),
+        ],
         check=True,
     )
 
@@ -74,10 +111,23 @@ def build_tracking(src: Path, root: Path, frames: int, shared: Path, resolution:
     track.run(video, work / "probe.json", landmarker, work / "track.h5", video=src.stem, cfg={})
     crop.run(work / "track.h5", work / "crop.h5", cfg={"resolution": resolution})
     correspondence.run(ict, landmarker, work / "correspondence.npz")
-    fit.run(work / "crop.h5", work / "track.h5", ict, work / "correspondence.npz", work / "fit.h5", cfg={"device": "cpu"})
+    fit.run(
+        work / "crop.h5", work / "track.h5", ict, work / "correspondence.npz", work / "fit.h5", cfg={"device": "cpu"}
+    )
     gaze.run(work / "crop.h5", work / "fit.h5", ict, work / "gaze.h5", cfg={})
-    assemble.run(video, work / "probe.json", {s: work / f"{s}.h5" for s in ("track", "crop", "fit", "gaze")}, work / "tracking.h5")
-    _BUILT[key] = {"video": video, "probe": work / "probe.json", "audio": work / "audio.wav", "tracking": work / "tracking.h5", "dir": work}
+    assemble.run(
+        video,
+        work / "probe.json",
+        {s: work / f"{s}.h5" for s in ("track", "crop", "fit", "gaze")},
+        work / "tracking.h5",
+    )
+    _BUILT[key] = {
+        "video": video,
+        "probe": work / "probe.json",
+        "audio": work / "audio.wav",
+        "tracking": work / "tracking.h5",
+        "dir": work,
+    }
     return _BUILT[key]
 
 
@@ -91,15 +141,25 @@ def train_tiny_renderer(paths: dict[str, Path]) -> Path:
 # ---------------------------------------------------------------- transfer maths (synthetic motion)
 
 
-def synthetic_motion(seed: int, n: int = 120, base_deg=(0.0, 0.0, 0.0), depth: float = 60.0, noise: float = 0.0) -> Motion:
+def synthetic_motion(
+    seed: int, n: int = 120, base_deg=(0.0, 0.0, 0.0), depth: float = 60.0, noise: float = 0.0
+) -> Motion:
     """Smooth head motion about a base head rotation, expression and gaze; optional white jitter."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
-    angles = np.stack([8 * np.sin(t / 11 + k) for k in range(3)], 1) + np.asarray(base_deg)[None] + noise * rng.normal(0, 1, (n, 3))
+    angles = (
+        np.stack([8 * np.sin(t / 11 + k) for k in range(3)], 1)
+        + np.asarray(base_deg)[None]
+        + noise * rng.normal(0, 1, (n, 3))
+    )
     r_head = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
     rotation = FLIP_YZ[None] @ r_head
-    translation = np.stack([np.sin(t / 7), 0.5 * np.cos(t / 5), depth + np.sin(t / 13)], 1) + noise * 0.1 * rng.normal(0, 1, (n, 3))
-    expression = np.clip(0.3 + 0.25 * np.sin(t[:, None] / 6 + np.arange(5)[None]) + noise * 0.02 * rng.normal(0, 1, (n, 5)), 0, 1).astype(np.float32)
+    translation = np.stack([np.sin(t / 7), 0.5 * np.cos(t / 5), depth + np.sin(t / 13)], 1) + noise * 0.1 * rng.normal(
+        0, 1, (n, 3)
+    )
+    expression = np.clip(
+        0.3 + 0.25 * np.sin(t[:, None] / 6 + np.arange(5)[None]) + noise * 0.02 * rng.normal(0, 1, (n, 5)), 0, 1
+    ).astype(np.float32)
     gaze = np.stack([5 * np.sin(t / 9), 3 * np.cos(t / 4)], 1) + rng.normal(0, 0.01, (n, 2))
     names = ["jawOpen", "mouthSmile_L", "mouthSmile_R", "eyeBlink_L", "eyeBlink_R"]
     return Motion(expression, names, rotation, translation, gaze, np.ones(n, bool), 25.0)
@@ -146,8 +206,11 @@ def test_relative_pose_keeps_the_target_mean_pose_and_the_driver_motion():
     assert np.allclose(out.translation.mean(0), ts.translation, atol=1e-9)
     assert np.allclose(out.gaze_deg.mean(0), ts.gaze_deg, atol=1e-9)
     # the driver's rotation away from its mean is preserved frame by frame (angle of the relative rotation)
-    assert np.allclose(angle_deg(out.rotation, np.broadcast_to(ts.rotation, out.rotation.shape)),
-                       angle_deg(driver.rotation, np.broadcast_to(ds.rotation, driver.rotation.shape)), atol=1e-6)
+    assert np.allclose(
+        angle_deg(out.rotation, np.broadcast_to(ts.rotation, out.rotation.shape)),
+        angle_deg(driver.rotation, np.broadcast_to(ds.rotation, driver.rotation.shape)),
+        atol=1e-6,
+    )
     # absolute pose keeps the driver's own pose instead
     absolute = transfer_motion(driver, ds, ts, pose="absolute")
     assert angle_deg(rotation_mean(absolute.rotation), ds.rotation) < 1e-6
@@ -161,12 +224,22 @@ def test_translation_displacement_scales_with_the_depth_ratio():
 
 def test_relative_expression_swaps_the_neutral_offsets():
     e = np.array([[0.2, 0.9, 0.0], [0.5, 0.3, 1.0]])
-    out = transfer_expression(e, drv_neutral=np.array([0.2, 0.1, 0.0]), tgt_neutral=np.array([0.0, 0.3, 0.1]), mode="relative")
+    out = transfer_expression(
+        e, drv_neutral=np.array([0.2, 0.1, 0.0]), tgt_neutral=np.array([0.0, 0.3, 0.1]), mode="relative"
+    )
     assert np.allclose(out, [[0.0, 1.0, 0.1], [0.3, 0.5, 1.0]])  # clipped to [0, 1]
     assert np.allclose(transfer_expression(e, mode="absolute"), e)
     # the neutral is a low percentile: a talking mouth (open half the time) has its rest value at 0, not the median
     jaw = np.r_[np.zeros(40), np.linspace(0.2, 0.8, 60)]
-    m = Motion(jaw[:, None].astype(np.float32), ["jawOpen"], np.repeat(FLIP_YZ[None], 100, 0), np.tile([0, 0, 60.0], (100, 1)), np.zeros((100, 2)), np.ones(100, bool), 25.0)
+    m = Motion(
+        jaw[:, None].astype(np.float32),
+        ["jawOpen"],
+        np.repeat(FLIP_YZ[None], 100, 0),
+        np.tile([0, 0, 60.0], (100, 1)),
+        np.zeros((100, 2)),
+        np.ones(100, bool),
+        25.0,
+    )
     assert motion_stats(m).neutral_expression[0] == 0.0 and np.median(jaw) > 0.1
 
 
@@ -228,8 +301,16 @@ def cross(identities, tmp_path_factory):
     d0, d6 = identities
     out = tmp_path_factory.mktemp("cross")
     frames = reenact.run(
-        d0["tracking"], d6["tracking"], d6["model"], out / "d0_to_d6.mp4", out / "d0_to_d6.h5",
-        cfg={"device": "cpu", "smoothing_sigma": 1.0}, driver="d0", target="d6", driver_video=d0["video"], driver_probe=d0["probe"],
+        d0["tracking"],
+        d6["tracking"],
+        d6["model"],
+        out / "d0_to_d6.mp4",
+        out / "d0_to_d6.h5",
+        cfg={"device": "cpu", "smoothing_sigma": 1.0},
+        driver="d0",
+        target="d6",
+        driver_video=d0["video"],
+        driver_probe=d0["probe"],
     )
     return out, frames, d0
 
@@ -245,7 +326,12 @@ def test_cross_reenactment_renders_every_driver_frame(cross):
     assert (attrs["kind"], attrs["driver"], attrs["target"], attrs["stage"]) == ("cross", "d0", "d6", "rendered")
     assert attrs["fps"] == 25.0 and attrs["resolution"] == 256 and len(attrs["source_sha256"]) == 64
     info = probe_video(out / "d0_to_d6.mp4")
-    assert (info.width, info.height, info.fps, info.has_audio) == (512, 256, 25.0, False)  # driver | reenacted; d0 has no audio
+    assert (info.width, info.height, info.fps, info.has_audio) == (
+        512,
+        256,
+        25.0,
+        False,
+    )  # driver | reenacted; d0 has no audio
     decoded = np.stack(list(iter_frames(out / "d0_to_d6.mp4", info))).astype(float)
     assert len(decoded) == 78
     # left half: the driver's crop; right half: the reenactment (the tiny renderer's output is high-frequency noise
@@ -263,14 +349,25 @@ def test_reenacting_a_video_onto_itself_renders_its_own_parameters(identities, t
     """d6 driving d6 (relative pose and expression): the frames equal the renderer's output for d6's own tracking."""
     _, d6 = identities
     frames = reenact.run(
-        d6["tracking"], d6["tracking"], d6["model"], tmp_path / "self.mp4", tmp_path / "self.h5",
-        cfg={"device": "cpu", "max_frames": 20, "side_by_side": False}, driver="d6", target="d6",
-        driver_video=d6["video"], driver_probe=d6["probe"],
+        d6["tracking"],
+        d6["tracking"],
+        d6["model"],
+        tmp_path / "self.mp4",
+        tmp_path / "self.h5",
+        cfg={"device": "cpu", "max_frames": 20, "side_by_side": False},
+        driver="d6",
+        target="d6",
+        driver_video=d6["video"],
+        driver_probe=d6["probe"],
     )
     assert frames.shape == (20, 256, 256, 3)
     m = read_motion(d6["tracking"])
     renderer = PortraitRenderer(d6["model"], "cpu")
-    direct = renderer.render_batch(pose_features(m.rotation[:20], m.translation[:20].astype(np.float32)), np.deg2rad(m.gaze_deg[:20]).astype(np.float32), m.expression[:20])
+    direct = renderer.render_batch(
+        pose_features(m.rotation[:20], m.translation[:20].astype(np.float32)),
+        np.deg2rad(m.gaze_deg[:20]).astype(np.float32),
+        m.expression[:20],
+    )
     assert np.abs(frames.astype(int) - direct).mean() < 0.05
     info = probe_video(tmp_path / "self.mp4")
     assert (info.width, info.height, info.has_audio) == (256, 256, True)  # d6 has speech: muxed in
@@ -287,14 +384,41 @@ def test_mismatched_expression_names_fail_without_outputs(identities, tmp_path):
         del f["fit/expression_names"]
         f.create_dataset("fit/expression_names", data=np.asarray(names, object), dtype=h5py.string_dtype())
     with pytest.raises(PipelineInputError, match="expression names differ"):
-        reenact.run(bad, d6["tracking"], d6["model"], tmp_path / "o.mp4", tmp_path / "o.h5", cfg={"device": "cpu"}, driver="d0", target="d6")
+        reenact.run(
+            bad,
+            d6["tracking"],
+            d6["model"],
+            tmp_path / "o.mp4",
+            tmp_path / "o.h5",
+            cfg={"device": "cpu"},
+            driver="d0",
+            target="d6",
+        )
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))
 
 
 def test_missing_model_fails_without_outputs(identities, tmp_path):
     d0, d6 = identities
     with pytest.raises(PipelineInputError, match="model.pt: target renderer model not found"):
-        reenact.run(d0["tracking"], d6["tracking"], tmp_path / "model.pt", tmp_path / "o.mp4", tmp_path / "o.h5", cfg={"device": "cpu"}, driver="d0", target="d6")
+        reenact.run(
+            d0["tracking"],
+            d6["tracking"],
+            tmp_path / "model.pt",
+            tmp_path / "o.mp4",
+            tmp_path / "o.h5",
+            cfg={"device": "cpu"},
+            driver="d0",
+            target="d6",
+        )
     with pytest.raises(PipelineInputError, match="tracking file not found"):
-        reenact.run(tmp_path / "nope.h5", d6["tracking"], d6["model"], tmp_path / "o.mp4", tmp_path / "o.h5", cfg={}, driver="d0", target="d6")
+        reenact.run(
+            tmp_path / "nope.h5",
+            d6["tracking"],
+            d6["model"],
+            tmp_path / "o.mp4",
+            tmp_path / "o.h5",
+            cfg={},
+            driver="d0",
+            target="d6",
+        )
     assert not list(tmp_path.glob("o.*"))

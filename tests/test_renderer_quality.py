@@ -22,7 +22,11 @@ RES = 96  # the preview preset's architecture at 96 px and 800 steps: about a mi
 def d6(tmp_path_factory, shared_dir, videos_dir):
     paths = build_tracking(videos_dir / "d6.mp4", tmp_path_factory.mktemp("quality"), D6_FRAMES, shared_dir)
     model = paths["dir"] / "renderer_preview" / "model.pt"
-    cfg = {"preset": "preview", "model": {"resolution": RES}, "train": {"iterations": 800, "device": "cpu", "progress": False}}
+    cfg = {
+        "preset": "preview",
+        "model": {"resolution": RES},
+        "train": {"iterations": 800, "device": "cpu", "progress": False},
+    }
     result = train_renderer.run(paths["tracking"], model, cfg=cfg)
     renderer = PortraitRenderer(model, "cpu")
     data = load_tracking(paths["tracking"], 0.9, 0.1, 16, RES)
@@ -62,7 +66,13 @@ def test_the_mouth_follows_jaw_open_more_than_a_blink(d6):
     nothing to do with the mouth, changes it less."""
     _, renderer, data, _ = d6
     jaw = jaw_sweep(renderer, data)
-    blink_data = data.__class__(**{**data.__dict__, "expression_names": tuple(
-        "jawOpen" if n == "eyeBlink_L" else ("_" if n == "jawOpen" else n) for n in data.expression_names)})
+    blink_data = data.__class__(
+        **{
+            **data.__dict__,
+            "expression_names": tuple(
+                "jawOpen" if n == "eyeBlink_L" else ("_" if n == "jawOpen" else n) for n in data.expression_names
+            ),
+        }
+    )
     blink = jaw_sweep(renderer, blink_data)
     assert jaw > 0.01 and jaw > 2 * blink, (jaw, blink)

@@ -15,10 +15,31 @@ pytestmark = pytest.mark.slow
 TINY = {
     "enabled": True,
     "preset": "seed",  # the paper's architecture at a tiny size (the preview preset would train at 128 px)
-    "model": {"width": 16, "feature_dim": 4, "pixel_freqs": 3, "pose_freqs": 2, "gaze_freqs": 2, "latent_dim": 4, "decoder_channels": 8, "decoder_res_blocks": 1},
-    "train": {"iterations": 4, "batch_size": 2, "checkpoint_every": 2, "disc_channels": 4, "disc_layers": 2, "disc_scales": 1,
-              "device": "cpu", "train_frames": 30, "test_frames": 6, "min_train_frames": 8, "log_every": 1, "sample_every": 0,
-              "w_perceptual": 0.0},
+    "model": {
+        "width": 16,
+        "feature_dim": 4,
+        "pixel_freqs": 3,
+        "pose_freqs": 2,
+        "gaze_freqs": 2,
+        "latent_dim": 4,
+        "decoder_channels": 8,
+        "decoder_res_blocks": 1,
+    },
+    "train": {
+        "iterations": 4,
+        "batch_size": 2,
+        "checkpoint_every": 2,
+        "disc_channels": 4,
+        "disc_layers": 2,
+        "disc_scales": 1,
+        "device": "cpu",
+        "train_frames": 30,
+        "test_frames": 6,
+        "min_train_frames": 8,
+        "log_every": 1,
+        "sample_every": 0,
+        "w_perceptual": 0.0,
+    },
     "render": {"device": "cpu"},
 }
 

@@ -40,8 +40,10 @@ VIDEOS = ("d0", "d18")
 # come from squeue) and its jobs are short (first status check after 2 s, not 40). Successful jobs' logs are kept
 # so that the test can read them.
 CLUSTER_ARGS = (
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
 )
 FIT_DERIVED = ("fit", "gaze", "qc")  # iterative float maths: compared with a tolerance, the rest bit for bit
@@ -77,7 +79,16 @@ def partition() -> str:
 
 
 def snakemake_cmd(*args: str, profile: str = "slurm", snakefile: Path = REPO / "Snakefile") -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--profile", str(REPO / "profiles" / profile), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snakefile),
+        "--profile",
+        str(REPO / "profiles" / profile),
+        *args,
+    ]
 
 
 def run_env(partition: str) -> dict[str, str]:
@@ -104,9 +115,13 @@ def run(workdir: Path, cmd: list[str], env: dict[str, str], name: str) -> str:
 
 
 def squeue(*args: str) -> list[dict[str, str]]:
-    """Jobs the controller knows (finished ones too, for MinJobAge): id, state, comment (rule_<rule>_...), time limit."""
+    """Jobs the controller knows (finished ones too, for MinJobAge): id, state, comment (rule_<rule>_...), limit."""
     out = subprocess.run(
-        ["squeue", "-h", "--states=all", "-o", "%i|%T|%k|%l", *args], capture_output=True, text=True, check=True, timeout=60
+        ["squeue", "-h", "--states=all", "-o", "%i|%T|%k|%l", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return [dict(zip(("id", "state", "comment", "time_limit"), line.split("|"))) for line in out.splitlines() if line]
 
@@ -152,17 +167,24 @@ def assert_all_jobs_went_through_sbatch(workdir: Path, text: str) -> dict[str, l
     assert re.findall(r"^localrule (\w+):", text, re.M) in ([], ["all"]), "a job ran outside SLURM"
     jobs = {job["id"]: job for job in squeue("--name", run_id(text))}  # the controller's view of this run
     assert set(jobs) == {i for ids in submitted.values() for i in ids}, (jobs, submitted)
-    completed = [submitted_ids[-1] for submitted_ids in submitted.values() if jobs[submitted_ids[-1]]["state"] == "COMPLETED"]
+    completed = [
+        submitted_ids[-1] for submitted_ids in submitted.values() if jobs[submitted_ids[-1]]["state"] == "COMPLETED"
+    ]
     ran: list[str] = []
     by_name: dict[str, list[str]] = {}
     for slurm_id in completed:
         rules = rules_run_in(workdir, slurm_id)
         comment = jobs[slurm_id]["comment"]  # a group job's: rule_preprocess_<its rules, shortened>
         name = "rule_preprocess" if comment.startswith("rule_preprocess_") else comment.split("_wildcards_")[0]
-        assert name == (f"rule_{rules[0]}" if len(rules) == 1 and rules[0] not in GROUPED else "rule_preprocess"), (name, rules)
+        assert name == (f"rule_{rules[0]}" if len(rules) == 1 and rules[0] not in GROUPED else "rule_preprocess"), (
+            name,
+            rules,
+        )
         by_name.setdefault(name, []).append(slurm_id)
         ran += rules
-    assert sorted(ran) == sorted(done.values()), f"finished jobs {sorted(done.values())} vs run in SLURM jobs {sorted(ran)}"
+    assert sorted(ran) == sorted(done.values()), (
+        f"finished jobs {sorted(done.values())} vs run in SLURM jobs {sorted(ran)}"
+    )
     return by_name
 
 
@@ -183,9 +205,9 @@ def wait_for_running_track(workdir: Path, proc: subprocess.Popen, log: Path, ski
 
 
 def interrupted_run(workdir: Path, env: dict[str, str]) -> dict:
-    """Forces d0's stages from track on again (78 frames: track runs long enough to be caught); cancels its group job once track runs in it (Snakemake retries the
-    group with more runtime); then kills Snakemake and the retry while that runs, like a lost login session and a
-    dead node."""
+    """Forces d0's stages from track on again (78 frames: track runs long enough to be caught); cancels its group
+    job once track runs in it (Snakemake retries the group with more runtime); then kills Snakemake and the retry
+    while that runs, like a lost login session and a dead node."""
     log = workdir / "interrupted.log"
     targets = ("results/d0/tracking.h5", "results/d0/qc/stats.json")
     cmd = snakemake_cmd(*targets, "--forcerun", "track", *CLUSTER_ARGS)
@@ -228,8 +250,15 @@ def slurm_run(tmp_path_factory, shared_dir, partition, local_run) -> dict:
     interrupted = interrupted_run(workdir, env)
     run(workdir, snakemake_cmd("--unlock"), env, "unlock")  # the killed Snakemake left its lock behind
     rerun = run(workdir, snakemake_cmd("--rerun-incomplete", *CLUSTER_ARGS), env, "rerun")
-    return {"workdir": workdir, "env": env, "complete": complete, "outputs": outputs, "mtimes": mtimes,
-            "interrupted": interrupted, "rerun": rerun}
+    return {
+        "workdir": workdir,
+        "env": env,
+        "complete": complete,
+        "outputs": outputs,
+        "mtimes": mtimes,
+        "interrupted": interrupted,
+        "rerun": rerun,
+    }
 
 
 def test_one_sbatch_per_video_for_its_preprocessing(slurm_run):
@@ -237,7 +266,10 @@ def test_one_sbatch_per_video_for_its_preprocessing(slurm_run):
     workdir, text = slurm_run["workdir"], slurm_run["complete"]
     by_name = assert_all_jobs_went_through_sbatch(workdir, text)
     assert sum(len(ids) for ids in submissions(text).values()) == 1 + len(VIDEOS), submissions(text)
-    assert {name: len(ids) for name, ids in by_name.items()} == {"rule_correspondence": 1, "rule_preprocess": len(VIDEOS)}
+    assert {name: len(ids) for name, ids in by_name.items()} == {
+        "rule_correspondence": 1,
+        "rule_preprocess": len(VIDEOS),
+    }
     for slurm_id in by_name["rule_preprocess"]:  # each group job ran all seven stages of one video
         assert sorted(rules_run_in(workdir, slurm_id)) == sorted(GROUPED), slurm_id
         videos = set(re.findall(r"wildcards: video=(\w+)", slurm_log(workdir, slurm_id).read_text()))
@@ -279,10 +311,12 @@ def h5_items(path: Path) -> dict[str, object]:
     """Every dataset (as an array) and attribute (as 'path@name') of an HDF5 file, creation times left out."""
     items: dict[str, object] = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 items[name] = obj.asstr()[()] if h5py.check_string_dtype(obj.dtype) else obj[()]
             items.update({f"{name}@{k}": v for k, v in obj.attrs.items() if k != "created_utc"})
+
         visit("/", f)
         f.visititems(visit)
     return items
@@ -305,7 +339,15 @@ def test_outputs_equal_the_local_run(slurm_run, local_run):
     results, reference = slurm_run["workdir"] / "results", local_run / "results"
     files = sorted(p.relative_to(reference) for p in reference.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(results) for p in results.rglob("*") if p.is_file())
-    assert {f.name for f in files} >= {"probe.json", "track.h5", "crop.h5", "fit.h5", "gaze.h5", "tracking.h5", "stats.json"}
+    assert {f.name for f in files} >= {
+        "probe.json",
+        "track.h5",
+        "crop.h5",
+        "fit.h5",
+        "gaze.h5",
+        "tracking.h5",
+        "stats.json",
+    }
     for rel in files:
         a, b = reference / rel, results / rel
         exact = not {rel.stem, *rel.parts} & set(FIT_DERIVED)

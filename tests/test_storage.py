@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from neural_renderer.atomic import sweep_stale_temporaries
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.storage import (
     assemble_tracking,
@@ -25,7 +26,6 @@ from neural_renderer.storage import (
     validate_arrays,
     write_stage,
 )
-from neural_renderer.atomic import sweep_stale_temporaries
 from neural_renderer.storage.schema import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +99,13 @@ def test_schema_rejects_malformed_arrays(tmp_path, mutate, message):
 
 def test_missing_stage_attribute_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="model_sha256"):
-        write_stage(tmp_path / "t.h5", "track", _track_arrays(), **PROV, attrs={k: v for k, v in TRACK_ATTRS.items() if k != "model_sha256"})
+        write_stage(
+            tmp_path / "t.h5",
+            "track",
+            _track_arrays(),
+            **PROV,
+            attrs={k: v for k, v in TRACK_ATTRS.items() if k != "model_sha256"},
+        )
 
 
 def test_killed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
@@ -150,7 +156,9 @@ def _write_all_stages(tmp_path, t):
         "correspondence_mediapipe": np.arange(7, dtype=np.int32),
         "correspondence_vertex": np.arange(7, dtype=np.int32),
     }
-    write_stage(tmp_path / "fit.h5", "fit", fit, **PROV, attrs={"model_name": "m", "model_sha256": "0", "resolution": 8})
+    write_stage(
+        tmp_path / "fit.h5", "fit", fit, **PROV, attrs={"model_name": "m", "model_sha256": "0", "resolution": 8}
+    )
     files["fit"] = tmp_path / "fit.h5"
     gaze = {
         "eye_vectors": np.zeros((t, 2, 3), np.float32),

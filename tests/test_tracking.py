@@ -73,11 +73,14 @@ def test_d0_blendshapes_and_transforms(d0_track):
 
 
 def test_iris_constants_match_the_image(d0_track):
-    """Subject's right iris (468-472) is on the image's left in this non-mirrored frontal video, inside the right eye."""
+    """Subject's right iris (468-472) is on the image's left in this non-mirrored frontal video, in the right eye."""
     lm = d0_track.landmarks[d0_track.valid]
     assert RIGHT_IRIS == tuple(range(468, 473)) and LEFT_IRIS == tuple(range(473, 478))
     assert (lm[:, RIGHT_IRIS_CENTER, 0] < lm[:, LEFT_IRIS_CENTER, 0]).all()
-    for centre, iris, corners in ((RIGHT_IRIS_CENTER, RIGHT_IRIS, RIGHT_EYE_CORNERS), (LEFT_IRIS_CENTER, LEFT_IRIS, LEFT_EYE_CORNERS)):
+    for centre, iris, corners in (
+        (RIGHT_IRIS_CENTER, RIGHT_IRIS, RIGHT_EYE_CORNERS),
+        (LEFT_IRIS_CENTER, LEFT_IRIS, LEFT_EYE_CORNERS),
+    ):
         cx = lm[:, centre, 0]
         lo = lm[:, list(corners), 0].min(axis=1)
         hi = lm[:, list(corners), 0].max(axis=1)
@@ -153,7 +156,7 @@ def test_landmark_track_validates_shapes():
 def two_faces(tmp_path_factory, videos_dir):
     """d0 (512 px, large face) beside d18 shrunk to 384 px, then black: the smaller face is nearer the image centre.
 
-(MediaPipe's short-range detector misses faces much smaller than this in a frame this wide.)"""
+    (MediaPipe's short-range detector misses faces much smaller than this in a frame this wide.)"""
     import subprocess
 
     from neural_renderer.video import resolve_ffmpeg

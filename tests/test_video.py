@@ -63,8 +63,9 @@ def synthetic(tmp_path_factory, ffmpeg_exe, videos_dir) -> dict[str, Path]:
         _ffmpeg(ffmpeg_exe, "-display_rotation", str(deg), "-i", str(marker), "-c", "copy", str(out))
         paths[f"rot{deg % 360}"] = out
     audio = d / "audio.mp4"
-    _ffmpeg(ffmpeg_exe, "-f", "lavfi", "-i", "testsrc=s=64x48:r=10", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-            "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(audio))  # fmt: skip
+    tone = "sine=frequency=440:sample_rate=44100"
+    _ffmpeg(ffmpeg_exe, "-f", "lavfi", "-i", "testsrc=s=64x48:r=10", "-f", "lavfi", "-i", tone, "-t", "2",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(audio))  # fmt: skip
     paths["audio"] = audio
     faststart = d / "d0_faststart.mp4"
     _ffmpeg(ffmpeg_exe, "-i", str(videos_dir / "d0.mp4"), "-c", "copy", "-movflags", "+faststart", str(faststart))
@@ -111,7 +112,12 @@ def _bad_file(kind: str, d: Path, d0: Path) -> Path:
 
 @pytest.mark.parametrize(
     "kind, needle",
-    [("missing", "does not exist"), ("empty", "empty"), ("text", "not a readable video"), ("truncated", "not a readable video")],
+    [
+        ("missing", "does not exist"),
+        ("empty", "empty"),
+        ("text", "not a readable video"),
+        ("truncated", "not a readable video"),
+    ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, videos_dir, kind, needle):
     path = _bad_file(kind, tmp_path, videos_dir / "d0.mp4")

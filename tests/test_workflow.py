@@ -32,7 +32,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=1200)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -72,7 +74,22 @@ def write_config(workdir: Path, shared: Path, **sections) -> None:
 
 def cut_clip(src: Path, dst: Path, frames: int) -> None:
     subprocess.run(
-        [resolve_ffmpeg(), "-v", "error", "-y", "-i", str(src), "-frames:v", str(frames), "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(dst)],
+        [
+            resolve_ffmpeg(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-frames:v",
+            str(frames),
+            "-an",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(dst),
+        ],
         check=True,
     )
 
@@ -261,8 +278,18 @@ def test_video_without_face_fails_with_clear_message(tmp_path, shared_dir):
     raw = tmp_path / "data" / "raw"
     raw.mkdir(parents=True)
     subprocess.run(
-        [resolve_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=256x256:rate=25:duration=1",
-         "-pix_fmt", "yuv420p", str(raw / "noface.mp4")],
+        [
+            resolve_ffmpeg(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=256x256:rate=25:duration=1",
+            "-pix_fmt",
+            "yuv420p",
+            str(raw / "noface.mp4"),
+        ],
         check=True,
     )
     write_config(tmp_path, shared)

@@ -1,4 +1,5 @@
 """Entry point of rule `assemble` (logic: neural_renderer.stages.assemble)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -12,4 +13,8 @@ from neural_renderer.stages import assemble
 from neural_renderer.workflow import run_stage
 
 stage_files = {stage: sm.input[stage] for stage in ("track", "crop", "fit", "gaze")}
-run_stage(sm, "assemble", lambda: assemble.run(sm.input.video, sm.input.probe, stage_files, sm.output.h5, ffmpeg=sm.params.ffmpeg))
+run_stage(
+    sm,
+    "assemble",
+    lambda: assemble.run(sm.input.video, sm.input.probe, stage_files, sm.output.h5, ffmpeg=sm.params.ffmpeg),
+)

@@ -1,4 +1,5 @@
 """Entry point of rule `audio_render` (logic: neural_renderer.stages.audio_render)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -15,7 +16,15 @@ run_stage(
     sm,
     "audio_render",
     lambda: audio_render.run(
-        sm.input.audio, sm.input.tracking, sm.input.renderer, sm.input.audio_model, sm.output.mp4, sm.output.h5, cfg=sm.params.cfg,
-        clip=sm.wildcards.clip, target=sm.wildcards.video, ffmpeg=sm.params.ffmpeg,
+        sm.input.audio,
+        sm.input.tracking,
+        sm.input.renderer,
+        sm.input.audio_model,
+        sm.output.mp4,
+        sm.output.h5,
+        cfg=sm.params.cfg,
+        clip=sm.wildcards.clip,
+        target=sm.wildcards.video,
+        ffmpeg=sm.params.ffmpeg,
     ),
 )

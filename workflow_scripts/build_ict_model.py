@@ -1,4 +1,5 @@
 """Entry point of rule `build_ict_model` (logic: neural_renderer.stages.models)."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Entry point of rule `correspondence` (logic: neural_renderer.stages.correspondence)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -11,4 +12,8 @@ limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools rea
 from neural_renderer.stages import correspondence
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "correspondence", lambda: correspondence.run(sm.input.model, sm.input.landmarker, sm.output[0], kind=sm.params.kind))
+run_stage(
+    sm,
+    "correspondence",
+    lambda: correspondence.run(sm.input.model, sm.input.landmarker, sm.output[0], kind=sm.params.kind),
+)

@@ -1,4 +1,5 @@
 """Entry point of rule `crop` (logic: neural_renderer.stages.crop)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive

@@ -1,4 +1,5 @@
 """Entry point of the model download rules (logic: neural_renderer.assets)."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Entry point of rule `fetch_arcface` (logic: neural_renderer.stages.models)."""
+
 import sys
 from pathlib import Path
 

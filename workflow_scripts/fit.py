@@ -1,4 +1,5 @@
 """Entry point of rule `fit` (logic: neural_renderer.stages.fit)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -15,7 +16,12 @@ run_stage(
     sm,
     "fit",
     lambda: fit.run(
-        sm.input.crop, sm.input.track, sm.input.model, sm.input.correspondence, sm.output.h5,
-        cfg=sm.params.cfg, kind=sm.params.kind,
+        sm.input.crop,
+        sm.input.track,
+        sm.input.model,
+        sm.input.correspondence,
+        sm.output.h5,
+        cfg=sm.params.cfg,
+        kind=sm.params.kind,
     ),
 )

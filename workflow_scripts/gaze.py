@@ -1,4 +1,5 @@
 """Entry point of rule `gaze` (logic: neural_renderer.stages.gaze)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -11,5 +12,16 @@ limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools rea
 from neural_renderer.stages import gaze
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "gaze", lambda: gaze.run(sm.input.crop, sm.input.fit, sm.input.model, sm.output.h5, cfg=sm.params.cfg, kind=sm.params.kind,
-                                        track_h5=sm.input.track))
+run_stage(
+    sm,
+    "gaze",
+    lambda: gaze.run(
+        sm.input.crop,
+        sm.input.fit,
+        sm.input.model,
+        sm.output.h5,
+        cfg=sm.params.cfg,
+        kind=sm.params.kind,
+        track_h5=sm.input.track,
+    ),
+)

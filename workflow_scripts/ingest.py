@@ -1,4 +1,5 @@
 """Entry point of rule `ingest` (logic: neural_renderer.stages.ingest)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive

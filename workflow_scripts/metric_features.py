@@ -1,5 +1,10 @@
-"""Entry point of rules `real_features`, `rendered_features`, `driving_features` (logic: neural_renderer.stages.metric_features)."""
+"""Entry point of rules `real_features`, `rendered_features`, `driving_features`.
+
+Logic: neural_renderer.stages.metric_features.
+"""
+
 import sys
+from functools import partial
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
 sys.path.insert(0, sm.scriptdir + "/..")  # the package without installing it (e.g. in conda envs)
@@ -15,9 +20,11 @@ from neural_renderer.workflow import run_stage
 models = MotionModels(sm.input.landmarker, sm.input.model, sm.input.correspondence)
 common = dict(cfg=sm.params.cfg, name=sm.wildcards.video, models=models)
 if sm.rule == "real_features":
-    job = lambda: metric_features.run_real(sm.input.tracking, sm.output[0], renderer_cfg={"train": sm.params.split}, **common)  # noqa: E731
+    job = partial(
+        metric_features.run_real, sm.input.tracking, sm.output[0], renderer_cfg={"train": sm.params.split}, **common
+    )
 elif sm.rule == "driving_features":
-    job = lambda: metric_features.run_driving(sm.input.tracking, sm.input.rendered, sm.output[0], **common)  # noqa: E731
+    job = partial(metric_features.run_driving, sm.input.tracking, sm.input.rendered, sm.output[0], **common)
 else:
-    job = lambda: metric_features.run_rendered(sm.input.rendered, sm.output[0], **common)  # noqa: E731
+    job = partial(metric_features.run_rendered, sm.input.rendered, sm.output[0], **common)
 run_stage(sm, sm.rule, job)

@@ -1,4 +1,5 @@
 """Entry point of rule `metrics` (logic: neural_renderer.stages.metrics)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -15,7 +16,16 @@ run_stage(
     sm,
     "metrics",
     lambda: metrics.run(
-        sm.params.kind, sm.input.rendered, sm.input.generated, sm.input.real, sm.output[0], cfg=sm.params.cfg, target=sm.wildcards.video,
-        driver=sm.params.driver, method=sm.params.method, real_tracking=sm.input.get("tracking"), driving_features=sm.input.get("driving"),
+        sm.params.kind,
+        sm.input.rendered,
+        sm.input.generated,
+        sm.input.real,
+        sm.output[0],
+        cfg=sm.params.cfg,
+        target=sm.wildcards.video,
+        driver=sm.params.driver,
+        method=sm.params.method,
+        real_tracking=sm.input.get("tracking"),
+        driving_features=sm.input.get("driving"),
     ),
 )

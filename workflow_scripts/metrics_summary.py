@@ -1,4 +1,5 @@
 """Entry point of rule `metrics_summary` (logic: neural_renderer.stages.metrics)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -11,4 +12,6 @@ limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools rea
 from neural_renderer.stages import metrics
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "metrics_summary", lambda: metrics.run_summary(list(sm.input), sm.output.csv, sm.output.md, sm.output.png))
+run_stage(
+    sm, "metrics_summary", lambda: metrics.run_summary(list(sm.input), sm.output.csv, sm.output.md, sm.output.png)
+)

@@ -1,4 +1,5 @@
 """Entry point of rule `qc` (logic: neural_renderer.stages.qc)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -14,5 +15,7 @@ from neural_renderer.workflow import run_stage
 run_stage(
     sm,
     "qc",
-    lambda: qc.run(sm.input.tracking, sm.input.model, sm.output.sheet, sm.output.stats, cfg=sm.params.cfg, kind=sm.params.kind),
+    lambda: qc.run(
+        sm.input.tracking, sm.input.model, sm.output.sheet, sm.output.stats, cfg=sm.params.cfg, kind=sm.params.kind
+    ),
 )

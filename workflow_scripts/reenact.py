@@ -1,4 +1,5 @@
 """Entry point of rule `reenact` (logic: neural_renderer.stages.reenact)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -15,8 +16,16 @@ run_stage(
     sm,
     "reenact",
     lambda: reenact.run(
-        sm.input.driver_tracking, sm.input.target_tracking, sm.input.model, sm.output.mp4, sm.output.h5, cfg=sm.params.cfg,
-        driver=sm.wildcards.driver, target=sm.wildcards.video, driver_video=sm.input.driver_video, driver_probe=sm.input.driver_probe,
+        sm.input.driver_tracking,
+        sm.input.target_tracking,
+        sm.input.model,
+        sm.output.mp4,
+        sm.output.h5,
+        cfg=sm.params.cfg,
+        driver=sm.wildcards.driver,
+        target=sm.wildcards.video,
+        driver_video=sm.input.driver_video,
+        driver_probe=sm.input.driver_probe,
         ffmpeg=sm.params.ffmpeg,
     ),
 )

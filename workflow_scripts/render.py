@@ -1,4 +1,5 @@
 """Entry point of rule `render` (logic: neural_renderer.stages.render)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -15,8 +16,15 @@ run_stage(
     sm,
     "render",
     lambda: render.run(
-        sm.input.tracking, sm.input.model, sm.output.mp4, sm.output.h5, sm.output.side_by_side,
-        cfg=sm.params.cfg, probe_json=sm.input.probe, raw_video=sm.input.video, ffmpeg=sm.params.ffmpeg,
+        sm.input.tracking,
+        sm.input.model,
+        sm.output.mp4,
+        sm.output.h5,
+        sm.output.side_by_side,
+        cfg=sm.params.cfg,
+        probe_json=sm.input.probe,
+        raw_video=sm.input.video,
+        ffmpeg=sm.params.ffmpeg,
         video=sm.wildcards.video,
     ),
 )

@@ -1,4 +1,5 @@
 """Entry point of rule `track` (logic: neural_renderer.stages.track)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -15,7 +16,12 @@ run_stage(
     sm,
     "track",
     lambda: track.run(
-        sm.input.video, sm.input.probe, sm.input.model, sm.output.h5,
-        video=sm.wildcards.video, cfg=sm.params.cfg, ffmpeg=sm.params.ffmpeg,
+        sm.input.video,
+        sm.input.probe,
+        sm.input.model,
+        sm.output.h5,
+        video=sm.wildcards.video,
+        cfg=sm.params.cfg,
+        ffmpeg=sm.params.ffmpeg,
     ),
 )

@@ -1,4 +1,5 @@
 """Entry point of rule `train_audio` (logic: neural_renderer.stages.train_audio)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -14,5 +15,12 @@ from neural_renderer.workflow import run_stage
 run_stage(
     sm,
     "train_audio",
-    lambda: train_audio.run(sm.input.tracking, sm.input.audio, sm.output.model, cfg=sm.params.cfg, renderer_cfg=sm.params.renderer, probe_json=sm.input.probe),
+    lambda: train_audio.run(
+        sm.input.tracking,
+        sm.input.audio,
+        sm.output.model,
+        cfg=sm.params.cfg,
+        renderer_cfg=sm.params.renderer,
+        probe_json=sm.input.probe,
+    ),
 )

@@ -1,4 +1,5 @@
 """Entry point of rule `train_renderer` (logic: neural_renderer.stages.train_renderer)."""
+
 import sys
 
 sm = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -11,4 +12,8 @@ limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools rea
 from neural_renderer.stages import train_renderer
 from neural_renderer.workflow import run_stage
 
-run_stage(sm, "train_renderer", lambda: train_renderer.run(sm.input.tracking, sm.output.model, cfg=sm.params.cfg, work_dir=sm.params.work_dir))
+run_stage(
+    sm,
+    "train_renderer",
+    lambda: train_renderer.run(sm.input.tracking, sm.output.model, cfg=sm.params.cfg, work_dir=sm.params.work_dir),
+)

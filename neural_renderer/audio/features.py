@@ -41,8 +41,29 @@ def decode_audio(path: str | Path, sample_rate: int = 16000, ffmpeg: str | None 
     """
     check_readable(path)
     exe = resolve_ffmpeg(ffmpeg)
-    cmd = [exe, *QUIET, "-nostats", "-loglevel", "error", "-i", input_url(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-           "-ac", "1", "-ar", str(int(sample_rate)), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:"]
+    cmd = [
+        exe,
+        *QUIET,
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-i",
+        input_url(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-ac",
+        "1",
+        "-ar",
+        str(int(sample_rate)),
+        "-f",
+        "s16le",
+        "-acodec",
+        "pcm_s16le",
+        "pipe:",
+    ]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     err = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
@@ -77,8 +98,16 @@ def log_mel(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     n_fft = int(round(cfg.win_ms * 1e-3 * cfg.sample_rate))
     hop = int(round(cfg.hop_ms * 1e-3 * cfg.sample_rate))
     mel = librosa.feature.melspectrogram(
-        y=np.asarray(samples, np.float32), sr=cfg.sample_rate, n_fft=n_fft, hop_length=hop, win_length=n_fft,
-        n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, center=True, power=2.0,
+        y=np.asarray(samples, np.float32),
+        sr=cfg.sample_rate,
+        n_fft=n_fft,
+        hop_length=hop,
+        win_length=n_fft,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        center=True,
+        power=2.0,
     )
     return np.log(mel + 1e-8).astype(np.float32)
 

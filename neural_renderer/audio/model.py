@@ -35,7 +35,9 @@ class AudioEncoder(nn.Module):
             layers += [nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.LeakyReLU(0.02)]
             length = (length + 1) // 2
         self.conv = nn.Sequential(*layers)
-        self.fc = nn.Sequential(nn.Linear(channels * length, code_dim), nn.LeakyReLU(0.02), nn.Linear(code_dim, code_dim))
+        self.fc = nn.Sequential(
+            nn.Linear(channels * length, code_dim), nn.LeakyReLU(0.02), nn.Linear(code_dim, code_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(x).flatten(1))
@@ -48,8 +50,10 @@ class AttentionSmoother(nn.Module):
         super().__init__()
         hidden = max(code_dim // 4, 4)
         self.conv = nn.Sequential(
-            nn.Conv1d(code_dim, hidden, 3, padding=1), nn.LeakyReLU(0.02),
-            nn.Conv1d(hidden, hidden // 2, 3, padding=1), nn.LeakyReLU(0.02),
+            nn.Conv1d(code_dim, hidden, 3, padding=1),
+            nn.LeakyReLU(0.02),
+            nn.Conv1d(hidden, hidden // 2, 3, padding=1),
+            nn.LeakyReLU(0.02),
             nn.Conv1d(hidden // 2, 1, 3, padding=1),
         )
         self.fc = nn.Linear(k, k)
@@ -87,7 +91,7 @@ class ExpressionNet(AudioRegressor):
 
 
 class PoseNet(AudioRegressor):
-    """N_pose: -> (B, 9) 6D rotation relative to the mean (identity at zero output) + standardised translation offset."""
+    """N_pose: -> (B, 9) 6D rotation relative to the mean (identity at zero) + standardised translation offset."""
 
     def __init__(self, n_mels: int, window: int, cfg: AudioNetConfig):
         super().__init__(n_mels, window, POSE_OUT, cfg)
@@ -107,7 +111,9 @@ def neighbour_index(centre: torch.Tensor, k: int, lo: int | torch.Tensor, hi: in
     """(B,) frame indices -> (B, K) indices of the K frames around each (centre at K // 2), clamped to [lo, hi)."""
     offsets = torch.arange(k, device=centre.device) - k // 2
     idx = centre[:, None] + offsets[None]
-    return torch.maximum(torch.minimum(idx, torch.as_tensor(hi, device=centre.device) - 1), torch.as_tensor(lo, device=centre.device))
+    return torch.maximum(
+        torch.minimum(idx, torch.as_tensor(hi, device=centre.device) - 1), torch.as_tensor(lo, device=centre.device)
+    )
 
 
 def predict_sequence(net: AudioRegressor, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

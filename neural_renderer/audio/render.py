@@ -13,13 +13,19 @@ import torch
 from neural_renderer.assets import sha256_file
 from neural_renderer.audio.config import AudioConfig, AudioRenderConfig
 from neural_renderer.audio.features import audio_features, load_audio
-from neural_renderer.audio.model import predict_sequence, pose_to_matrix
+from neural_renderer.audio.model import pose_to_matrix, predict_sequence
 from neural_renderer.audio.train import FORMAT, build_nets
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.reenact.render import read_motion, render_params
-from neural_renderer.reenact.transfer import Transferred, motion_stats, project_to_rotation, smooth_rotations, smooth_sequence
+from neural_renderer.reenact.transfer import (
+    Transferred,
+    motion_stats,
+    project_to_rotation,
+    smooth_rotations,
+    smooth_sequence,
+)
 from neural_renderer.renderer.render import PortraitRenderer, write_mp4
 from neural_renderer.storage import write_stage
 
@@ -38,7 +44,12 @@ class AudioDriver:
         except Exception as exc:  # noqa: BLE001
             raise PipelineInputError(path, f"cannot load audio model ({exc})") from None
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise PipelineInputError(path, f"not an audio model (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}, expected {FORMAT!r})")
+            raise PipelineInputError(
+                path,
+                f"not an audio model "
+                f"(format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}, "
+                f"expected {FORMAT!r})",
+            )
         self.path = path
         self.cfg = build_dataclass(AudioConfig, blob["config"])
         self.device = resolve_device(device)
@@ -67,8 +78,17 @@ class AudioDriver:
 
 
 def render_audio(
-    audio_path: str | Path, target_tracking: str | Path, renderer_model: str | Path, audio_model: str | Path, out_mp4: str | Path, out_h5: str | Path,
-    *, cfg: AudioRenderConfig, clip: str, target: str, ffmpeg: str,
+    audio_path: str | Path,
+    target_tracking: str | Path,
+    renderer_model: str | Path,
+    audio_model: str | Path,
+    out_mp4: str | Path,
+    out_h5: str | Path,
+    *,
+    cfg: AudioRenderConfig,
+    clip: str,
+    target: str,
+    ffmpeg: str,
 ) -> np.ndarray:
     """Returns the generated frames (T, R, R, 3), T = round(audio duration * the target's fps)."""
     driver = AudioDriver(audio_model, cfg.device)
@@ -77,7 +97,11 @@ def render_audio(
         raise PipelineInputError(audio_model, f"trained on other expression coefficients than {target_tracking} has")
     renderer = PortraitRenderer(renderer_model, cfg.device, cfg.test_latent)
     if renderer.n_expression != len(driver.expression_names):
-        raise PipelineInputError(renderer_model, f"renderer takes {renderer.n_expression} expression coefficients, the audio model gives {len(driver.expression_names)}")
+        raise PipelineInputError(
+            renderer_model,
+            f"renderer takes {renderer.n_expression} expression coefficients, "
+            f"the audio model gives {len(driver.expression_names)}",
+        )
     fps = motion.fps
     samples = load_audio(audio_path, driver.cfg.features.sample_rate, ffmpeg)
     feats = audio_features(samples, fps, driver.cfg.features)
@@ -93,10 +117,22 @@ def render_audio(
     frames = render_params(renderer, Transferred(expression, rotation, translation, gaze), cfg.batch_size)
     n, r = len(frames), renderer.resolution
     write_stage(
-        out_h5, "rendered", {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
-        video=f"{clip}_to_{target}", source_path=str(audio_path), source_sha256=sha256_file(audio_path),
+        out_h5,
+        "rendered",
+        {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
+        video=f"{clip}_to_{target}",
+        source_path=str(audio_path),
+        source_sha256=sha256_file(audio_path),
         stage_config=driver.cfg.to_dict() | {"render": dataclasses.asdict(cfg)},
-        attrs={"fps": fps, "resolution": r, "kind": "audio", "driver": clip, "target": target, "audio_model": str(audio_model), "renderer_model": str(renderer_model)},
+        attrs={
+            "fps": fps,
+            "resolution": r,
+            "kind": "audio",
+            "driver": clip,
+            "target": target,
+            "audio_model": str(audio_model),
+            "renderer_model": str(renderer_model),
+        },
     )
     try:
         write_mp4(out_mp4, n, lambda i: frames[i], r, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=Path(audio_path))

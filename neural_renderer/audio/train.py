@@ -33,14 +33,18 @@ class AudioTrainingData:
     expression: np.ndarray  # (T, Ke) float32
     pose: np.ndarray  # (T, 9) float32: 6D rotation relative to the mean + standardised translation offset
     rotation_rel: np.ndarray  # (T, 3, 3) the relative rotation itself (for angle errors)
-    norm: dict[str, np.ndarray]  # rotation_mean (3, 3), translation_mean (3,), translation_std (3,), gaze_mean_deg (2,), expression_mean (Ke,)
+    norm: dict[
+        str, np.ndarray
+    ]  # rotation_mean (3, 3), translation_mean (3,), translation_std (3,), gaze_mean_deg (2,), expression_mean (Ke,)
     train_idx: np.ndarray  # valid frames of the training range [0, n_train)
     test_idx: np.ndarray  # the last n_test frames
     n_train: int  # the training range (neighbours of training frames stay inside it)
     fps: float
 
 
-def relative_pose(motion: Motion, rotation_mean_: np.ndarray, translation_mean: np.ndarray, translation_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def relative_pose(
+    motion: Motion, rotation_mean_: np.ndarray, translation_mean: np.ndarray, translation_std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(T, 9) N_pose targets and (T, 3, 3) relative rotations R_t R_mean^T."""
     rel = motion.rotation @ rotation_mean_.T
     six = rel[:, :, :2].transpose(0, 2, 1).reshape(-1, 6)
@@ -49,7 +53,13 @@ def relative_pose(motion: Motion, rotation_mean_: np.ndarray, translation_mean: 
 
 
 def prepare(
-    motion: Motion, samples: np.ndarray, cfg: AudioConfig, train_frames: float, test_frames: float, min_train_frames: int, source: Any = None,
+    motion: Motion,
+    samples: np.ndarray,
+    cfg: AudioConfig,
+    train_frames: float,
+    test_frames: float,
+    min_train_frames: int,
+    source: Any = None,
     times_s: np.ndarray | None = None,
 ) -> AudioTrainingData:
     """Features for every tracked frame (its window at the frame's time `times_s` on the audio's clock when given, else
@@ -62,17 +72,24 @@ def prepare(
     train_idx = np.flatnonzero(motion.valid[:n_train])
     test_idx = np.arange(t - n_test, t)
     if len(train_idx) < min_train_frames:
-        raise PipelineInputError(source, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}")
+        raise PipelineInputError(
+            source, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}"
+        )
     feats = audio_features(samples, motion.fps, cfg.features, n_frames=t, times_s=times_s)
     r_mean = rotation_mean(motion.rotation[train_idx])
     t_mean = motion.translation[train_idx].mean(0)
     t_std = np.maximum(motion.translation[train_idx].std(0), 1e-3)
     pose, rel = relative_pose(motion, r_mean, t_mean, t_std)
     norm = {
-        "rotation_mean": r_mean, "translation_mean": t_mean, "translation_std": t_std,
-        "gaze_mean_deg": motion.gaze_deg[train_idx].mean(0), "expression_mean": motion.expression[train_idx].mean(0),
+        "rotation_mean": r_mean,
+        "translation_mean": t_mean,
+        "translation_std": t_std,
+        "gaze_mean_deg": motion.gaze_deg[train_idx].mean(0),
+        "expression_mean": motion.expression[train_idx].mean(0),
     }
-    return AudioTrainingData(feats, motion.expression.astype(np.float32), pose, rel, norm, train_idx, test_idx, n_train, motion.fps)
+    return AudioTrainingData(
+        feats, motion.expression.astype(np.float32), pose, rel, norm, train_idx, test_idx, n_train, motion.fps
+    )
 
 
 def rotation_angle_deg(r: np.ndarray) -> np.ndarray:
@@ -82,7 +99,16 @@ def rotation_angle_deg(r: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(exp_net, pose_net, data: AudioTrainingData, idx: np.ndarray, lo: int, hi: int, device: torch.device, mouth: np.ndarray | None = None) -> dict[str, float]:
+def evaluate(
+    exp_net,
+    pose_net,
+    data: AudioTrainingData,
+    idx: np.ndarray,
+    lo: int,
+    hi: int,
+    device: torch.device,
+    mouth: np.ndarray | None = None,
+) -> dict[str, float]:
     """Errors on frames `idx` (neighbours clamped to [lo, hi)) against predicting the training mean; `mouth` (Ke,)
     bool selects the speech-driven coefficients (jaw*, mouth*) for separate mouth_* errors."""
     feats = torch.from_numpy(data.features).to(device)
@@ -134,7 +160,12 @@ def build_nets(cfg: AudioConfig, n_expression: int) -> tuple[ExpressionNet, Pose
 
 
 def train_audio(
-    data: AudioTrainingData, cfg: AudioConfig, model_path: str | Path, *, expression_names: list[str], tracking_sha256: str = "",
+    data: AudioTrainingData,
+    cfg: AudioConfig,
+    model_path: str | Path,
+    *,
+    expression_names: list[str],
+    tracking_sha256: str = "",
     preset: PresetChoice | None = None,
 ) -> AudioTrainResult:
     t = cfg.train
@@ -170,7 +201,9 @@ def train_audio(
         for _ in range(3):
             step_loss(probe, feats[neighbour_index(probe, exp_net.k, 0, data.n_train)])[0].backward()
         opt.zero_grad(set_to_none=True)
-        refuse_slow_cpu(preset, device, (time.perf_counter() - start) / 3 * t.iterations, "training the audio networks", False)
+        refuse_slow_cpu(
+            preset, device, (time.perf_counter() - start) / 3 * t.iterations, "training the audio networks", False
+        )
     log.info("audio preset: %s (%s); %d iterations on %s", preset.name, preset.reason, t.iterations, device)
     losses: list[dict[str, float]] = []
     t0 = time.perf_counter()
@@ -189,7 +222,12 @@ def train_audio(
             raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {row}")
         losses.append(row)
         if t.log_every and (it + 1) % t.log_every == 0:
-            log.info("it %d  %.1f it/s  %s", it + 1, (it + 1) / (time.perf_counter() - t0), {k: round(v, 5) for k, v in row.items()})
+            log.info(
+                "it %d  %.1f it/s  %s",
+                it + 1,
+                (it + 1) / (time.perf_counter() - t0),
+                {k: round(v, 5) for k, v in row.items()},
+            )
     speed = t.iterations / max(time.perf_counter() - t0, 1e-9)
     for n in nets:
         n.eval()
@@ -198,22 +236,42 @@ def train_audio(
     metrics = {
         "test": evaluate(exp_net, pose_net, data, data.test_idx, int(data.test_idx[0]), t_total, device, mouth),
         "train": evaluate(exp_net, pose_net, data, data.train_idx, 0, data.n_train, device, mouth),
-        "iterations": t.iterations, "iterations_per_s": speed, "device": str(device), "preset": preset.to_dict(),
+        "iterations": t.iterations,
+        "iterations_per_s": speed,
+        "device": str(device),
+        "preset": preset.to_dict(),
     }
     log.info("audio model held-out: %s", metrics["test"])
     save_audio_model(model_path, cfg, exp_net, pose_net, data, expression_names, metrics, losses, tracking_sha256)
     return AudioTrainResult(Path(model_path), losses, metrics, speed)
 
 
-def save_audio_model(path, cfg: AudioConfig, exp_net, pose_net, data: AudioTrainingData, expression_names, metrics, losses, tracking_sha256: str) -> None:
+def save_audio_model(
+    path,
+    cfg: AudioConfig,
+    exp_net,
+    pose_net,
+    data: AudioTrainingData,
+    expression_names,
+    metrics,
+    losses,
+    tracking_sha256: str,
+) -> None:
     state = lambda net: {k: v.detach().cpu() for k, v in net.state_dict().items()}  # noqa: E731
     every = max(1, len(losses) // 200)  # a loss curve of at most ~200 points
     blob = {
-        "format": FORMAT, "config": dataclasses.asdict(cfg), "n_expression": int(data.expression.shape[1]),
-        "expression_names": list(expression_names), "exp_net": state(exp_net), "pose_net": state(pose_net) if pose_net is not None else None,
-        "norm": {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in data.norm.items()}, "fps": data.fps,
-        "train_idx": torch.from_numpy(data.train_idx), "test_idx": torch.from_numpy(data.test_idx),
-        "metrics": metrics, "losses": losses[::every] + ([losses[-1]] if losses and (len(losses) - 1) % every else []),
+        "format": FORMAT,
+        "config": dataclasses.asdict(cfg),
+        "n_expression": int(data.expression.shape[1]),
+        "expression_names": list(expression_names),
+        "exp_net": state(exp_net),
+        "pose_net": state(pose_net) if pose_net is not None else None,
+        "norm": {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in data.norm.items()},
+        "fps": data.fps,
+        "train_idx": torch.from_numpy(data.train_idx),
+        "test_idx": torch.from_numpy(data.test_idx),
+        "metrics": metrics,
+        "losses": losses[::every] + ([losses[-1]] if losses and (len(losses) - 1) % every else []),
         "tracking_sha256": tracking_sha256,
     }
     with atomic_path(path) as tmp:

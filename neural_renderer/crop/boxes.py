@@ -62,7 +62,10 @@ def compute_crop_boxes(
         boxes = savgol_smooth(boxes, cfg.savgol_window, cfg.savgol_polyorder)
     elif cfg.smoothing == "one_euro":
         scale = float(np.median(boxes[:, 2]))  # unit = one box side, so beta is resolution independent
-        boxes = one_euro_filter(boxes / scale, fps, cfg.one_euro_min_cutoff, cfg.one_euro_beta, cfg.one_euro_d_cutoff) * scale
+        boxes = (
+            one_euro_filter(boxes / scale, fps, cfg.one_euro_min_cutoff, cfg.one_euro_beta, cfg.one_euro_d_cutoff)
+            * scale
+        )
     boxes[:, 1] += cfg.vertical_offset * boxes[:, 2]
     boxes[:, 2] = np.maximum(boxes[:, 2], 1.0)  # a degenerate (single-point) face must not give a zero-size crop
     return boxes

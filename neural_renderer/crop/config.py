@@ -39,7 +39,9 @@ class CropConfig:
         if not 0.0 <= self.margin <= 5.0:
             raise ValueError(f"margin must be in [0, 5] (fraction of the face size), got {self.margin!r}")
         if not -1.0 <= self.vertical_offset <= 1.0:
-            raise ValueError(f"vertical_offset must be in [-1, 1] (fraction of the box side), got {self.vertical_offset!r}")
+            raise ValueError(
+                f"vertical_offset must be in [-1, 1] (fraction of the box side), got {self.vertical_offset!r}"
+            )
         if self.smoothing not in SMOOTHING_METHODS:
             raise ValueError(f"smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}")
         if self.savgol_window < 3 or self.savgol_window % 2 == 0:

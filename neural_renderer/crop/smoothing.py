@@ -50,7 +50,9 @@ def _alpha(cutoff_hz: np.ndarray | float, rate_hz: float) -> np.ndarray | float:
     return 1.0 / (1.0 + tau / te)
 
 
-def one_euro_filter(values: np.ndarray, rate_hz: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> np.ndarray:
+def one_euro_filter(
+    values: np.ndarray, rate_hz: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0
+) -> np.ndarray:
     """One-euro filter (Casiez, Roussel, Vogel, CHI 2012), vectorised over columns, causal in time.
 
     An exponential smoother whose cutoff rises with the (low-passed) speed: fc = min_cutoff + beta * |dx/dt|, so slow

@@ -87,8 +87,16 @@ class FitConfig:
             raise ValueError("tolerance and refine_radius must be >= 0, chunk_frames >= 1")
         if self.jacobian_dtype not in ("float32", "float64"):
             raise ValueError(f"jacobian_dtype must be 'float32' or 'float64', got {self.jacobian_dtype!r}")
-        for name in ("w_landmark", "w_identity_prior", "w_expression_prior", "w_blendshape_prior",
-                     "w_expression_smooth", "w_expression_smooth2", "w_rotation_smooth", "w_translation_smooth"):
+        for name in (
+            "w_landmark",
+            "w_identity_prior",
+            "w_expression_prior",
+            "w_blendshape_prior",
+            "w_expression_smooth",
+            "w_expression_smooth2",
+            "w_rotation_smooth",
+            "w_translation_smooth",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.expression_bounds is not None:
@@ -100,7 +108,7 @@ class FitConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FitConfig":
+    def from_dict(cls, d: dict[str, Any]) -> FitConfig:
         """Build from a config mapping (e.g. the workflow's YAML); unknown keys raise."""
         d = _checked(cls, d)
         if d.get("expression_bounds") is not None:
@@ -140,5 +148,5 @@ class GazeConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GazeConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GazeConfig:
         return cls(**_checked(cls, d))

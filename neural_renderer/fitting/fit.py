@@ -18,8 +18,9 @@ Pose convention: see ``camera.py`` (X_cam = R @ X_model + t, R = FLIP_YZ @ R_hea
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -200,8 +201,9 @@ class _Data:
     prior_weight: np.ndarray | None = None  # (Ke,) its weights (0 where the model shape has no tracker blendshape)
 
 
-def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expression, point_weights,
-             init_matched=None) -> _Data:
+def _prepare(
+    points2d, valid, model, image_size: int, cfg: FitConfig, init_expression, point_weights, init_matched=None
+) -> _Data:
     pts = np.asarray(points2d, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[2] != 2:
         raise ValueError(f"points2d must be (T, L, 2), got {pts.shape}")
@@ -215,8 +217,10 @@ def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expre
     id_full = np.asarray(model.identity_basis)
     exp_full = np.asarray(model.expression_basis)
     if neutral.shape[0] != n_points:
-        raise ValueError(f"model has {neutral.shape[0]} vertices but points2d has {n_points} landmarks; "
-                         "pass model.subset(correspondence.model_vertex)")
+        raise ValueError(
+            f"model has {neutral.shape[0]} vertices but points2d has {n_points} landmarks; "
+            "pass model.subset(correspondence.model_vertex)"
+        )
     ki = min(cfg.n_identity, id_full.shape[0])
     ke = exp_full.shape[0] if cfg.n_expression is None else min(cfg.n_expression, exp_full.shape[0])
     w = np.ones(n_points) if point_weights is None else np.asarray(point_weights, dtype=np.float64).reshape(-1)
@@ -246,12 +250,22 @@ def _prepare(points2d, valid, model, image_size: int, cfg: FitConfig, init_expre
     if prior_weight is not None:
         prior_target = beta0
     names = getattr(model, "expression_names", None) or [f"expression{i:03d}" for i in range(len(exp_full))]
-    return _Data(pts=pts, point_ok=point_ok, frame_ok=frame_ok, weights=w, neutral=neutral,
-                 id_basis=np.asarray(id_full[:ki], dtype=np.float64),
-                 exp_basis=np.asarray(exp_full[:ke], dtype=np.float64),
-                 ki_full=int(id_full.shape[0]), ke_full=int(exp_full.shape[0]),
-                 expression_names=[str(n) for n in names], beta0=beta0, image_size=int(image_size),
-                 prior_target=prior_target, prior_weight=prior_weight)
+    return _Data(
+        pts=pts,
+        point_ok=point_ok,
+        frame_ok=frame_ok,
+        weights=w,
+        neutral=neutral,
+        id_basis=np.asarray(id_full[:ki], dtype=np.float64),
+        exp_basis=np.asarray(exp_full[:ke], dtype=np.float64),
+        ki_full=int(id_full.shape[0]),
+        ke_full=int(exp_full.shape[0]),
+        expression_names=[str(n) for n in names],
+        beta0=beta0,
+        image_size=int(image_size),
+        prior_target=prior_target,
+        prior_weight=prior_weight,
+    )
 
 
 def _problem(data: _Data, cfg: FitConfig, dev: torch.device) -> SequenceProblem:
@@ -331,18 +345,39 @@ def _jac_dtype(cfg: FitConfig) -> torch.dtype:
     return torch.float32 if cfg.jacobian_dtype == "float32" else torch.float64
 
 
-def _fit_keyframes(data: _Data, cfg: FitConfig, dev: torch.device, start: SequenceState | None, keyframes: np.ndarray,
-                   iterations: int, history: list[float]) -> tuple[SequenceState, int]:
+def _fit_keyframes(
+    data: _Data,
+    cfg: FitConfig,
+    dev: torch.device,
+    start: SequenceState | None,
+    keyframes: np.ndarray,
+    iterations: int,
+    history: list[float],
+) -> tuple[SequenceState, int]:
     """Stage 2: identity (+ focal) shared over the key frames; returns the key-frame state."""
     prob = _problem(data, cfg, dev).frames(keyframes)
     if start is None:
         start = _pnp_state(data, cfg, keyframes, dev)
-    return lm_solve(prob, start, iterations, optimize_identity=True, optimize_focal=cfg.optimize_focal,
-                    tolerance=cfg.tolerance, jac_dtype=_jac_dtype(cfg), history=history)
+    return lm_solve(
+        prob,
+        start,
+        iterations,
+        optimize_identity=True,
+        optimize_focal=cfg.optimize_focal,
+        tolerance=cfg.tolerance,
+        jac_dtype=_jac_dtype(cfg),
+        history=history,
+    )
 
 
-def _fit_all_frames(data: _Data, cfg: FitConfig, dev: torch.device, key_state: SequenceState, keyframes: np.ndarray,
-                    history: list[float]) -> tuple[SequenceState, int, dict[str, float]]:
+def _fit_all_frames(
+    data: _Data,
+    cfg: FitConfig,
+    dev: torch.device,
+    key_state: SequenceState,
+    keyframes: np.ndarray,
+    history: list[float],
+) -> tuple[SequenceState, int, dict[str, float]]:
     """Stage 3: identity fixed, all frames with smoothness.
 
     Start: key frames keep their stage-2 values, the frames between them get linearly interpolated expression, head
@@ -366,14 +401,29 @@ def _fit_all_frames(data: _Data, cfg: FitConfig, dev: torch.device, key_state: S
         log_focal=key_state.log_focal,
     )
     prob = _problem(data, cfg, dev)
-    state, its = lm_solve(prob, state, cfg.iterations_sequence, optimize_identity=False, tolerance=cfg.tolerance,
-                          jac_dtype=_jac_dtype(cfg), history=history)
+    state, its = lm_solve(
+        prob,
+        state,
+        cfg.iterations_sequence,
+        optimize_identity=False,
+        tolerance=cfg.tolerance,
+        jac_dtype=_jac_dtype(cfg),
+        history=history,
+    )
     return state, its, sequence_cost(prob, state)
 
 
-def _result(data: _Data, cfg: FitConfig, state: SequenceState, keyframes: np.ndarray, t0: float,
-            history: list[float], stages: dict[str, int], final_cost: dict[str, float],
-            model_vertex: np.ndarray | None) -> FitResult:
+def _result(
+    data: _Data,
+    cfg: FitConfig,
+    state: SequenceState,
+    keyframes: np.ndarray,
+    t0: float,
+    history: list[float],
+    stages: dict[str, int],
+    final_cost: dict[str, float],
+    model_vertex: np.ndarray | None,
+) -> FitResult:
     ok = data.frame_ok
     n_frames = len(ok)
     alpha = state.identity.cpu().numpy()
@@ -465,13 +515,13 @@ def fit_sequence(
     t0 = time.perf_counter()
     dev = torch.device(device or cfg.device)
     with _Threads(cfg.num_threads):
-        data = _prepare(points2d, valid, model, image_size, cfg, init_expression, point_weights,
-                        init_matched)
+        data = _prepare(points2d, valid, model, image_size, cfg, init_expression, point_weights, init_matched)
         keyframes = select_keyframes(data.frame_ok, cfg.identity_frames)
         history: list[float] = []
         stages: dict[str, int] = {}
-        key_state, stages["keyframes"] = _fit_keyframes(data, cfg, dev, None, keyframes, cfg.iterations_identity,
-                                                        history)
+        key_state, stages["keyframes"] = _fit_keyframes(
+            data, cfg, dev, None, keyframes, cfg.iterations_identity, history
+        )
         state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
         return _result(data, cfg, state, keyframes, t0, history, stages, final, None)
 
@@ -514,14 +564,14 @@ def refine_correspondence(
     pts = np.asarray(points2d, dtype=np.float64)
     ok = np.asarray(point_ok, dtype=bool)
     out = mv.copy()
-    for l, nb in enumerate(neighbours):
-        if not ok[:, l].any() or not nb:
+    for lm, nb in enumerate(neighbours):
+        if not ok[:, lm].any() or not nb:
             continue
         cols = np.array([pos[int(v)] for v in nb])
-        d2 = ((uv[ok[:, l]][:, cols] - pts[ok[:, l], l][:, None]) ** 2).sum(-1).mean(0)
+        d2 = ((uv[ok[:, lm]][:, cols] - pts[ok[:, lm], lm][:, None]) ** 2).sum(-1).mean(0)
         best = int(np.argmin(d2))
-        if d2[best] < ((uv[ok[:, l], pos[int(mv[l])]] - pts[ok[:, l], l]) ** 2).sum(-1).mean():
-            out[l] = int(cand[cols[best]])
+        if d2[best] < ((uv[ok[:, lm], pos[int(mv[lm])]] - pts[ok[:, lm], lm]) ** 2).sum(-1).mean():
+            out[lm] = int(cand[cols[best]])
     return out
 
 
@@ -582,30 +632,43 @@ def fit_sequence_refined(
     dev = torch.device(device or cfg.device)
     vertices = np.asarray(model_vertex, dtype=np.int64)
     with _Threads(cfg.num_threads):
-        data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights,
-                        init_matched)
+        data = _prepare(
+            points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights, init_matched
+        )
         keyframes = select_keyframes(data.frame_ok, cfg.identity_frames)
         history: list[float] = []
         stages: dict[str, int] = {}
         rounds = cfg.refine_rounds if cfg.refine_radius > 0 else 0
         bar = progress(total=2 + rounds, desc=f"fit {len(valid)} frames", unit="solve")  # key frames, refinements, all
-        key_state, stages["keyframes"] = _fit_keyframes(data, cfg, dev, None, keyframes, cfg.iterations_identity,
-                                                        history)
+        key_state, stages["keyframes"] = _fit_keyframes(
+            data, cfg, dev, None, keyframes, cfg.iterations_identity, history
+        )
         bar.update()
         for r in range(rounds):
             intr = _intrinsics(data, cfg, float(key_state.log_focal))
             rot = FLIP_YZ[None] @ key_state.rotation.cpu().numpy()
-            new = refine_correspondence(model, vertices, data.pts[keyframes], data.point_ok[keyframes],
-                                        key_state.identity.cpu().numpy(), key_state.expression.cpu().numpy(), rot,
-                                        key_state.translation.cpu().numpy(), intr, cfg.refine_radius)
+            new = refine_correspondence(
+                model,
+                vertices,
+                data.pts[keyframes],
+                data.point_ok[keyframes],
+                key_state.identity.cpu().numpy(),
+                key_state.expression.cpu().numpy(),
+                rot,
+                key_state.translation.cpu().numpy(),
+                intr,
+                cfg.refine_radius,
+            )
             stages[f"refine{r}_moved"] = int((new != vertices).sum())
             if np.array_equal(new, vertices):
                 break
             vertices = new
-            data = _prepare(points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights,
-                        init_matched)
-            key_state, stages[f"keyframes{r + 1}"] = _fit_keyframes(data, cfg, dev, key_state, keyframes,
-                                                                    cfg.iterations_identity, history)
+            data = _prepare(
+                points2d, valid, model.subset(vertices), image_size, cfg, init_expression, point_weights, init_matched
+            )
+            key_state, stages[f"keyframes{r + 1}"] = _fit_keyframes(
+                data, cfg, dev, key_state, keyframes, cfg.iterations_identity, history
+            )
             bar.update()
         state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
         bar.update(bar.total - bar.n)

@@ -26,8 +26,8 @@ Eye order everywhere: (subject's right, subject's left).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,10 +88,12 @@ class GazeResult:
             "head_vector": self.head_vector.astype(f32),
             "head_pitch_yaw_deg": self.head_pitch_yaw_deg.astype(f32),
             "valid": self.valid.astype(bool),
-            "eyes_closed": (np.zeros(len(self.valid), bool) if self.eyes_closed is None
-                            else self.eyes_closed.astype(bool)),
-            "blink_score": (np.full(len(self.valid), np.nan, f32) if self.blink_score is None
-                            else self.blink_score.astype(f32)),
+            "eyes_closed": (
+                np.zeros(len(self.valid), bool) if self.eyes_closed is None else self.eyes_closed.astype(bool)
+            ),
+            "blink_score": (
+                np.full(len(self.valid), np.nan, f32) if self.blink_score is None else self.blink_score.astype(f32)
+            ),
         }
 
 
@@ -125,9 +127,12 @@ def eyeball_model(model: Any, source: str = "auto") -> Eyeballs:
     if source not in ("auto", "model", "corners"):
         raise ValueError(f"eyeball source must be auto, model or corners, got {source!r}")
     if source == "model" and own is None:
-        raise PipelineInputError(None, f"morphable model {getattr(model, 'name', '')!r} has no eyeball data "
-                                       "(eyeball_centers): rebuild it with the ICT converter from the full mesh, or "
-                                       "set gaze.eyeballs: corners (or auto) for the eye-corner fallback")
+        raise PipelineInputError(
+            None,
+            f"morphable model {getattr(model, 'name', '')!r} has no eyeball data "
+            "(eyeball_centers): rebuild it with the ICT converter from the full mesh, or "
+            "set gaze.eyeballs: corners (or auto) for the eye-corner fallback",
+        )
     if own is not None and source != "corners":
         return own
     return eyeballs_from_corners(model)
@@ -142,8 +147,10 @@ def blink_scores(blendshapes: np.ndarray, names: Any) -> np.ndarray:
     """(T,) eyes-closed score: the larger of the two eyeBlink blendshapes (MediaPipe 'eyeBlinkLeft' or ICT-style
     'eyeBlink_L' names); NaN rows stay NaN."""
     key = {str(n).lower().replace("_", ""): i for i, n in enumerate(names)}
-    cols = [next((key[k] for k in aliases if k in key), None)
-            for aliases in (("eyeblinkleft", "eyeblinkl"), ("eyeblinkright", "eyeblinkr"))]
+    cols = [
+        next((key[k] for k in aliases if k in key), None)
+        for aliases in (("eyeblinkleft", "eyeblinkl"), ("eyeblinkright", "eyeblinkr"))
+    ]
     if None in cols:
         raise ValueError(f"blendshapes lack eyeBlinkLeft / eyeBlinkRight (names: {list(names)[:6]}...)")
     bs = np.asarray(blendshapes, dtype=np.float64)
@@ -222,8 +229,9 @@ def estimate_gaze(
     tr = np.asarray(translation, dtype=np.float64)
     n = iris.shape[0]
     if iris.shape != (n, 2, 2) or rot.shape != (n, 3, 3) or tr.shape != (n, 3):
-        raise ValueError(f"shapes: iris2d {iris.shape} (T,2,2), rotation {rot.shape} (T,3,3), "
-                         f"translation {tr.shape} (T,3)")
+        raise ValueError(
+            f"shapes: iris2d {iris.shape} (T,2,2), rotation {rot.shape} (T,3,3), translation {tr.shape} (T,3)"
+        )
     pose_ok = np.isfinite(rot).all(axis=(1, 2)) & np.isfinite(tr).all(axis=1)
     ok = np.isfinite(iris).all(axis=(1, 2)) & pose_ok
     if valid is not None:

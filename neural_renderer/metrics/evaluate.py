@@ -20,8 +20,18 @@ from scipy.spatial.transform import Rotation
 
 from neural_renderer.metrics.config import MetricsConfig
 
-LOWER_IS_BETTER = {"l1": True, "psnr": False, "ssim": False, "lpips": True, "fid": True, "fvd": True, "csim": False,
-                   "expression_distance": True, "pose_distance_deg": True, "gaze_distance_deg": True}
+LOWER_IS_BETTER = {
+    "l1": True,
+    "psnr": False,
+    "ssim": False,
+    "lpips": True,
+    "fid": True,
+    "fvd": True,
+    "csim": False,
+    "expression_distance": True,
+    "pose_distance_deg": True,
+    "gaze_distance_deg": True,
+}
 METRICS = tuple(LOWER_IS_BETTER)  # table order
 PIXEL_METRICS = ("l1", "psnr", "ssim", "lpips")  # need ground-truth frames
 MOTION_METRICS = ("expression_distance", "pose_distance_deg", "gaze_distance_deg")  # need driving frames
@@ -36,7 +46,9 @@ def _mean(values: np.ndarray) -> float | None:
 def _motion(feats: dict[str, np.ndarray]):
     from neural_renderer.metrics.motion import Motion
 
-    return Motion(feats["expression"], feats["rotation"], feats["gaze_pitch_yaw_deg"], feats["motion_valid"], np.asarray([], str))
+    return Motion(
+        feats["expression"], feats["rotation"], feats["gaze_pitch_yaw_deg"], feats["motion_valid"], np.asarray([], str)
+    )
 
 
 def _centred(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -54,7 +66,9 @@ def _centred(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def motion_distances(generated: dict[str, np.ndarray], driving: dict[str, np.ndarray], relative: bool) -> dict[str, float | None]:
+def motion_distances(
+    generated: dict[str, np.ndarray], driving: dict[str, np.ndarray], relative: bool
+) -> dict[str, float | None]:
     from neural_renderer.metrics.motion import expression_distance, gaze_distance_deg, pose_distance_deg
 
     if relative:
@@ -67,7 +81,9 @@ def motion_distances(generated: dict[str, np.ndarray], driving: dict[str, np.nda
     }
 
 
-def distribution_metrics(generated: dict[str, np.ndarray], real: dict[str, np.ndarray], clip_len: int, notes: dict[str, str]) -> dict[str, float | None]:
+def distribution_metrics(
+    generated: dict[str, np.ndarray], real: dict[str, np.ndarray], clip_len: int, notes: dict[str, str]
+) -> dict[str, float | None]:
     from neural_renderer.metrics.frechet import fid, fvd
 
     out: dict[str, float | None] = {"fid": fid(real["inception"], generated["inception"])}
@@ -80,7 +96,9 @@ def distribution_metrics(generated: dict[str, np.ndarray], real: dict[str, np.nd
     return out
 
 
-def csim(generated: dict[str, np.ndarray], real: dict[str, np.ndarray], paired: bool, notes: dict[str, str]) -> float | None:
+def csim(
+    generated: dict[str, np.ndarray], real: dict[str, np.ndarray], paired: bool, notes: dict[str, str]
+) -> float | None:
     from neural_renderer.metrics.identity import cosine_similarity
 
     gen = np.where(generated["identity_valid"][:, None], generated["identity"], np.nan)
@@ -114,8 +132,14 @@ def pixel_metrics(generated: np.ndarray, real: np.ndarray, cfg: MetricsConfig) -
 
 
 def evaluate(
-    kind: str, generated_frames: np.ndarray, generated: dict[str, np.ndarray], real_target: dict[str, np.ndarray], cfg: MetricsConfig,
-    *, real_frames: np.ndarray | None = None, driving: dict[str, np.ndarray] | None = None,
+    kind: str,
+    generated_frames: np.ndarray,
+    generated: dict[str, np.ndarray],
+    real_target: dict[str, np.ndarray],
+    cfg: MetricsConfig,
+    *,
+    real_frames: np.ndarray | None = None,
+    driving: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Metrics of one output (`kind` self | cross | audio) and notes saying why any metric is null."""
     notes: dict[str, str] = {}
@@ -144,7 +168,23 @@ def evaluate(
     return values, notes
 
 
-def metrics_record(kind: str, target: str, driver: str, method: str, n_frames: int, values: dict[str, Any], notes: dict[str, str],
-                   backends: dict[str, str]) -> dict[str, Any]:
-    return {"kind": kind, "target": target, "driver": driver, "method": method, "n_frames": int(n_frames),
-            "metrics": values, "notes": notes, "backends": backends}
+def metrics_record(
+    kind: str,
+    target: str,
+    driver: str,
+    method: str,
+    n_frames: int,
+    values: dict[str, Any],
+    notes: dict[str, str],
+    backends: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "target": target,
+        "driver": driver,
+        "method": method,
+        "n_frames": int(n_frames),
+        "metrics": values,
+        "notes": notes,
+        "backends": backends,
+    }

@@ -18,7 +18,16 @@ from neural_renderer.storage import open_h5, read_attrs, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
-FEATURE_KEYS = ("inception", "i3d", "identity", "identity_valid", "expression", "rotation", "gaze_pitch_yaw_deg", "motion_valid")
+FEATURE_KEYS = (
+    "inception",
+    "i3d",
+    "identity",
+    "identity_valid",
+    "expression",
+    "rotation",
+    "gaze_pitch_yaw_deg",
+    "motion_valid",
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +96,12 @@ class FeatureExtractor:
 
         if self._identity is None:
             if self.identity_backend == "arcface":  # aligned with MediaPipe's 5 points (the project's tracker)
-                self._identity = make_embedder("arcface", self.cfg.arcface_model, self.cfg.weights.dlib_dir,
-                                               landmarker_model=self.motion_models.landmarker)
+                self._identity = make_embedder(
+                    "arcface",
+                    self.cfg.arcface_model,
+                    self.cfg.weights.dlib_dir,
+                    landmarker_model=self.motion_models.landmarker,
+                )
             else:
                 self._identity = make_embedder("dlib", model_dir=self.cfg.weights.dlib_dir)
         return self._identity(frames)
@@ -97,7 +110,14 @@ class FeatureExtractor:
         from neural_renderer.metrics.motion import extract_motion
 
         m = self.motion_models
-        return extract_motion(frames, fps, landmarker_model=m.landmarker, morphable_model=m.morphable_model, correspondence=m.correspondence, device="cpu")
+        return extract_motion(
+            frames,
+            fps,
+            landmarker_model=m.landmarker,
+            morphable_model=m.morphable_model,
+            correspondence=m.correspondence,
+            device="cpu",
+        )
 
     def __call__(self, frames: np.ndarray, fps: float) -> dict[str, np.ndarray]:
         with progress(total=4, desc=f"metric features of {len(frames)} frames", unit="network") as bar:
@@ -122,12 +142,25 @@ class FeatureExtractor:
 
 
 def write_features(
-    path: str | Path, arrays: dict[str, np.ndarray], frame_index: np.ndarray, *, source: str, name: str, source_path: str | Path,
-    source_sha256: str, cfg: MetricsConfig, identity_backend: str,
+    path: str | Path,
+    arrays: dict[str, np.ndarray],
+    frame_index: np.ndarray,
+    *,
+    source: str,
+    name: str,
+    source_path: str | Path,
+    source_sha256: str,
+    cfg: MetricsConfig,
+    identity_backend: str,
 ) -> None:
     write_stage(
-        path, "features", {**arrays, "frame_index": np.asarray(frame_index, np.int64)}, video=name, source_path=str(source_path),
-        source_sha256=source_sha256, stage_config=dataclasses.asdict(cfg),
+        path,
+        "features",
+        {**arrays, "frame_index": np.asarray(frame_index, np.int64)},
+        video=name,
+        source_path=str(source_path),
+        source_sha256=source_sha256,
+        stage_config=dataclasses.asdict(cfg),
         attrs={"source": source, "identity_backend": identity_backend, "clip_len": cfg.fvd_clip_len},
     )
 

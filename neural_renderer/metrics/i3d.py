@@ -23,14 +23,21 @@ from neural_renderer.metrics.weights import load_numpy_pickle, package_file
 EPS = 1e-3
 SIZE = 224
 MIXED = {  # out channels of the 6 convolutions of each Inception module (DeepMind's table)
-    "Mixed_3b": (64, 96, 128, 16, 32, 32), "Mixed_3c": (128, 128, 192, 32, 96, 64),
-    "Mixed_4b": (192, 96, 208, 16, 48, 64), "Mixed_4c": (160, 112, 224, 24, 64, 64), "Mixed_4d": (128, 128, 256, 24, 64, 64),
-    "Mixed_4e": (112, 144, 288, 32, 64, 64), "Mixed_4f": (256, 160, 320, 32, 128, 128),
-    "Mixed_5b": (256, 160, 320, 32, 128, 128), "Mixed_5c": (384, 192, 384, 48, 128, 128),
+    "Mixed_3b": (64, 96, 128, 16, 32, 32),
+    "Mixed_3c": (128, 128, 192, 32, 96, 64),
+    "Mixed_4b": (192, 96, 208, 16, 48, 64),
+    "Mixed_4c": (160, 112, 224, 24, 64, 64),
+    "Mixed_4d": (128, 128, 256, 24, 64, 64),
+    "Mixed_4e": (112, 144, 288, 32, 64, 64),
+    "Mixed_4f": (256, 160, 320, 32, 128, 128),
+    "Mixed_5b": (256, 160, 320, 32, 128, 128),
+    "Mixed_5c": (384, 192, 384, 48, 128, 128),
 }
 
 
-def same_pad(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int], value: float = 0.0) -> torch.Tensor:
+def same_pad(
+    x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int], value: float = 0.0
+) -> torch.Tensor:
     """TF 'SAME' padding of a (B, C, T, H, W) tensor: total = max((ceil(n/s)-1)*s + k - n, 0), the odd pixel after."""
     pads: list[int] = []
     for n, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):
@@ -105,7 +112,9 @@ class InceptionI3d(nn.Module):
             p = params
             for key in path:
                 p = p[key]
-            w = torch.from_numpy(np.ascontiguousarray(np.asarray(p["Conv_0"]["kernel"], np.float32).transpose(4, 3, 0, 1, 2)))
+            w = torch.from_numpy(
+                np.ascontiguousarray(np.asarray(p["Conv_0"]["kernel"], np.float32).transpose(4, 3, 0, 1, 2))
+            )
             if "BatchNorm_0" in p:
                 s = stats
                 for key in path:
@@ -124,8 +133,14 @@ class InceptionI3d(nn.Module):
         load(self.conv2b, ["Conv3d_2b_1x1"])
         load(self.conv2c, ["Conv3d_2c_3x3"])
         for name, m in self.mixed.items():
-            for unit, branch in ((m.b0, "Branch_0/Conv3d_0a_1x1"), (m.b1a, "Branch_1/Conv3d_0a_1x1"), (m.b1b, "Branch_1/Conv3d_0b_3x3"),
-                                 (m.b2a, "Branch_2/Conv3d_0a_1x1"), (m.b2b, "Branch_2/Conv3d_0b_3x3"), (m.b3, "Branch_3/Conv3d_0b_1x1")):
+            for unit, branch in (
+                (m.b0, "Branch_0/Conv3d_0a_1x1"),
+                (m.b1a, "Branch_1/Conv3d_0a_1x1"),
+                (m.b1b, "Branch_1/Conv3d_0b_3x3"),
+                (m.b2a, "Branch_2/Conv3d_0a_1x1"),
+                (m.b2b, "Branch_2/Conv3d_0b_3x3"),
+                (m.b3, "Branch_3/Conv3d_0b_1x1"),
+            ):
                 load(unit, [name, branch])
         load(self.logits, ["Logits/Conv3d_0c_1x1"])
 
@@ -161,8 +176,10 @@ class I3DFeatures:
         return self.net(clips_tensor(np.asarray(clip)[None], self.device))[0].double().cpu().numpy()
 
     @torch.inference_mode()
-    def __call__(self, frames: np.ndarray, clip_len: int = 16, stride: int | None = None, batch_size: int = 4) -> np.ndarray:
-        """uint8 (N, H, W, 3) video -> (n_clips, 400) logits of the clips starting every `stride` (default: clip_len)."""
+    def __call__(
+        self, frames: np.ndarray, clip_len: int = 16, stride: int | None = None, batch_size: int = 4
+    ) -> np.ndarray:
+        """uint8 (N, H, W, 3) video -> (n_clips, 400) logits of the clips starting every `stride` (default clip_len)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")

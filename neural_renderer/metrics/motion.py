@@ -78,12 +78,22 @@ def extract_motion(
         corr = correspondence_stage.load(correspondence, morphable_model)
     cfg = FitConfig(device=str(resolve_device(device)))  # the fit stage's configuration (config.yaml sets only device)
     # crop step = identity: the tracker ran on the crops, so its pixel landmarks are already crop-space landmarks
-    fit = fit_tracked_landmarks(track.landmarks, valid, model, corr, res, cfg, track.blendshapes, track.blendshape_names)
-    gaze = gaze_from_fit(track.landmarks, fit, model, GazeConfig(), valid=valid,
-                         blink_score=blink_scores(track.blendshapes, track.blendshape_names))
+    fit = fit_tracked_landmarks(
+        track.landmarks, valid, model, corr, res, cfg, track.blendshapes, track.blendshape_names
+    )
+    gaze = gaze_from_fit(
+        track.landmarks,
+        fit,
+        model,
+        GazeConfig(),
+        valid=valid,
+        blink_score=blink_scores(track.blendshapes, track.blendshape_names),
+    )
     out.expression[valid] = np.asarray(fit.expression, np.float32)[valid]
     out.rotation[valid] = np.asarray(fit.rotation, np.float32)[valid]
-    ok = valid & (np.asarray(gaze.valid, bool) | np.asarray(gaze.eyes_closed, bool))  # blinks: interpolated, as in gaze.h5
+    ok = valid & (
+        np.asarray(gaze.valid, bool) | np.asarray(gaze.eyes_closed, bool)
+    )  # blinks: interpolated, as in gaze.h5
     out.gaze_pitch_yaw_deg[ok] = np.asarray(gaze.head_pitch_yaw_deg, np.float32)[ok]
     return out
 

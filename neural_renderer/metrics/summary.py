@@ -14,8 +14,18 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.metrics.evaluate import LOWER_IS_BETTER, METRICS
 
 ID_COLUMNS = ("kind", "target", "driver", "method", "n_frames")
-LABELS = {"l1": "L1", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "fvd": "FVD", "csim": "CSIM",
-          "expression_distance": "Exp. dist.", "pose_distance_deg": "Pose dist. (deg)", "gaze_distance_deg": "Gaze dist. (deg)"}
+LABELS = {
+    "l1": "L1",
+    "psnr": "PSNR",
+    "ssim": "SSIM",
+    "lpips": "LPIPS",
+    "fid": "FID",
+    "fvd": "FVD",
+    "csim": "CSIM",
+    "expression_distance": "Exp. dist.",
+    "pose_distance_deg": "Pose dist. (deg)",
+    "gaze_distance_deg": "Gaze dist. (deg)",
+}
 
 
 def load_records(paths: list[str | Path]) -> list[dict[str, Any]]:
@@ -34,11 +44,15 @@ def summary_table(records: list[dict[str, Any]]) -> pd.DataFrame:
         row = {k: rec[k] for k in ID_COLUMNS}
         row.update({m: rec["metrics"].get(m) for m in METRICS})
         row["csim_backend"] = rec["backends"].get("csim", "")
-        row["notes"] = "; ".join(f"{k}: {v}" for k, v in sorted(rec.get("notes", {}).items()) if rec["metrics"].get(k) is None)
+        row["notes"] = "; ".join(
+            f"{k}: {v}" for k, v in sorted(rec.get("notes", {}).items()) if rec["metrics"].get(k) is None
+        )
         rows.append(row)
     df = pd.DataFrame(rows, columns=[*ID_COLUMNS, *METRICS, "csim_backend", "notes"])
     order = {"self": 0, "cross": 1, "audio": 2}
-    return df.sort_values(["kind", "target", "driver", "method"], key=lambda s: s.map(order) if s.name == "kind" else s).reset_index(drop=True)
+    return df.sort_values(
+        ["kind", "target", "driver", "method"], key=lambda s: s.map(order) if s.name == "kind" else s
+    ).reset_index(drop=True)
 
 
 def _fmt(value: Any, metric: str) -> str:
@@ -54,14 +68,20 @@ def markdown(df: pd.DataFrame) -> str:
     lines = ["# Evaluation summary", ""]
     for kind, group in df.groupby("kind", sort=False):
         metrics = [m for m in METRICS if group[m].notna().any()]
-        head = ["target", "driver", "method", "frames"] + [LABELS[m] + (" ↓" if LOWER_IS_BETTER[m] else " ↑") for m in metrics]
+        head = ["target", "driver", "method", "frames"] + [
+            LABELS[m] + (" ↓" if LOWER_IS_BETTER[m] else " ↑") for m in metrics
+        ]
         lines += [f"## {titles.get(kind, kind)}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, row in group.iterrows():
-            cells = [row["target"], row["driver"], row["method"], str(row["n_frames"])] + [_fmt(row[m], m) for m in metrics]
+            cells = [row["target"], row["driver"], row["method"], str(row["n_frames"])] + [
+                _fmt(row[m], m) for m in metrics
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         backends = sorted(set(group["csim_backend"]))
         lines += ["", f"CSIM embedding: {', '.join(backends)}."]
-        notes = [f"- {r['target']} / {r['driver']} / {r['method']}: {r['notes']}" for _, r in group.iterrows() if r["notes"]]
+        notes = [
+            f"- {r['target']} / {r['driver']} / {r['method']}: {r['notes']}" for _, r in group.iterrows() if r["notes"]
+        ]
         if notes:
             lines += ["", "Not computed:", *notes]
         lines.append("")
@@ -78,14 +98,19 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     cols = 4
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    labels = [f"{r.kind}: {r.driver}→{r.target}" if r.kind != "self" else f"self: {r.target} ({r.method})" for r in df.itertuples()]
+    labels = [
+        f"{r.kind}: {r.driver}→{r.target}" if r.kind != "self" else f"self: {r.target} ({r.method})"
+        for r in df.itertuples()
+    ]
     for ax, metric in zip(axes.flat, metrics):
         values = df[metric].astype(float)
         ax.barh(range(len(df)), values.fillna(0.0), color=["C0" if v == v else "lightgrey" for v in values])
         ax.set_yticks(range(len(df)), labels, fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(LABELS[metric] + (" (lower is better)" if LOWER_IS_BETTER[metric] else " (higher is better)"), fontsize=9)
-    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_title(
+            LABELS[metric] + (" (lower is better)" if LOWER_IS_BETTER[metric] else " (higher is better)"), fontsize=9
+        )
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -93,7 +118,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(metric_files: list[str | Path], out_csv: str | Path, out_md: str | Path, out_png: str | Path) -> pd.DataFrame:
+def write_summary(
+    metric_files: list[str | Path], out_csv: str | Path, out_md: str | Path, out_png: str | Path
+) -> pd.DataFrame:
     df = summary_table(load_records(metric_files))
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)

@@ -37,18 +37,29 @@ def package_file(distribution: str, relative_path: str, override: str | Path | N
     try:
         dist = metadata.distribution(distribution)
     except metadata.PackageNotFoundError:
-        raise PipelineInputError(relative_path, f"weights missing: package {distribution!r} is not installed; {_install_hint(distribution)}") from None
+        raise PipelineInputError(
+            relative_path, f"weights missing: package {distribution!r} is not installed; {_install_hint(distribution)}"
+        ) from None
     path = Path(dist.locate_file(relative_path))
     if not path.is_file():
-        raise PipelineInputError(path, f"weights file missing from package {distribution!r}; {_install_hint(distribution)}")
+        raise PipelineInputError(
+            path, f"weights file missing from package {distribution!r}; {_install_hint(distribution)}"
+        )
     return path
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickle checkpoints that are plain dicts of numpy arrays, refusing any other class (no code execution)."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-               ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("builtins", "dict")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "dict"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

@@ -39,10 +39,13 @@ class CanonicalAlignment:
         }
         lm = self.landmark_residual
         if lm.size:
-            inner = lm[JAW_68.stop:]
-            out.update(landmark_residual_mean=float(lm.mean()), landmark_residual_max=float(lm.max()),
-                       landmark_inner_residual_mean=float(inner.mean()),
-                       landmark_inner_residual_max=float(inner.max()))
+            inner = lm[JAW_68.stop :]
+            out.update(
+                landmark_residual_mean=float(lm.mean()),
+                landmark_residual_max=float(lm.max()),
+                landmark_inner_residual_mean=float(inner.mean()),
+                landmark_inner_residual_max=float(inner.max()),
+            )
         return out
 
 
@@ -77,21 +80,37 @@ class Correspondence:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the caller to store (npz/HDF5)."""
-        return {"mediapipe_idx": self.mediapipe_idx, "model_vertex": self.model_vertex,
-                "weight": self.weight, "residual": self.residual}
+        return {
+            "mediapipe_idx": self.mediapipe_idx,
+            "model_vertex": self.model_vertex,
+            "weight": self.weight,
+            "residual": self.residual,
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Correspondence:
         n = len(arrays["mediapipe_idx"])
-        return cls(mediapipe_idx=arrays["mediapipe_idx"], model_vertex=arrays["model_vertex"],
-                   weight=arrays.get("weight", np.ones(n)), residual=arrays.get("residual"))
+        return cls(
+            mediapipe_idx=arrays["mediapipe_idx"],
+            model_vertex=arrays["model_vertex"],
+            weight=arrays.get("weight", np.ones(n)),
+            residual=arrays.get("residual"),
+        )
 
 
-def align_canonical_to_model(model: LinearMorphableModel, canonical: np.ndarray, *,
-                             contour: np.ndarray | None = None, contour_weight: float = 0.3,
-                             identity_reg: float = 0.002, landmark_weight: float = 1.0,
-                             iterations: int = 10, start_distance: float = 2.0,
-                             end_distance: float = 0.75, init: Similarity | None = None) -> CanonicalAlignment:
+def align_canonical_to_model(
+    model: LinearMorphableModel,
+    canonical: np.ndarray,
+    *,
+    contour: np.ndarray | None = None,
+    contour_weight: float = 0.3,
+    identity_reg: float = 0.002,
+    landmark_weight: float = 1.0,
+    iterations: int = 10,
+    start_distance: float = 2.0,
+    end_distance: float = 0.75,
+    init: Similarity | None = None,
+) -> CanonicalAlignment:
     """Similarity + identity coefficients that put the canonical mesh (468, 3) onto the model surface.
 
     Initialised from the 68 landmark pairs (or from `init`, a canonical -> model similarity, for models without a
@@ -153,14 +172,24 @@ def align_canonical_to_model(model: LinearMorphableModel, canonical: np.ndarray,
     q = sim.apply(p)
     surf = closest_points_on_mesh(q, x, tris).distance
     lm_res = np.linalg.norm(q[mp68] - x[lm_v], axis=1) if model.landmarks_68 is not None else np.zeros(0)
-    return CanonicalAlignment(similarity=sim, identity=beta.astype(np.float32),
-                              landmark_residual=lm_res.astype(np.float32),
-                              surface_residual=surf.astype(np.float32), iterations=n_iter)
+    return CanonicalAlignment(
+        similarity=sim,
+        identity=beta.astype(np.float32),
+        landmark_residual=lm_res.astype(np.float32),
+        surface_residual=surf.astype(np.float32),
+        iterations=n_iter,
+    )
 
 
-def dense_pairs(model: LinearMorphableModel, canonical: np.ndarray, alignment: CanonicalAlignment, *,
-                contour: np.ndarray | None = None, contour_weight: float = 0.3,
-                max_distance: float = 0.5) -> Correspondence:
+def dense_pairs(
+    model: LinearMorphableModel,
+    canonical: np.ndarray,
+    alignment: CanonicalAlignment,
+    *,
+    contour: np.ndarray | None = None,
+    contour_weight: float = 0.3,
+    max_distance: float = 0.5,
+) -> Correspondence:
     """Nearest model vertex for every aligned canonical vertex; pairs farther than max_distance, or landing on the
     model's outer border (the canonical point lies beyond the model's face region), are dropped."""
     q = alignment.similarity.apply(np.asarray(canonical, dtype=np.float64))
@@ -173,14 +202,26 @@ def dense_pairs(model: LinearMorphableModel, canonical: np.ndarray, alignment: C
     w = np.ones(len(canonical), dtype=np.float32)
     if contour is not None:
         w[np.asarray(contour)] = contour_weight
-    return Correspondence(mediapipe_idx=mp.astype(np.int64), model_vertex=vert[mp].astype(np.int64),
-                          weight=w[mp], residual=dist[mp].astype(np.float32), alignment=alignment)
+    return Correspondence(
+        mediapipe_idx=mp.astype(np.int64),
+        model_vertex=vert[mp].astype(np.int64),
+        weight=w[mp],
+        residual=dist[mp].astype(np.float32),
+        alignment=alignment,
+    )
 
 
-def build_correspondence(model: LinearMorphableModel, task_path: str | Path, dense: bool = True, *,
-                         max_distance: float = 0.5, contour_weight: float = 0.3,
-                         identity_reg: float = 0.002, iterations: int = 10,
-                         init: Similarity | None = None) -> Correspondence:
+def build_correspondence(
+    model: LinearMorphableModel,
+    task_path: str | Path,
+    dense: bool = True,
+    *,
+    max_distance: float = 0.5,
+    contour_weight: float = 0.3,
+    identity_reg: float = 0.002,
+    iterations: int = 10,
+    init: Similarity | None = None,
+) -> Correspondence:
     """MediaPipe-landmark <-> model-vertex pairs for the fitter (pure: nothing cached; save `to_arrays()`).
 
     dense=False: the 68 Multi-PIE pairs (jaw weighted by contour_weight). dense=True: one pair per canonical vertex
@@ -191,15 +232,27 @@ def build_correspondence(model: LinearMorphableModel, task_path: str | Path, den
     """
     geo = read_canonical_geometry(task_path)
     contour = geo.face_oval
-    alignment = align_canonical_to_model(model, geo.vertices, contour=contour, contour_weight=contour_weight,
-                                         identity_reg=identity_reg, iterations=iterations, init=init)
+    alignment = align_canonical_to_model(
+        model,
+        geo.vertices,
+        contour=contour,
+        contour_weight=contour_weight,
+        identity_reg=identity_reg,
+        iterations=iterations,
+        init=init,
+    )
     if dense:
-        return dense_pairs(model, geo.vertices, alignment, contour=contour, contour_weight=contour_weight,
-                           max_distance=max_distance)
+        return dense_pairs(
+            model, geo.vertices, alignment, contour=contour, contour_weight=contour_weight, max_distance=max_distance
+        )
     w = np.ones(68, dtype=np.float32)
     w[JAW_68] = contour_weight
     if model.landmarks_68 is None:
         raise ValueError(f"{model.name}: sparse correspondence needs landmarks_68")
-    return Correspondence(mediapipe_idx=np.asarray(MEDIAPIPE_68, dtype=np.int64),
-                          model_vertex=model.landmarks_68.copy(), weight=w,
-                          residual=alignment.landmark_residual.copy(), alignment=alignment)
+    return Correspondence(
+        mediapipe_idx=np.asarray(MEDIAPIPE_68, dtype=np.int64),
+        model_vertex=model.landmarks_68.copy(),
+        weight=w,
+        residual=alignment.landmark_residual.copy(),
+        alignment=alignment,
+    )

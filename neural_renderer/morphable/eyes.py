@@ -91,7 +91,7 @@ def ict_eyeballs(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     v = np.asarray(vertices, dtype=np.float64)
     if len(v) < ICT_EYEBALL_RANGES[1][1]:
         raise ValueError(f"the ICT eyeballs need the full mesh (>= {ICT_EYEBALL_RANGES[1][1]} vertices), got {len(v)}")
-    fits = [fit_sphere(v[start: start + ICT_SCLERA_VERTICES]) for start, _ in ICT_EYEBALL_RANGES]
+    fits = [fit_sphere(v[start : start + ICT_SCLERA_VERTICES]) for start, _ in ICT_EYEBALL_RANGES]
     centres = np.stack([c for c, _ in fits])
     order = np.argsort(centres[:, 0])  # the subject's right eye has x < 0 in the model frame
     return centres[order], float(np.mean([r for _, r in fits]))
@@ -112,8 +112,9 @@ def eye_corner_vertices(model) -> np.ndarray:
     return pairs if x[0] < x[1] else pairs[::-1]
 
 
-def eyeballs_from_corners(model, offset_cm: tuple[float, float, float] = ICT_CORNER_OFFSET_CM,
-                          radius_cm: float = ICT_EYEBALL_RADIUS_CM) -> Eyeballs:
+def eyeballs_from_corners(
+    model, offset_cm: tuple[float, float, float] = ICT_CORNER_OFFSET_CM, radius_cm: float = ICT_EYEBALL_RADIUS_CM
+) -> Eyeballs:
     """The fallback: centres at the eye-corner midpoints of the model (and of each identity component) plus ICT's
     corner -> centre offset, mirrored per side (x towards the nose). Model units must be cm (every loader's)."""
     corners = eye_corner_vertices(model)

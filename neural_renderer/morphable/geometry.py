@@ -20,8 +20,7 @@ class Similarity:
         return self.scale * p @ self.rotation.T + self.translation
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
-            with_scale: bool = True) -> Similarity:
+def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, with_scale: bool = True) -> Similarity:
     """Weighted least-squares similarity mapping src onto dst (Umeyama 1991), reflections excluded.
 
     Closed form, so it is the initialiser and the inner step of the ICP refinement alike.
@@ -172,8 +171,9 @@ class SurfacePoints:
     distance: np.ndarray  # (N,)
 
 
-def closest_points_on_mesh(queries: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
-                           k: int = 8) -> SurfacePoints:
+def closest_points_on_mesh(
+    queries: np.ndarray, vertices: np.ndarray, triangles: np.ndarray, k: int = 8
+) -> SurfacePoints:
     """Closest surface point of each query, searched among the triangles around its k nearest vertices.
 
     Exact for any query whose closest point lies on a triangle touching one of those vertices, which holds for
@@ -191,7 +191,7 @@ def closest_points_on_mesh(queries: np.ndarray, vertices: np.ndarray, triangles:
     owner: list[np.ndarray] = []
     cand: list[np.ndarray] = []
     for i in range(len(q)):
-        c = np.unique(np.concatenate([tri_ids[offsets[j]:offsets[j + 1]] for j in near[i]]))
+        c = np.unique(np.concatenate([tri_ids[offsets[j] : offsets[j + 1]] for j in near[i]]))
         cand.append(c)
         owner.append(np.full(len(c), i))
     tri = np.concatenate(cand)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -27,12 +27,74 @@ _IDENTITY_RE = re.compile(r"^identity\d+$")
 # Multi-PIE 68 landmark vertices on ICT-FaceKit's face region (the embedding carried by the shared
 # ict_face_light_face.npz; all < 9409). Subject's right side first (x < 0), as in Multi-PIE.
 ICT_LANDMARKS_68: tuple[int, ...] = (
-    1225, 1888, 1052, 367, 1719, 1722, 2199, 1447, 966, 3661, 4390, 3927, 3924, 2608, 3272, 4088, 3443,
-    268, 493, 1914, 2044, 1401, 3615, 4240, 4114, 2734, 2509,
-    978, 4527, 4942, 4857, 1140, 2075, 1147, 4269, 3360,
-    1507, 1542, 1537, 1528, 1518, 1511, 3742, 3751, 3756, 3721, 3725, 3732,
-    5708, 5695, 2081, 0, 4275, 6200, 6213, 6346, 6461, 5518, 5957, 5841,
-    5702, 5711, 5533, 6216, 6207, 6470, 5517, 5966,
+    1225,
+    1888,
+    1052,
+    367,
+    1719,
+    1722,
+    2199,
+    1447,
+    966,
+    3661,
+    4390,
+    3927,
+    3924,
+    2608,
+    3272,
+    4088,
+    3443,
+    268,
+    493,
+    1914,
+    2044,
+    1401,
+    3615,
+    4240,
+    4114,
+    2734,
+    2509,
+    978,
+    4527,
+    4942,
+    4857,
+    1140,
+    2075,
+    1147,
+    4269,
+    3360,
+    1507,
+    1542,
+    1537,
+    1528,
+    1518,
+    1511,
+    3742,
+    3751,
+    3756,
+    3721,
+    3725,
+    3732,
+    5708,
+    5695,
+    2081,
+    0,
+    4275,
+    6200,
+    6213,
+    6346,
+    6461,
+    5518,
+    5957,
+    5841,
+    5702,
+    5711,
+    5533,
+    6216,
+    6207,
+    6470,
+    5517,
+    5966,
 )
 
 
@@ -93,12 +155,15 @@ def region_faces(polys: Sequence[Sequence[int]], n_keep: int) -> np.ndarray:
     return np.asarray(tris, dtype=np.int64)
 
 
-def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
-                     identity_names: Sequence[str] | None = None,
-                     expression_names: Sequence[str] | None = None,
-                     face_vertex_count: int | None = FACE_VERTEX_COUNT,
-                     landmarks_68: Sequence[int] | np.ndarray | None = None,
-                     name: str = "ict_face_light") -> LinearMorphableModel:
+def convert_ict_objs(
+    src_dir: str | Path,
+    out_npz: str | Path,
+    identity_names: Sequence[str] | None = None,
+    expression_names: Sequence[str] | None = None,
+    face_vertex_count: int | None = FACE_VERTEX_COUNT,
+    landmarks_68: Sequence[int] | np.ndarray | None = None,
+    name: str = "ict_face_light",
+) -> LinearMorphableModel:
     """Read ICT-FaceKit OBJs from src_dir and write the npz; returns the model written.
 
     generic_neutral_mesh.obj is the neutral; every other OBJ becomes an offset from it: `identityNNN` files are
@@ -115,8 +180,9 @@ def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
         raise PipelineInputError(src, f"no {NEUTRAL_STEM}.obj(.gz) in the folder")
     others = sorted(s for s in objs if s != NEUTRAL_STEM)
     id_names = list(identity_names) if identity_names is not None else [s for s in others if _IDENTITY_RE.match(s)]
-    ex_names = (list(expression_names) if expression_names is not None
-                else [s for s in others if not _IDENTITY_RE.match(s)])
+    ex_names = (
+        list(expression_names) if expression_names is not None else [s for s in others if not _IDENTITY_RE.match(s)]
+    )
     missing = [s for s in id_names + ex_names if s not in objs]
     if missing:
         raise PipelineInputError(src, f"missing OBJ files for {missing}")
@@ -154,8 +220,11 @@ def convert_ict_objs(src_dir: str | Path, out_npz: str | Path,
         expression_names=ex_names,
         landmarks_68=lm,
         units="cm",
-        eyeballs=(Eyeballs(centers=eye_centres, radius=eye_radius,
-                           identity_basis=np.asarray(eye_offsets).reshape(-1, 2, 3)) if has_eyes else None),
+        eyeballs=(
+            Eyeballs(centers=eye_centres, radius=eye_radius, identity_basis=np.asarray(eye_offsets).reshape(-1, 2, 3))
+            if has_eyes
+            else None
+        ),
     )
     save_morphable_model(model, out_npz)
     return model

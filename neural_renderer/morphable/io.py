@@ -25,9 +25,13 @@ _M_TO_CM = 100.0
 _MM_TO_CM = 0.1
 
 
-def load_morphable_model(path: str | Path, kind: str = "auto", *,
-                         landmarks_68: np.ndarray | str | Path | None = None,
-                         name: str | None = None) -> LinearMorphableModel:
+def load_morphable_model(
+    path: str | Path,
+    kind: str = "auto",
+    *,
+    landmarks_68: np.ndarray | str | Path | None = None,
+    name: str | None = None,
+) -> LinearMorphableModel:
     """Load a morphable model file into a LinearMorphableModel in cm.
 
     kind: 'ict' (npz: ours or the converter's), 'flame' (generic_model.pkl / FLAME2020 pickle, or an npz with the
@@ -84,6 +88,7 @@ def save_morphable_model(model: LinearMorphableModel, path: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------------------------------------- helpers
 
+
 def _detect_kind(p: Path) -> str:
     suffix = p.suffix.lower()
     if suffix in (".pkl", ".pickle"):
@@ -114,8 +119,10 @@ def _read_landmarks(landmarks: np.ndarray | str | Path | None) -> np.ndarray | N
         arr = np.asarray(landmarks)
     arr = np.asarray(arr).ravel()
     if arr.shape != (68,) or not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-        raise PipelineInputError(None if not isinstance(landmarks, (str, Path)) else landmarks,
-                                 f"landmarks_68 must be 68 integer vertex indices, got shape {arr.shape}")
+        raise PipelineInputError(
+            None if not isinstance(landmarks, (str, Path)) else landmarks,
+            f"landmarks_68 must be 68 integer vertex indices, got shape {arr.shape}",
+        )
     return arr.astype(np.int64)
 
 
@@ -189,9 +196,14 @@ class _FlameUnpickler(pickle.Unpickler):
     """
 
     _ALLOWED = {
-        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.numeric", "_frombuffer"),
-        ("copyreg", "_reconstructor"), ("builtins", "object"), ("collections", "OrderedDict"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+        ("collections", "OrderedDict"),
         ("_codecs", "encode"),  # how Python 3 writes bytes at protocol <= 2 (re-saved FLAME pickles)
     }
 
@@ -201,7 +213,7 @@ class _FlameUnpickler(pickle.Unpickler):
         if module.startswith("scipy.sparse"):
             return _Opaque
         if module.startswith("numpy.core"):  # pickles written before numpy 2 renamed numpy.core
-            module = "numpy._core" + module[len("numpy.core"):]
+            module = "numpy._core" + module[len("numpy.core") :]
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a model pickle")
@@ -233,8 +245,9 @@ def _load_flame(p: Path, lm: np.ndarray | None, name: str | None) -> LinearMorph
     faces = _as_array(data["f"]).astype(np.int64)
     n_v = v_template.shape[0]
     if v_template.shape != (n_v, 3) or shapedirs.ndim != 3 or shapedirs.shape[:2] != (n_v, 3):
-        raise PipelineInputError(p, f"FLAME shapes disagree: v_template {v_template.shape}, "
-                                    f"shapedirs {shapedirs.shape}")
+        raise PipelineInputError(
+            p, f"FLAME shapes disagree: v_template {v_template.shape}, shapedirs {shapedirs.shape}"
+        )
     n_comp = shapedirs.shape[2]
     if n_comp <= FLAME_N_EXPRESSION:
         raise PipelineInputError(p, f"FLAME shapedirs has {n_comp} columns, expected shape + {FLAME_N_EXPRESSION}")
@@ -264,8 +277,7 @@ def _load_bfm2017(p: Path, lm: np.ndarray | None, name: str | None) -> LinearMor
     import h5py
 
     with h5py.File(p, "r") as h5:
-        for key in ("shape/model/mean", "shape/model/pcaBasis", "shape/model/pcaVariance",
-                    "shape/representer/cells"):
+        for key in ("shape/model/mean", "shape/model/pcaBasis", "shape/model/pcaVariance", "shape/representer/cells"):
             if key not in h5:
                 raise PipelineInputError(p, f"BFM h5 lacks '{key}'")
         shape_mean = np.asarray(h5["shape/model/mean"], dtype=np.float64).ravel()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -88,8 +89,10 @@ class LinearMorphableModel:
         set_(self, "landmarks_68", lm)
         set_(self, "units", str(self.units))
         if self.eyeballs is not None and len(self.eyeballs.identity_basis) not in (0, len(ident)):
-            raise ValueError(f"{self.name}: eyeball identity_basis has {len(self.eyeballs.identity_basis)} components, "
-                             f"the model {len(ident)}")
+            raise ValueError(
+                f"{self.name}: eyeball identity_basis has {len(self.eyeballs.identity_basis)} components, "
+                f"the model {len(ident)}"
+            )
 
     @property
     def n_vertices(self) -> int:
@@ -113,8 +116,10 @@ class LinearMorphableModel:
     def vertices(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None) -> np.ndarray:
         """(V, 3) float32 mesh for one coefficient set; None means all zeros (the neutral mean face)."""
         out = self.neutral.astype(np.float64)
-        for label, coeffs, basis in (("identity", identity, self.identity_basis),
-                                     ("expression", expression, self.expression_basis)):
+        for label, coeffs, basis in (
+            ("identity", identity, self.identity_basis),
+            ("expression", expression, self.expression_basis),
+        ):
             if coeffs is None:
                 continue
             c = np.asarray(coeffs, dtype=np.float64)
@@ -156,12 +161,15 @@ class LinearMorphableModel:
             eyeballs=self.eyeballs,
         )
 
-    def as_torch(self, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def as_torch(
+        self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(neutral (V, 3), identity_basis (Ki, V, 3), expression_basis (Ke, V, 3)) as tensors (float32 default)."""
         import torch
 
         dt = torch.float32 if dtype is None else dtype
         # np.array(...) copies: torch.from_numpy refuses read-only arrays without a warning-free path.
-        return tuple(torch.as_tensor(np.array(a), dtype=dt, device=device)  # type: ignore[return-value]
-                     for a in (self.neutral, self.identity_basis, self.expression_basis))
+        return tuple(
+            torch.as_tensor(np.array(a), dtype=dt, device=device)  # type: ignore[return-value]
+            for a in (self.neutral, self.identity_basis, self.expression_basis)
+        )

@@ -51,12 +51,12 @@ def parse_message(buf: bytes) -> Fields:
         if wire == VARINT:
             value, pos = read_varint(buf, pos)
         elif wire == FIXED64:
-            value, pos = bytes(buf[pos:pos + 8]), pos + 8
+            value, pos = bytes(buf[pos : pos + 8]), pos + 8
         elif wire == LEN:
             length, pos = read_varint(buf, pos)
-            value, pos = bytes(buf[pos:pos + length]), pos + length
+            value, pos = bytes(buf[pos : pos + length]), pos + length
         elif wire == FIXED32:
-            value, pos = bytes(buf[pos:pos + 4]), pos + 4
+            value, pos = bytes(buf[pos : pos + 4]), pos + 4
         else:  # groups are deprecated and absent from the files we read
             raise ValueError(f"unsupported wire type {wire} (field {number})")
         if pos > n:

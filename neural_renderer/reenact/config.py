@@ -11,7 +11,8 @@ MODES = ("absolute", "relative")
 
 @dataclass
 class ReenactConfig:
-    expression: str = "relative"  # absolute: the driver's coefficients as they are | relative: driver - driver neutral + target neutral
+    # absolute: the driver's coefficients as they are | relative: driver - driver neutral + target neutral
+    expression: str = "relative"
     # Per-coefficient "neutral" = this percentile over the valid frames. ARKit coefficients are one-sided activations
     # (0 = at rest), and a talking video has its mouth open much of the time, so the median is not the rest pose
     # (median jawOpen of speech is > 0); a low percentile is the rest value while ignoring a few tracking outliers.
@@ -22,7 +23,9 @@ class ReenactConfig:
     max_frames: int = 0  # render the first max_frames driver frames (0 = all)
     batch_size: int = 8
     side_by_side: bool = True  # mp4: driver crop | reenacted (False: reenacted only)
-    test_latent: str | None = None  # renderer latent code: mean | first | zero; null = the renderer's render.test_latent
+    test_latent: str | None = (
+        None  # renderer latent code: mean | first | zero; null = the renderer's render.test_latent
+    )
     crf: int = 18
     device: str = "auto"  # auto | cpu | cuda
 

@@ -31,8 +31,15 @@ def read_motion(path: str | Path) -> Motion:
     if t == 0:
         raise PipelineInputError(path, "tracking file has no frames")
     if p.expression.shape[1] != len(p.expression_names):
-        raise PipelineInputError(path, f"{p.expression.shape[1]} expression coefficients but {len(p.expression_names)} names")
-    finite = np.isfinite(p.expression).all(1) & np.isfinite(p.rotation).all((1, 2)) & np.isfinite(p.translation).all(1) & np.isfinite(p.gaze_deg).all(1)
+        raise PipelineInputError(
+            path, f"{p.expression.shape[1]} expression coefficients but {len(p.expression_names)} names"
+        )
+    finite = (
+        np.isfinite(p.expression).all(1)
+        & np.isfinite(p.rotation).all((1, 2))
+        & np.isfinite(p.translation).all(1)
+        & np.isfinite(p.gaze_deg).all(1)
+    )
     expression, rotation, translation, gaze = p.expression, p.rotation, p.translation, p.gaze_deg
     if not finite.all():  # the fit/gaze stages interpolate, so this is unexpected: hold the nearest finite frame
         if not finite.any():
@@ -57,8 +64,17 @@ def render_params(renderer: PortraitRenderer, params: Transferred, batch_size: i
 
 
 def reenact(
-    driver_tracking: str | Path, target_tracking: str | Path, target_model: str | Path, out_mp4: str | Path, out_h5: str | Path,
-    *, cfg: ReenactConfig, driver: str, target: str, ffmpeg: str, audio: Path | None = None,
+    driver_tracking: str | Path,
+    target_tracking: str | Path,
+    target_model: str | Path,
+    out_mp4: str | Path,
+    out_h5: str | Path,
+    *,
+    cfg: ReenactConfig,
+    driver: str,
+    target: str,
+    ffmpeg: str,
+    audio: Path | None = None,
 ) -> np.ndarray:
     """Render the driver's motion with the target's renderer; returns the reenacted frames (T, R, R, 3).
 
@@ -74,13 +90,22 @@ def reenact(
     renderer = PortraitRenderer(target_model, cfg.device, cfg.test_latent)
     model_ke = renderer.n_expression
     if model_ke != len(tgt_motion.expression_names):
-        raise PipelineInputError(target_model, f"model takes {model_ke} expression coefficients, {target_tracking} has {len(tgt_motion.expression_names)}")
+        raise PipelineInputError(
+            target_model,
+            f"model takes {model_ke} expression coefficients, {target_tracking} has {len(tgt_motion.expression_names)}",
+        )
     n = len(drv_motion) if cfg.max_frames == 0 else min(cfg.max_frames, len(drv_motion))
     # Reference poses over the whole driver video (not just the rendered part) and the whole target video.
     drv_stats = motion_stats(drv_motion, cfg.neutral_percentile)
     tgt_stats = motion_stats(tgt_motion, cfg.neutral_percentile)
     params = transfer_motion(
-        drv_motion.head(n), drv_stats, tgt_stats, expression=cfg.expression, pose=cfg.pose, gaze=cfg.gaze, smoothing_sigma=cfg.smoothing_sigma,
+        drv_motion.head(n),
+        drv_stats,
+        tgt_stats,
+        expression=cfg.expression,
+        pose=cfg.pose,
+        gaze=cfg.gaze,
+        smoothing_sigma=cfg.smoothing_sigma,
     )
     frames = render_params(renderer, params, cfg.batch_size)
     r = renderer.resolution
@@ -93,11 +118,22 @@ def reenact(
     else:
         frame_of, width = (lambda i: frames[i]), r
     write_stage(
-        out_h5, "rendered", {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
-        video=f"{driver}_to_{target}", source_path=str(driver_tracking), source_sha256=sha256_file(driver_tracking),
+        out_h5,
+        "rendered",
+        {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
+        video=f"{driver}_to_{target}",
+        source_path=str(driver_tracking),
+        source_sha256=sha256_file(driver_tracking),
         stage_config=cfg.to_dict(),
-        attrs={"fps": fps, "resolution": r, "kind": "cross", "driver": driver, "target": target, "target_model": str(target_model),
-               "target_tracking": str(target_tracking)},
+        attrs={
+            "fps": fps,
+            "resolution": r,
+            "kind": "cross",
+            "driver": driver,
+            "target": target,
+            "target_model": str(target_model),
+            "target_tracking": str(target_tracking),
+        },
     )
     try:
         # the driver's sound from the time of its frame 0 (its file clock, which `-ss` seeks on), not from 0
@@ -108,4 +144,3 @@ def reenact(
         raise
     log.info("reenacted %d frames of %s with %s's renderer (%s)", n, driver, target, to_json(cfg))
     return frames
-

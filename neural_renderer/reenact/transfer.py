@@ -36,9 +36,17 @@ class Motion:
     def __len__(self) -> int:
         return len(self.expression)
 
-    def head(self, n: int) -> "Motion":
+    def head(self, n: int) -> Motion:
         """The first n frames."""
-        return Motion(self.expression[:n], self.expression_names, self.rotation[:n], self.translation[:n], self.gaze_deg[:n], self.valid[:n], self.fps)
+        return Motion(
+            self.expression[:n],
+            self.expression_names,
+            self.rotation[:n],
+            self.translation[:n],
+            self.gaze_deg[:n],
+            self.valid[:n],
+            self.fps,
+        )
 
 
 @dataclass
@@ -84,8 +92,13 @@ def motion_stats(motion: Motion, neutral_percentile: float = 10.0) -> MotionStat
     )
 
 
-def transfer_expression(e_drv: np.ndarray, drv_neutral: np.ndarray | None = None, tgt_neutral: np.ndarray | None = None, mode: str = "relative") -> np.ndarray:
-    """absolute: e_drv | relative: clip(e_drv - drv_neutral + tgt_neutral, 0, 1) (the identities' rest offsets swapped)."""
+def transfer_expression(
+    e_drv: np.ndarray,
+    drv_neutral: np.ndarray | None = None,
+    tgt_neutral: np.ndarray | None = None,
+    mode: str = "relative",
+) -> np.ndarray:
+    """absolute: e_drv | relative: clip(e_drv - drv_neutral + tgt_neutral, 0, 1) (rest offsets swapped)."""
     e = np.asarray(e_drv, np.float64)
     if mode == "absolute":
         return np.clip(e, 0.0, 1.0)
@@ -115,7 +128,9 @@ def transfer_translation(t_drv: np.ndarray, drv_mean: np.ndarray, tgt_mean: np.n
 
 def transfer_gaze(g_drv: np.ndarray, drv_mean: np.ndarray, tgt_mean: np.ndarray) -> np.ndarray:
     """Target mean gaze + the driver's deviation from its mean (degrees)."""
-    return np.asarray(tgt_mean, np.float64)[None] + np.asarray(g_drv, np.float64) - np.asarray(drv_mean, np.float64)[None]
+    return (
+        np.asarray(tgt_mean, np.float64)[None] + np.asarray(g_drv, np.float64) - np.asarray(drv_mean, np.float64)[None]
+    )
 
 
 def smooth_sequence(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -141,7 +156,10 @@ def check_expression_names(driver: Sequence[str], target: Sequence[str]) -> str 
     if len(driver) != len(target):
         return f"driver has {len(driver)} expression coefficients, target {len(target)}"
     diff = [(i, a, b) for i, (a, b) in enumerate(zip(driver, target)) if a != b]
-    return f"expression names differ at {len(diff)} position(s), first {diff[:3]} (fitted with different morphable models?)"
+    return (
+        f"expression names differ at {len(diff)} position(s), first {diff[:3]} "
+        "(fitted with different morphable models?)"
+    )
 
 
 @dataclass
@@ -155,7 +173,14 @@ class Transferred:
 
 
 def transfer_motion(
-    driver: Motion, drv: MotionStats, tgt: MotionStats, *, expression: str = "relative", pose: str = "relative", gaze: str = "relative", smoothing_sigma: float = 0.0,
+    driver: Motion,
+    drv: MotionStats,
+    tgt: MotionStats,
+    *,
+    expression: str = "relative",
+    pose: str = "relative",
+    gaze: str = "relative",
+    smoothing_sigma: float = 0.0,
 ) -> Transferred:
     """The driver's motion as the target's renderer inputs (then optionally smoothed over time)."""
     e = transfer_expression(driver.expression, drv.neutral_expression, tgt.neutral_expression, expression)

@@ -37,7 +37,12 @@ def nearest_frames(data: TrackingData, norm: dict[str, np.ndarray]) -> np.ndarra
 
 def mouth_l1(a: np.ndarray, b: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) mean absolute difference in [0, 1] inside each frame's mouth box (x0, y0, x1, y1)."""
-    return np.array([np.abs(a[i, y0:y1, x0:x1].astype(np.float64) - b[i, y0:y1, x0:x1]).mean() / 255 for i, (x0, y0, x1, y1) in enumerate(boxes)])
+    return np.array(
+        [
+            np.abs(a[i, y0:y1, x0:x1].astype(np.float64) - b[i, y0:y1, x0:x1]).mean() / 255
+            for i, (x0, y0, x1, y1) in enumerate(boxes)
+        ]
+    )
 
 
 def jaw_sweep(renderer: Renders, data: TrackingData, idx: np.ndarray | None = None) -> float | None:

@@ -75,7 +75,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA only (it is slower on the CPU)
     compile: bool = False  # torch.compile the generator
-    gpu_cache: str = "auto"  # auto: training frames on the GPU as uint8 when they fit, else pinned host memory | gpu | host
+    gpu_cache: str = (
+        "auto"  # auto: training frames on the GPU as uint8 when they fit, else pinned host memory | gpu | host
+    )
     tensorboard: bool = False  # also log to renderer/tensorboard/ (needs the optional `tensorboard` package)
     seed: int = 0
     progress: bool = True  # tqdm bar with it/s and loss
@@ -113,10 +115,25 @@ class RendererConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
     "preview": {
-        "model": {"resolution": 128, "width": 128, "feature_dim": 16, "pixel_freqs": 6, "latent_dim": 16,
-                  "decoder_channels": 32, "decoder_res_blocks": 3},
-        "train": {"iterations": 3000, "batch_size": 4, "w_perceptual": 0.0, "w_adv": 0.0, "w_fm": 0.0,
-                  "checkpoint_every": 250, "log_every": 50, "sample_every": 1000},
+        "model": {
+            "resolution": 128,
+            "width": 128,
+            "feature_dim": 16,
+            "pixel_freqs": 6,
+            "latent_dim": 16,
+            "decoder_channels": 32,
+            "decoder_res_blocks": 3,
+        },
+        "train": {
+            "iterations": 3000,
+            "batch_size": 4,
+            "w_perceptual": 0.0,
+            "w_adv": 0.0,
+            "w_fm": 0.0,
+            "checkpoint_every": 250,
+            "log_every": 50,
+            "sample_every": 1000,
+        },
     },
 }
 

@@ -27,18 +27,22 @@ class Conditioning:
     gaze: torch.Tensor
     expression: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Conditioning":
+    def to(self, device: torch.device | str) -> Conditioning:
         return Conditioning(self.pose.to(device), self.gaze.to(device), self.expression.to(device))
 
-    def index(self, idx: torch.Tensor) -> "Conditioning":
+    def index(self, idx: torch.Tensor) -> Conditioning:
         return Conditioning(self.pose[idx], self.gaze[idx], self.expression[idx])
 
-    def jitter(self, std: float) -> "Conditioning":
+    def jitter(self, std: float) -> Conditioning:
         """Training augmentation: Gaussian noise of `std` (standardised units) on pose and gaze. Pose is nearly unique
         per frame, so without it the networks can name the frame by its pose and ignore the expression."""
         if std <= 0:
             return self
-        return Conditioning(self.pose + std * torch.randn_like(self.pose), self.gaze + std * torch.randn_like(self.gaze), self.expression)
+        return Conditioning(
+            self.pose + std * torch.randn_like(self.pose),
+            self.gaze + std * torch.randn_like(self.gaze),
+            self.expression,
+        )
 
     def vector(self) -> torch.Tensor:
         """(T, 11 + Ke): all of it as one vector (the conditional discriminator's input)."""
@@ -50,7 +54,9 @@ class Conditioning:
 STD_FLOOR = {"pose": np.array([0.02] * 6 + [0.1] * 3, np.float32), "gaze": 0.02, "expression": 0.1}
 
 
-def standardise(pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, norm: dict[str, np.ndarray]) -> Conditioning:
+def standardise(
+    pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, norm: dict[str, np.ndarray]
+) -> Conditioning:
     """Raw features -> network inputs: z = (x - mean) / std with the training frames' statistics in `norm`."""
     z = lambda x, k: torch.from_numpy(((x - norm[f"{k}_mean"]) / norm[f"{k}_std"]).astype(np.float32))  # noqa: E731
     return Conditioning(z(pose, "pose"), z(gaze_rad, "gaze"), z(expression, "expression"))
@@ -65,8 +71,48 @@ def pose_features(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
 
 
 # MediaPipe face mesh lip contour (FACEMESH_LIPS): the mouth box of the mouth-weighted loss and the benchmark.
-LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
-                 78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+LIP_LANDMARKS = (
+    61,
+    146,
+    91,
+    181,
+    84,
+    17,
+    314,
+    405,
+    321,
+    375,
+    291,
+    185,
+    40,
+    39,
+    37,
+    0,
+    267,
+    269,
+    270,
+    409,
+    78,
+    95,
+    88,
+    178,
+    87,
+    14,
+    317,
+    402,
+    318,
+    324,
+    308,
+    191,
+    80,
+    81,
+    82,
+    13,
+    312,
+    311,
+    310,
+    415,
+)
 
 
 def mouth_boxes(landmarks: np.ndarray, valid: np.ndarray, scale: float, size: int, margin: float = 0.25) -> np.ndarray:
@@ -125,7 +171,9 @@ def split_counts(n_frames: int, train: float, test: float) -> tuple[int, int]:
     n_test = int(round(test * n_frames)) if test < 1 else int(test)
     n_test = max(n_test, 1)
     if n_train + n_test > n_frames:
-        raise PipelineInputError(None, f"train_frames ({n_train}) + test_frames ({n_test}) exceed the video's {n_frames} frames")
+        raise PipelineInputError(
+            None, f"train_frames ({n_train}) + test_frames ({n_test}) exceed the video's {n_frames} frames"
+        )
     return n_train, n_test
 
 
@@ -143,7 +191,7 @@ class TrackingParams:
 
 
 def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED) -> TrackingParams:
-    """The one reader of tracking.h5's conditioning (renderer, reenactment, audio); PipelineInputError names the file."""
+    """The one reader of tracking.h5's conditioning (renderer, reenactment, audio); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise PipelineInputError(path, "tracking file not found")
@@ -161,7 +209,9 @@ def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED)
             for key in ("fit/valid", "gaze/valid", "track/valid"):
                 if key in f:
                     ok = np.asarray(f[key][()], bool)
-                    if key == "gaze/valid" and "gaze/eyes_closed" in f:  # a blink is a frame to learn (gaze interpolated)
+                    if (
+                        key == "gaze/valid" and "gaze/eyes_closed" in f
+                    ):  # a blink is a frame to learn (gaze interpolated)
                         ok |= np.asarray(f["gaze/eyes_closed"][()], bool)
                     valid &= ok
             fps = float(f.attrs.get("fps", 25.0))
@@ -173,12 +223,21 @@ def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED)
     for name, arr in (("rotation", rotation), ("translation", translation), ("gaze", gaze), ("valid flags", valid)):
         if len(arr) != t:
             raise PipelineInputError(path, f"{name} has {len(arr)} frames, expression has {t}")
-    valid &= np.isfinite(expression).all(1) & np.isfinite(rotation).all((1, 2)) & np.isfinite(translation).all(1) & np.isfinite(gaze).all(1)
+    valid &= (
+        np.isfinite(expression).all(1)
+        & np.isfinite(rotation).all((1, 2))
+        & np.isfinite(translation).all(1)
+        & np.isfinite(gaze).all(1)
+    )
     return TrackingParams(expression, names, rotation, translation, gaze, valid, fps)
 
 
 def load_tracking(
-    path: str | Path, train_frames: float = 0.9, test_frames: float = 0.1, min_train_frames: int = 16, resolution: int | None = None,
+    path: str | Path,
+    train_frames: float = 0.9,
+    test_frames: float = 0.1,
+    min_train_frames: int = 16,
+    resolution: int | None = None,
 ) -> TrackingData:
     """Read everything the renderer needs, frames resized to `resolution` (None: the crop's); bad files fail with
     PipelineInputError naming the file and reason."""
@@ -206,7 +265,9 @@ def load_tracking(
     train_idx = np.flatnonzero(valid[:n_train])
     test_idx = np.arange(t - n_test, t)
     if len(train_idx) < min_train_frames:
-        raise PipelineInputError(path, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}")
+        raise PipelineInputError(
+            path, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}"
+        )
     if res != crop_res:
         frames = resize_frames(frames, res)
     if landmarks is not None and len(landmarks) == t:
@@ -217,8 +278,18 @@ def load_tracking(
     pose = pose_features(np.nan_to_num(params.rotation), np.nan_to_num(params.translation).astype(np.float32))
     gaze = np.deg2rad(np.nan_to_num(params.gaze_deg)).astype(np.float32)
     return TrackingData(
-        path, frames, pose, gaze, np.nan_to_num(params.expression), valid, params.fps, train_idx, test_idx, mouth,
-        tuple(params.expression_names), crop_res,
+        path,
+        frames,
+        pose,
+        gaze,
+        np.nan_to_num(params.expression),
+        valid,
+        params.fps,
+        train_idx,
+        test_idx,
+        mouth,
+        tuple(params.expression_names),
+        crop_res,
     )
 
 
@@ -227,11 +298,15 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     interp = cv2.INTER_AREA if size < frames.shape[1] else cv2.INTER_CUBIC
-    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames]) if len(frames) else frames.reshape(0, size, size, 3)
+    return (
+        np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+        if len(frames)
+        else frames.reshape(0, size, size, 3)
+    )
 
 
 class FrameCache:
-    """The training crops as one uint8 tensor, on the GPU when it fits (else pinned host memory): no disk I/O per step."""
+    """The training crops as one uint8 tensor, on the GPU when it fits (else pinned host memory): no I/O per step."""
 
     def __init__(self, frames: np.ndarray, device: torch.device, mode: str = "auto", headroom: float = 0.5):
         tensor = torch.from_numpy(np.ascontiguousarray(frames))
@@ -241,7 +316,10 @@ class FrameCache:
             free, _ = torch.cuda.mem_get_info(device)
             on_gpu = mode == "gpu" or tensor.numel() < headroom * free
             if not on_gpu:
-                log.warning("training frames (%.1f GiB) do not fit in half the free GPU memory: kept in pinned host memory", tensor.numel() / 2**30)
+                log.warning(
+                    "training frames (%.1f GiB) do not fit in half the free GPU memory: kept in pinned host memory",
+                    tensor.numel() / 2**30,
+                )
         if on_gpu:
             self.frames = tensor.to(device)
         else:

@@ -21,7 +21,9 @@ class PatchGAN(nn.Module):
         for i in range(1, n_layers + 1):
             nxt = min(ch * 2, 512)
             stride = 2 if i < n_layers else 1
-            blocks.append(nn.Sequential(nn.Conv2d(ch, nxt, 4, stride, 2), nn.InstanceNorm2d(nxt), nn.LeakyReLU(0.2, True)))
+            blocks.append(
+                nn.Sequential(nn.Conv2d(ch, nxt, 4, stride, 2), nn.InstanceNorm2d(nxt), nn.LeakyReLU(0.2, True))
+            )
             ch = nxt
         self.blocks = nn.ModuleList(blocks)
         self.score = nn.Conv2d(ch, 1, 4, 1, 2)

@@ -61,7 +61,9 @@ class PortraitLoss(nn.Module):
             self.perceptual = LPIPS("vgg")
         self.disc = None
         if t.w_adv > 0 or t.w_fm > 0:
-            self.disc = MultiScaleDiscriminator(3, t.disc_channels, t.disc_layers, t.disc_scales, cond_dim if t.conditional_disc else 0)
+            self.disc = MultiScaleDiscriminator(
+                3, t.disc_channels, t.disc_layers, t.disc_scales, cond_dim if t.conditional_disc else 0
+            )
 
     def adversarial_scale(self, iteration: int) -> float:
         """0 during the warm-up, then a linear ramp to 1 over `adv_ramp` iterations."""
@@ -71,7 +73,13 @@ class PortraitLoss(nn.Module):
         return 1.0 if t.adv_ramp <= 0 else min(1.0, (iteration - t.adv_warmup + 1) / t.adv_ramp)
 
     def forward(
-        self, fake: torch.Tensor, low: torch.Tensor, real: torch.Tensor, mouth: torch.Tensor, cond: torch.Tensor, iteration: int,
+        self,
+        fake: torch.Tensor,
+        low: torch.Tensor,
+        real: torch.Tensor,
+        mouth: torch.Tensor,
+        cond: torch.Tensor,
+        iteration: int,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """-> ({name: generator loss term, "total": weighted sum}, discriminator loss or None). The discriminator sees
         the real batch once; its loss is returned for the caller to step after the generator."""

@@ -8,7 +8,6 @@ from torch import nn
 
 from neural_renderer.renderer.encoding import encoded_dim, pixel_grid, positional_encoding
 
-
 COND_INIT_GAIN = 0.1
 
 
@@ -21,14 +20,25 @@ class PortraitMLP(nn.Module):
     (B, H/4 * W/4, D) inputs.
     """
 
-    def __init__(self, cond_dim: int, grid_size: int, width: int = 256, depth: int = 8, skip_layer: int = 4, out_features: int = 32, pixel_freqs: int = 10):
+    def __init__(
+        self,
+        cond_dim: int,
+        grid_size: int,
+        width: int = 256,
+        depth: int = 8,
+        skip_layer: int = 4,
+        out_features: int = 32,
+        pixel_freqs: int = 10,
+    ):
         super().__init__()
         self.grid_size = grid_size
         self.skip_layer = skip_layer
         self.pixel_dim = encoded_dim(2, pixel_freqs)
         self.cond_dim = cond_dim
         self.in_dim = self.pixel_dim + cond_dim
-        self.register_buffer("pixel_enc", positional_encoding(pixel_grid(grid_size, grid_size), pixel_freqs), persistent=False)
+        self.register_buffer(
+            "pixel_enc", positional_encoding(pixel_grid(grid_size, grid_size), pixel_freqs), persistent=False
+        )
         layers = []
         for i in range(depth):
             fan_in = self.in_dim if i == 0 else width + (self.in_dim if i == skip_layer else 0)
@@ -49,11 +59,16 @@ class PortraitMLP(nn.Module):
                 off = 0 if i == 0 else width
                 self.layers[i].weight[:, off + self.pixel_dim :] *= COND_INIT_GAIN
 
-    def _split_linear(self, layer: nn.Linear, h: torch.Tensor | None, pix: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _split_linear(
+        self, layer: nn.Linear, h: torch.Tensor | None, pix: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
         """layer(cat([h, pix, cond])) with pix (N, Dp) shared by the batch and cond (B, Dc) shared by the pixels."""
         w = layer.weight
         off = 0 if h is None else h.shape[-1]
-        out = F.linear(pix, w[:, off : off + self.pixel_dim])[None] + F.linear(cond, w[:, off + self.pixel_dim :], layer.bias)[:, None]
+        out = (
+            F.linear(pix, w[:, off : off + self.pixel_dim])[None]
+            + F.linear(cond, w[:, off + self.pixel_dim :], layer.bias)[:, None]
+        )
         if h is not None:
             out = out + F.linear(h, w[:, :off])
         return out

@@ -38,7 +38,9 @@ class PortraitGenerator(nn.Module):
         base = encoded_dim(POSE_DIM, cfg.pose_freqs) + encoded_dim(GAZE_DIM, cfg.gaze_freqs) + n_expression
         fmap_ch = 3 + cfg.feature_dim
         if cfg.variant == "full":
-            self.mlp = PortraitMLP(base + cfg.latent_dim, self.grid, cfg.width, cfg.depth, cfg.skip_layer, cfg.feature_dim, cfg.pixel_freqs)
+            self.mlp = PortraitMLP(
+                base + cfg.latent_dim, self.grid, cfg.width, cfg.depth, cfg.skip_layer, cfg.feature_dim, cfg.pixel_freqs
+            )
         else:  # ablation: pose, expression and gaze only (no MLP, no per-frame latent)
             self.cnn = CNNFeatureMap(base, self.grid, fmap_ch, cfg.decoder_channels)
         self.decoder = Pix2PixHDDecoder(fmap_ch, cfg.decoder_channels, cfg.decoder_res_blocks)
@@ -49,9 +51,18 @@ class PortraitGenerator(nn.Module):
         self.prior.copy_(mean_frame.reshape(self.prior.shape).to(self.prior))
 
     def encode(self, pose: torch.Tensor, gaze: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
-        return torch.cat([positional_encoding(pose, self.cfg.pose_freqs), positional_encoding(gaze, self.cfg.gaze_freqs), expression], -1)
+        return torch.cat(
+            [
+                positional_encoding(pose, self.cfg.pose_freqs),
+                positional_encoding(gaze, self.cfg.gaze_freqs),
+                expression,
+            ],
+            -1,
+        )
 
-    def forward(self, pose: torch.Tensor, gaze: torch.Tensor, expression: torch.Tensor, latent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pose: torch.Tensor, gaze: torch.Tensor, expression: torch.Tensor, latent: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised pose (B, 9), gaze (B, 2), expression (B, Ke), latent (B, latent_dim) -> image (B,3,H,W) (about
         [-1, 1], unclamped), low-resolution colour (B,3,H/4,W/4)."""
         cond = self.encode(pose, gaze, expression)

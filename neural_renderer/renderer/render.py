@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
+from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.progress import progress
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData, pose_features, standardise
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.renderer.train import MODEL_FORMAT
-from neural_renderer.device import resolve_device
-from neural_renderer.progress import progress
-from neural_renderer.assets import sha256_file
 from neural_renderer.storage import atomic_path, read_timestamps, write_stage
 
 
@@ -35,7 +35,9 @@ class PortraitRenderer:
             raise PipelineInputError(path, f"cannot load renderer model ({exc})") from None
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-            raise PipelineInputError(path, f"not a renderer model of format {MODEL_FORMAT} (found {found!r}): retrain it")
+            raise PipelineInputError(
+                path, f"not a renderer model of format {MODEL_FORMAT} (found {found!r}): retrain it"
+            )
         self.cfg = build_dataclass(RendererConfig, blob["config"])
         self.preset = dict(blob.get("preset", {}))
         self.device = resolve_device(device)
@@ -60,23 +62,36 @@ class PortraitRenderer:
     def render_batch(self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray) -> np.ndarray:
         """Raw features (B, 9) pose_features, (B, 2) rad, (B, Ke) -> (B, R, R, 3) uint8."""
         if np.shape(expression)[-1] != self.n_expression:
-            raise PipelineInputError(None, f"motion has {np.shape(expression)[-1]} expression coefficients, the model {self.n_expression}")
-        cond = standardise(np.asarray(pose, np.float32), np.asarray(gaze_rad, np.float32), np.asarray(expression, np.float32), self.norm).to(self.device)
+            raise PipelineInputError(
+                None, f"motion has {np.shape(expression)[-1]} expression coefficients, the model {self.n_expression}"
+            )
+        cond = standardise(
+            np.asarray(pose, np.float32),
+            np.asarray(gaze_rad, np.float32),
+            np.asarray(expression, np.float32),
+            self.norm,
+        ).to(self.device)
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.train.amp)
         with amp:
             img, _ = self.gen(cond.pose, cond.gaze, cond.expression, self.latent.expand(len(pose), -1))
         return ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
-    def render_sequence(self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    def render_sequence(
+        self, pose: np.ndarray, gaze_rad: np.ndarray, expression: np.ndarray, batch_size: int = 8
+    ) -> np.ndarray:
         """`render_batch` over any number of frames, `batch_size` at a time -> (T, R, R, 3) uint8."""
         r = self.resolution
         out = np.empty((len(pose), r, r, 3), np.uint8)
         for s in progress(range(0, len(pose), batch_size), desc="render", unit="batch"):
-            out[s : s + batch_size] = self.render_batch(pose[s : s + batch_size], gaze_rad[s : s + batch_size], expression[s : s + batch_size])
+            out[s : s + batch_size] = self.render_batch(
+                pose[s : s + batch_size], gaze_rad[s : s + batch_size], expression[s : s + batch_size]
+            )
         return out
 
-    def render(self, expression: np.ndarray, rotation: np.ndarray, translation: np.ndarray, gaze_pitch_yaw_deg: np.ndarray) -> np.ndarray:
-        """One frame: expression (Ke,), model->camera rotation (3, 3), translation (3,), gaze (2,) deg -> (R, R, 3) uint8."""
+    def render(
+        self, expression: np.ndarray, rotation: np.ndarray, translation: np.ndarray, gaze_pitch_yaw_deg: np.ndarray
+    ) -> np.ndarray:
+        """One frame: expression (Ke,), model->camera rotation (3, 3), translation (3,), gaze (2,) deg -> (R, R, 3)."""
         pose = pose_features(np.asarray(rotation)[None], np.asarray(translation, np.float32)[None])
         gaze = np.deg2rad(np.asarray(gaze_pitch_yaw_deg, np.float32))[None]
         return self.render_batch(pose, gaze, np.asarray(expression, np.float32)[None])[0]
@@ -85,10 +100,48 @@ class PortraitRenderer:
 class FfmpegWriter:
     """rgb24 frames through a pipe into libx264 (imageio-ffmpeg's binary unless one is configured)."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float, ffmpeg: str, crf: int = 18, audio: Path | None = None, audio_start_s: float = 0.0):
-        cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        ffmpeg: str,
+        crf: int = 18,
+        audio: Path | None = None,
+        audio_start_s: float = 0.0,
+    ):
+        cmd = [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps}",
+            "-i",
+            "-",
+        ]
         if audio is not None:
-            cmd += ["-ss", f"{audio_start_s:.6f}", "-i", str(audio), "-map", "0:v", "-map", "1:a?", "-c:a", "aac", "-shortest"]
+            cmd += [
+                "-ss",
+                f"{audio_start_s:.6f}",
+                "-i",
+                str(audio),
+                "-map",
+                "0:v",
+                "-map",
+                "1:a?",
+                "-c:a",
+                "aac",
+                "-shortest",
+            ]
         cmd += ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", "-f", "mp4", str(path)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.path = path
@@ -104,33 +157,78 @@ class FfmpegWriter:
 
 
 def render_test_frames(
-    data: TrackingData, renderer: PortraitRenderer, out_mp4: Path, out_h5: Path, side_by_side_mp4: Path | None,
-    *, ffmpeg: str, audio_source: Path | None = None, batch_size: int = 4, crf: int = 18, video: str = "",
+    data: TrackingData,
+    renderer: PortraitRenderer,
+    out_mp4: Path,
+    out_h5: Path,
+    side_by_side_mp4: Path | None,
+    *,
+    ffmpeg: str,
+    audio_source: Path | None = None,
+    batch_size: int = 4,
+    crf: int = 18,
+    video: str = "",
 ) -> np.ndarray:
     """Self-reenactment of data.test_idx from its own parameters: mp4 (with audio), frames HDF5, GT | render mp4."""
     if data.resolution != renderer.resolution:
-        raise PipelineInputError(data.path, f"crop resolution {data.resolution} != model resolution {renderer.resolution}")
+        raise PipelineInputError(
+            data.path, f"crop resolution {data.resolution} != model resolution {renderer.resolution}"
+        )
     idx = data.test_idx
     r = data.resolution
     start_s = float(read_timestamps(data.path)[idx[0]])  # the file's clock (the audio's), not idx / fps
     out_mp4, out_h5 = Path(out_mp4), Path(out_h5)
     rendered = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx], batch_size)
     write_stage(
-        out_h5, "rendered", {"frames": rendered, "frame_index": idx.astype(np.int64)}, video=video, source_path=str(data.path),
-        source_sha256=sha256_file(data.path), stage_config=renderer.cfg.to_dict(),
-        attrs={"fps": data.fps, "resolution": r, "kind": "self", "driver": video, "target": video, "test_latent": renderer.cfg.render.test_latent},
+        out_h5,
+        "rendered",
+        {"frames": rendered, "frame_index": idx.astype(np.int64)},
+        video=video,
+        source_path=str(data.path),
+        source_sha256=sha256_file(data.path),
+        stage_config=renderer.cfg.to_dict(),
+        attrs={
+            "fps": data.fps,
+            "resolution": r,
+            "kind": "self",
+            "driver": video,
+            "target": video,
+            "test_latent": renderer.cfg.render.test_latent,
+        },
     )
     outputs = [(out_mp4, lambda i: rendered[i], r)]
     if side_by_side_mp4 is not None:
-        outputs.append((Path(side_by_side_mp4), lambda i: np.concatenate([data.frames[idx[i]], rendered[i]], axis=1), 2 * r))
+        outputs.append(
+            (Path(side_by_side_mp4), lambda i: np.concatenate([data.frames[idx[i]], rendered[i]], axis=1), 2 * r)
+        )
     for path, frame_of, width in outputs:
-        write_mp4(path, len(idx), frame_of, width, r, data.fps, ffmpeg=ffmpeg, crf=crf, audio=audio_source, audio_start_s=start_s)
+        write_mp4(
+            path,
+            len(idx),
+            frame_of,
+            width,
+            r,
+            data.fps,
+            ffmpeg=ffmpeg,
+            crf=crf,
+            audio=audio_source,
+            audio_start_s=start_s,
+        )
     return rendered
 
 
 def write_mp4(
-    path: str | Path, n_frames: int, frame_of, width: int, height: int, fps: float,
-    *, ffmpeg: str, crf: int = 18, audio: Path | None = None, audio_start_s: float = 0.0,
+    path: str | Path,
+    n_frames: int,
+    frame_of,
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    ffmpeg: str,
+    crf: int = 18,
+    audio: Path | None = None,
+    audio_start_s: float = 0.0,
 ) -> None:
     """Atomically write `frame_of(i)` (i = 0..n_frames-1, (height, width, 3) uint8) as an H.264 mp4, muxing the first
     audio stream of `audio` (from `audio_start_s`, cut to the video) when given."""

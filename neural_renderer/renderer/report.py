@@ -56,12 +56,24 @@ def plot_losses(path: Path, rows: list[dict[str, float]], title: str) -> None:
 
 
 def write_training_report(
-    work_dir: Path, rows: list[dict[str, float]], preset: PresetChoice, cfg: RendererConfig, iterations: int, seconds_per_it: float,
+    work_dir: Path,
+    rows: list[dict[str, float]],
+    preset: PresetChoice,
+    cfg: RendererConfig,
+    iterations: int,
+    seconds_per_it: float,
     samples: tuple[np.ndarray, np.ndarray],
 ) -> tuple[Path, Path]:
     work_dir = Path(work_dir)
-    speed = f", {1 / seconds_per_it:.2f} it/s (~{format_duration(seconds_per_it * cfg.train.iterations)} in all)" if np.isfinite(seconds_per_it) else ""
-    title = f"preset {preset.name} ({preset.reason})\n{cfg.model.variant}, {iterations} iterations, batch {cfg.train.batch_size}{speed}"
+    speed = (
+        f", {1 / seconds_per_it:.2f} it/s (~{format_duration(seconds_per_it * cfg.train.iterations)} in all)"
+        if np.isfinite(seconds_per_it)
+        else ""
+    )
+    title = (
+        f"preset {preset.name} ({preset.reason})\n"
+        f"{cfg.model.variant}, {iterations} iterations, batch {cfg.train.batch_size}{speed}"
+    )
     plot_losses(work_dir / CURVES, rows, title)
     write_png(work_dir / SAMPLES, sample_grid(*samples))
     return work_dir / CURVES, work_dir / SAMPLES

@@ -41,7 +41,17 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
 MODEL_FORMAT = "portrait-renderer/2"
 # Training settings that do not change what is computed: a checkpoint resumes across changes of these.
-BOOKKEEPING = ("iterations", "checkpoint_every", "log_every", "sample_every", "progress", "tensorboard", "allow_slow_cpu", "compile", "device")
+BOOKKEEPING = (
+    "iterations",
+    "checkpoint_every",
+    "log_every",
+    "sample_every",
+    "progress",
+    "tensorboard",
+    "allow_slow_cpu",
+    "compile",
+    "device",
+)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -54,7 +64,12 @@ def _rng_state() -> dict[str, Any]:
     _, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -81,9 +96,14 @@ def _seed(seed: int) -> None:
 def run_identity(cfg: RendererConfig, data: TrackingData) -> dict[str, Any]:
     """Everything that shapes a training run; a checkpoint resumes only when this is equal."""
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in BOOKKEEPING}
-    split = hashlib.sha256(data.train_idx.astype(np.int64).tobytes() + b"|" + data.test_idx.astype(np.int64).tobytes()).hexdigest()
+    split = hashlib.sha256(
+        data.train_idx.astype(np.int64).tobytes() + b"|" + data.test_idx.astype(np.int64).tobytes()
+    ).hexdigest()
     return {
-        "model": dataclasses.asdict(cfg.model), "train": train, "resolution": data.resolution, "split": split,
+        "model": dataclasses.asdict(cfg.model),
+        "train": train,
+        "resolution": data.resolution,
+        "split": split,
         "tracking_sha256": sha256_file(data.path) if data.path else "",
     }
 
@@ -130,11 +150,17 @@ class Trainer:
         fused = device.type == "cuda"
         self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), fused=fused)
         disc = self.loss.disc
-        self.opt_d = torch.optim.Adam(disc.parameters(), lr=t.lr_discriminator, betas=(t.beta1, t.beta2), fused=fused) if disc is not None else None
+        self.opt_d = (
+            torch.optim.Adam(disc.parameters(), lr=t.lr_discriminator, betas=(t.beta1, t.beta2), fused=fused)
+            if disc is not None
+            else None
+        )
         try:
             self.frames = FrameCache(data.frames[data.train_idx], device, t.gpu_cache)
         except torch.cuda.OutOfMemoryError:
-            raise PipelineInputError(data.path, "out of GPU memory holding the training frames: set renderer.train.gpu_cache: host") from None
+            raise PipelineInputError(
+                data.path, "out of GPU memory holding the training frames: set renderer.train.gpu_cache: host"
+            ) from None
         self.mouth = torch.from_numpy(data.mouth[data.train_idx]).to(device)
         self.cond = data.conditioning(data.train_idx, self.norm).to(device)
         self.sampler = torch.Generator().manual_seed(t.seed)
@@ -142,7 +168,9 @@ class Trainer:
         amp = t.amp and device.type == "cuda"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
-    def losses(self, idx: torch.Tensor, iteration: int, jitter: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def losses(
+        self, idx: torch.Tensor, iteration: int, jitter: bool = True
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """The named losses of the training frames `idx` (positions in the training split) at `iteration`."""
         real = self.frames.batch(idx, self.channels_last)
         didx = idx.to(self.device)
@@ -169,10 +197,14 @@ class Trainer:
 
     def state(self, iteration: int, identity: dict[str, Any]) -> dict[str, Any]:
         return {
-            "iteration": iteration, "generator": self.gen.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "iteration": iteration,
+            "generator": self.gen.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
             "discriminator": self.loss.disc.state_dict() if self.loss.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
-            "sampler": self.sampler.get_state(), "rng": _rng_state(), "identity": json.dumps(identity, sort_keys=True),
+            "sampler": self.sampler.get_state(),
+            "rng": _rng_state(),
+            "identity": json.dumps(identity, sort_keys=True),
         }
 
     def load_state(self, ckpt: dict[str, Any]) -> int:
@@ -285,8 +317,18 @@ def train(
     _seed(t.seed)
     trainer = Trainer(cfg, data, device)
     if preset.name == "seed" and device.type != "cuda" and not t.allow_slow_cpu:
-        refuse_slow_cpu(preset, device, trainer.seconds_per_step() * t.iterations, f"training the renderer of {data.path}", False)
-    log.info("renderer preset: %s (%s); %d iterations at %d px, batch %d, on %s", preset.name, preset.reason, t.iterations, data.resolution, t.batch_size, device)
+        refuse_slow_cpu(
+            preset, device, trainer.seconds_per_step() * t.iterations, f"training the renderer of {data.path}", False
+        )
+    log.info(
+        "renderer preset: %s (%s); %d iterations at %d px, batch %d, on %s",
+        preset.name,
+        preset.reason,
+        t.iterations,
+        data.resolution,
+        t.batch_size,
+        device,
+    )
     identity = run_identity(cfg, data)
     start = 0
     ckpt = load_checkpoint(ckpt_path, device, identity)
@@ -298,7 +340,9 @@ def train(
     if t.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=t.iterations, initial=start, unit="it", desc="train renderer", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(
+            total=t.iterations, initial=start, unit="it", desc="train renderer", dynamic_ncols=True, mininterval=1.0
+        )
     trainer.gen.train()
     t0, done = time.perf_counter(), start
     try:
@@ -323,8 +367,10 @@ def train(
                 hook(done, {})
     except torch.cuda.OutOfMemoryError:
         raise PipelineInputError(
-            data.path, f"out of GPU memory at resolution {data.resolution}, batch {t.batch_size}, width {cfg.model.width}: "
-            "lower renderer.train.batch_size or renderer.model.width/decoder_channels (progress kept in the last checkpoint)"
+            data.path,
+            f"out of GPU memory at resolution {data.resolution}, batch {t.batch_size}, width {cfg.model.width}: "
+            "lower renderer.train.batch_size or renderer.model.width/decoder_channels "
+            "(progress kept in the last checkpoint)",
         ) from None
     finally:
         if bar is not None:
@@ -358,15 +404,26 @@ def write_samples(path: Path, trainer: Trainer, data: TrackingData) -> None:
     write_png(path, sample_grid(*test_samples(trainer, data)))
 
 
-def save_model(path: Path, trainer: Trainer, cfg: RendererConfig, data: TrackingData, iteration: int, preset: PresetChoice) -> None:
+def save_model(
+    path: Path, trainer: Trainer, cfg: RendererConfig, data: TrackingData, iteration: int, preset: PresetChoice
+) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in trainer.gen.state_dict().items()}
     atomic_save(
         {
-            "format": MODEL_FORMAT, "generator": state, "config": dataclasses.asdict(cfg), "preset": preset.to_dict(),
-            "resolution": data.resolution, "crop_resolution": data.crop_resolution, "n_expression": int(data.expression.shape[1]),
-            "expression_names": list(data.expression_names), "n_train": len(data.train_idx),
-            "norm": {k: torch.from_numpy(v) for k, v in trainer.norm.items()}, "iteration": iteration,
-            "train_idx": torch.from_numpy(data.train_idx), "test_idx": torch.from_numpy(data.test_idx), "fps": float(data.fps),
+            "format": MODEL_FORMAT,
+            "generator": state,
+            "config": dataclasses.asdict(cfg),
+            "preset": preset.to_dict(),
+            "resolution": data.resolution,
+            "crop_resolution": data.crop_resolution,
+            "n_expression": int(data.expression.shape[1]),
+            "expression_names": list(data.expression_names),
+            "n_train": len(data.train_idx),
+            "norm": {k: torch.from_numpy(v) for k, v in trainer.norm.items()},
+            "iteration": iteration,
+            "train_idx": torch.from_numpy(data.train_idx),
+            "test_idx": torch.from_numpy(data.test_idx),
+            "fps": float(data.fps),
         },
         path,
     )

@@ -18,12 +18,29 @@ from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
 
 def run(
-    audio_path: str | Path, target_tracking: str | Path, renderer_model: str | Path, audio_model: str | Path, out_mp4: str | Path, out_h5: str | Path,
-    *, cfg: dict[str, Any], clip: str, target: str, ffmpeg: str | None = None,
+    audio_path: str | Path,
+    target_tracking: str | Path,
+    renderer_model: str | Path,
+    audio_model: str | Path,
+    out_mp4: str | Path,
+    out_h5: str | Path,
+    *,
+    cfg: dict[str, Any],
+    clip: str,
+    target: str,
+    ffmpeg: str | None = None,
 ) -> np.ndarray:
     """`cfg` is the `audio` config section (its `render` subsection applies; features come from the trained model)."""
     acfg = build_dataclass(AudioConfig, cfg or {})
     return render_audio(
-        audio_path, target_tracking, renderer_model, audio_model, out_mp4, out_h5,
-        cfg=acfg.render, clip=clip, target=target, ffmpeg=resolve_ffmpeg(ffmpeg),
+        audio_path,
+        target_tracking,
+        renderer_model,
+        audio_model,
+        out_mp4,
+        out_h5,
+        cfg=acfg.render,
+        clip=clip,
+        target=target,
+        ffmpeg=resolve_ffmpeg(ffmpeg),
     )

@@ -12,7 +12,9 @@ from neural_renderer.morphable import Correspondence, build_correspondence, load
 from neural_renderer.storage import atomic_path
 
 
-def run(model_path: str | Path, landmarker_path: str | Path, out_npz: str | Path, *, kind: str = "auto") -> Correspondence:
+def run(
+    model_path: str | Path, landmarker_path: str | Path, out_npz: str | Path, *, kind: str = "auto"
+) -> Correspondence:
     model = load_morphable_model(model_path, kind=kind)
     corr = build_correspondence(model, landmarker_path, dense=True)
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:

@@ -43,7 +43,14 @@ def run(
         raise PipelineInputError(prov["source_path"], "no frame with landmarks to fit")
     track = read_stage(track_h5, "track") if fit_cfg.init_from_blendshapes else {}
     result = fit_tracked_landmarks(
-        crop["landmarks"], valid, model, corr, resolution, fit_cfg, track.get("blendshapes"), track.get("blendshape_names"),
+        crop["landmarks"],
+        valid,
+        model,
+        corr,
+        resolution,
+        fit_cfg,
+        track.get("blendshapes"),
+        track.get("blendshape_names"),
     )
     write_stage(
         out_h5,

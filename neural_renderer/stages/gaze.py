@@ -6,14 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from neural_renderer.config import build_dataclass
-from neural_renderer.fitting import GazeConfig, GazeResult, blink_scores, gaze_from_fit
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.fitting import GazeConfig, GazeResult, blink_scores, gaze_from_fit
 from neural_renderer.morphable import load_morphable_model
 from neural_renderer.storage import provenance, read_stage, write_stage
 
 
-def run(crop_h5: str | Path, fit_h5: str | Path, model_path: str | Path, out_h5: str | Path, *, cfg: dict[str, Any],
-        kind: str = "auto", track_h5: str | Path | None = None) -> GazeResult:
+def run(
+    crop_h5: str | Path,
+    fit_h5: str | Path,
+    model_path: str | Path,
+    out_h5: str | Path,
+    *,
+    cfg: dict[str, Any],
+    kind: str = "auto",
+    track_h5: str | Path | None = None,
+) -> GazeResult:
     """track_h5: the blendshapes for the blink test (None: no blink test)."""
     gaze_cfg = build_dataclass(GazeConfig, cfg)
     crop = read_stage(crop_h5, "crop")

@@ -15,7 +15,13 @@ import numpy as np
 from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
 from neural_renderer.metrics.config import MetricsConfig
-from neural_renderer.metrics.features import FeatureExtractor, MotionModels, read_rendered, read_tracking_frames, write_features
+from neural_renderer.metrics.features import (
+    FeatureExtractor,
+    MotionModels,
+    read_rendered,
+    read_tracking_frames,
+    write_features,
+)
 from neural_renderer.renderer.config import TrainConfig
 from neural_renderer.renderer.data import split_counts
 from neural_renderer.storage import open_h5
@@ -32,13 +38,33 @@ def test_frame_index(tracking_h5: str | Path, renderer_cfg: dict[str, Any]) -> n
     return np.arange(n - n_test, n, dtype=np.int64)
 
 
-def _extract(frames: np.ndarray, fps: float, frame_index: np.ndarray, out_h5, *, source: str, name: str, source_path, cfg: dict, models: MotionModels) -> None:
+def _extract(
+    frames: np.ndarray,
+    fps: float,
+    frame_index: np.ndarray,
+    out_h5,
+    *,
+    source: str,
+    name: str,
+    source_path,
+    cfg: dict,
+    models: MotionModels,
+) -> None:
     mcfg = build_dataclass(MetricsConfig, cfg)
     extractor = FeatureExtractor(mcfg, models)
     log.info("%s: %d %s frames at %d px", name, len(frames), source, frames.shape[1])
     arrays = extractor(frames, fps)
-    write_features(out_h5, arrays, frame_index, source=source, name=name, source_path=source_path, source_sha256=sha256_file(source_path),
-                   cfg=mcfg, identity_backend=extractor.identity_backend)
+    write_features(
+        out_h5,
+        arrays,
+        frame_index,
+        source=source,
+        name=name,
+        source_path=source_path,
+        source_sha256=sha256_file(source_path),
+        cfg=mcfg,
+        identity_backend=extractor.identity_backend,
+    )
 
 
 def run_real(tracking_h5, out_h5, *, cfg: dict, renderer_cfg: dict, name: str, models: MotionModels) -> None:
@@ -51,7 +77,17 @@ def run_real(tracking_h5, out_h5, *, cfg: dict, renderer_cfg: dict, name: str, m
 def run_rendered(rendered_h5, out_h5, *, cfg: dict, name: str, models: MotionModels) -> None:
     """Features of generated frames."""
     frames, idx, attrs = read_rendered(rendered_h5)
-    _extract(frames, float(attrs["fps"]), idx, out_h5, source="rendered", name=name, source_path=rendered_h5, cfg=cfg, models=models)
+    _extract(
+        frames,
+        float(attrs["fps"]),
+        idx,
+        out_h5,
+        source="rendered",
+        name=name,
+        source_path=rendered_h5,
+        cfg=cfg,
+        models=models,
+    )
 
 
 def run_driving(driver_tracking, rendered_h5, out_h5, *, cfg: dict, name: str, models: MotionModels) -> None:

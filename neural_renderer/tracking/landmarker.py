@@ -140,8 +140,13 @@ def track_frames(
 
 
 def _track(
-    frames: Iterable[np.ndarray], fps: float, model_path: str | Path, confidences: tuple[float, float, float],
-    *, num_faces: int, face: str,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    model_path: str | Path,
+    confidences: tuple[float, float, float],
+    *,
+    num_faces: int,
+    face: str,
 ) -> LandmarkTrack:
     """One VIDEO-mode pass. With num_faces=1, an IMAGE-mode landmarker counts faces on one frame per second."""
     import mediapipe as mp
@@ -183,14 +188,17 @@ def _track(
     chooser = FaceChooser(face, fps)
     counts: list[int] = []
     check_every = max(1, int(round(fps)))
-    with landmarker, (counter or contextlib.nullcontext()):
+    with landmarker, counter or contextlib.nullcontext():
         for index, frame in enumerate(frames):
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"frame {index}: expected RGB uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
             if size is None:
                 size = (frame.shape[1], frame.shape[0])
             elif (frame.shape[1], frame.shape[0]) != size:
-                raise ValueError(f"frame {index}: size {frame.shape[1]}x{frame.shape[0]} differs from the first frame's {size[0]}x{size[1]}")
+                raise ValueError(
+                    f"frame {index}: size {frame.shape[1]}x{frame.shape[0]} "
+                    f"differs from the first frame's {size[0]}x{size[1]}"
+                )
             previous_ts = frame_timestamp_ms(index, fps, previous_ts)
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
             result = landmarker.detect_for_video(image, previous_ts)
@@ -254,7 +262,9 @@ def _landmark_array(landmarks, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     points = np.array([(p.x, p.y, p.z) for p in landmarks], dtype=np.float64)
     if points.shape != (N_LANDMARKS, 3):
-        raise RuntimeError(f"FaceLandmarker returned {points.shape[0]} landmarks, expected {N_LANDMARKS} (wrong model?)")
+        raise RuntimeError(
+            f"FaceLandmarker returned {points.shape[0]} landmarks, expected {N_LANDMARKS} (wrong model?)"
+        )
     points *= (width, height, width)
     return points.astype(np.float32)
 

@@ -99,7 +99,9 @@ def average_tracks(a: LandmarkTrack, b: LandmarkTrack) -> LandmarkTrack:
         blendshape_names=list(a.blendshape_names),
         transforms=transforms,
         valid=a.valid | b.valid,
-        n_faces=a.n_faces if b.n_faces is None else (b.n_faces if a.n_faces is None else np.maximum(a.n_faces, b.n_faces)),
+        n_faces=a.n_faces
+        if b.n_faces is None
+        else (b.n_faces if a.n_faces is None else np.maximum(a.n_faces, b.n_faces)),
     )
 
 

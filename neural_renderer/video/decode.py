@@ -44,7 +44,7 @@ def decode_frames(path: str | Path, info: VideoInfo) -> Iterator[tuple[float, np
     n = 0
     try:
         if not info.resampled:
-            for n, (t, frame) in enumerate(source, start=1):
+            for n, (t, frame) in enumerate(source, start=1):  # noqa: B007 - n is checked after the loop
                 yield t, frame
         else:
             half = 0.5 / info.fps - _TIME_EPS
@@ -123,8 +123,17 @@ def extract_audio(path: str | Path, out_wav: str | Path, sample_rate: int = 1600
             (
                 ffmpeg_python.input(input_url(path))
                 .output(
-                    str(tmp), map="0:a:0", vn=None, ac=1, ar=int(sample_rate), acodec="pcm_s16le", format="wav",
-                    map_metadata=-1, fflags="+bitexact", af="aresample=async=1:first_pts=0", **{"flags:a": "+bitexact"},
+                    str(tmp),
+                    map="0:a:0",
+                    vn=None,
+                    ac=1,
+                    ar=int(sample_rate),
+                    acodec="pcm_s16le",
+                    format="wav",
+                    map_metadata=-1,
+                    fflags="+bitexact",
+                    af="aresample=async=1:first_pts=0",
+                    **{"flags:a": "+bitexact"},
                 )  # fmt: skip
                 .global_args(*QUIET, "-nostats", "-loglevel", "error")
                 .overwrite_output()

@@ -36,7 +36,9 @@ def discover_audio(audio_dir: str | Path) -> dict[str, Path]:
     return discover_videos(audio_dir, AUDIO_EXTENSIONS + VIDEO_EXTENSIONS, what="audio clip")
 
 
-def discover_videos(raw_dir: str | Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS, what: str = "video") -> dict[str, Path]:
+def discover_videos(
+    raw_dir: str | Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS, what: str = "video"
+) -> dict[str, Path]:
     """`scan_videos`, logging each skipped file as a warning."""
     found, skipped = scan_videos(raw_dir, extensions, what)
     for message in skipped:

@@ -121,9 +121,7 @@ def probe_video(
         codec = str(stream.codec_context.name)
     keep, cut, damage = find_damage(path, pts, corrupt, record, time_of)
     if damage and keep < len(pts) and not allow_partial and _mid_stream(pts, cut):
-        raise PipelineInputError(
-            path, f"{damage}; set ingest.allow_partial: true to keep the {keep} frames before it"
-        )
+        raise PipelineInputError(path, f"{damage}; set ingest.allow_partial: true to keep the {keep} frames before it")
     if keep == 0:
         raise PipelineInputError(path, f"{damage}; no frame before it can be kept")
     if damage:
@@ -217,9 +215,13 @@ def find_damage(
     if not after:
         where = f"{time_of(cut):.3f} s (frame {keep})"
         return keep, cut, f"truncated file: nothing decodes from {where} to the end ({detail})"
-    return keep, cut, (
-        f"the video stream is damaged at {time_of(cut):.3f} s (frame {keep}): {n_missing} frames are missing or "
-        f"corrupt ({detail}) and {len(after)} frames follow"
+    return (
+        keep,
+        cut,
+        (
+            f"the video stream is damaged at {time_of(cut):.3f} s (frame {keep}): {n_missing} frames are missing or "
+            f"corrupt ({detail}) and {len(after)} frames follow"
+        ),
     )
 
 
