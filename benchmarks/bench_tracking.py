@@ -9,7 +9,10 @@ on its horizontal flip (made with the shipped ffmpeg, lossless x264, so the two 
   unsided ones; the same for MediaPipe's own head transform and blendshapes as the reference;
 - the head-pose difference from MediaPipe's transform (mean geodesic angle and per axis);
 - jitter (RMS second difference, degrees) on the stillest 30-frame window (least MediaPipe head motion);
-- median gaze pitch / yaw, per eye, and the median vergence (angle between the two eyes' rays, + = converging);
+- median gaze pitch / yaw, per eye, and the median vergence (angle between the two eyes' rays, + = converging); the
+  correlation of the per-frame vergence with a 2D crossing signal from the landmarks alone (each iris's offset from
+  its eye-corner midpoint toward the nose), and the median vergence on the least-crossed quarter of the frames: a
+  subject who crosses the eyes (d6) has a large median vergence that this shows to be real;
 - the gaze relative to the direction from the eyes to the camera: median pitch / yaw difference and median angle. On
   a clip whose subject looks into the camera (d18) this is the gaze bias (the issue's target: within 3 degrees).
   Pitch / yaw (0, 0) means 'along the optical axis', which is the camera direction only for an eye on the axis.
@@ -182,6 +185,18 @@ def eye_positions(fit: dict[str, np.ndarray], model_path: Path) -> np.ndarray:
     return np.einsum("tij,j->ti", fit["rotation"].astype(np.float64), mid) + fit["translation"].astype(np.float64)
 
 
+def iris_inward_shift(landmarks: np.ndarray) -> np.ndarray:
+    """(T, 478, 3) MediaPipe landmarks -> (T,) the 2D crossing signal: each iris centre's offset from its eye's
+    corner midpoint along the corner axis, toward the nose, in eye widths, summed over both eyes (0 = both irises
+    centred, > 0 = both turned in). Independent of the 3D fit, so it checks the fitted vergence."""
+    out = np.zeros(len(landmarks))
+    for outer, inner, iris in ((33, 133, 468), (263, 362, 473)):  # subject's right eye, left eye
+        a, b, c = (landmarks[:, k, :2].astype(np.float64) for k in (outer, inner, iris))
+        axis = b - a
+        out += ((c - 0.5 * (a + b)) * axis).sum(-1) / (axis**2).sum(-1)
+    return out
+
+
 def _gaze_ok(g: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(g["valid"], bool) & np.isfinite(g["pitch_yaw_deg"]).all(1)
 
@@ -237,6 +252,10 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
     cosang = np.clip((ev[:, 0] * ev[:, 1]).sum(-1), -1, 1)
     converging = np.sign(eyes[:, 1, 1] - eyes[:, 0, 1])  # the right eye (image left) turns to the image right: yaw < 0
     vergence = np.degrees(np.arccos(cosang)) * np.where(converging == 0, 1, converging)
+    crossing = iris_inward_shift(to["landmarks"][: len(g_ok)])[g_ok]
+    fine = np.isfinite(crossing)
+    r_cross = float(np.corrcoef(vergence[fine], crossing[fine])[0, 1]) if fine.sum() > 2 else float("nan")
+    uncrossed = fine & (crossing <= np.quantile(crossing[fine], 0.25)) if fine.any() else fine
     return {
         "frames": int(n),
         "frames_compared": int(ok.sum()),
@@ -259,9 +278,15 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
             "median_pitch_yaw_deg": np.median(go["pitch_yaw_deg"][g_ok], axis=0).tolist(),
             "median_eye_pitch_yaw_deg": np.median(eyes, axis=0).tolist(),  # rows: subject's right, left eye
             "median_vergence_deg": float(np.median(vergence)) if len(vergence) else float("nan"),
+            "vergence_vs_iris_crossing_r": r_cross,
+            "median_vergence_least_crossed_quarter_deg": (
+                float(np.median(vergence[uncrossed])) if uncrossed.any() else float("nan")
+            ),
             "median_head_pitch_yaw_deg": np.median(go["head_pitch_yaw_deg"][g_ok], axis=0).tolist(),
             "median_minus_camera_direction_pitch_yaw_deg": np.median(cam_rel, axis=0).tolist(),
             "median_angle_to_camera_deg": float(np.median(cam_angle)),
+            "p90_angle_to_camera_deg": float(np.quantile(cam_angle, 0.9)) if len(cam_angle) else float("nan"),
+            "fraction_within_3deg_of_camera": float((cam_angle < 3).mean()) if len(cam_angle) else float("nan"),
         },
     }
 
@@ -303,9 +328,14 @@ def print_report(name: str, r: dict) -> None:
         f"{g['median_vergence_deg']:.2f} deg; relative to the head {f3(g['median_head_pitch_yaw_deg'])}"
     )
     print(
+        f"vergence vs the 2D iris crossing (landmarks only): r {g['vergence_vs_iris_crossing_r']:.2f}; median "
+        f"vergence on the least-crossed quarter of frames {g['median_vergence_least_crossed_quarter_deg']:.2f} deg"
+    )
+    print(
         f"gaze relative to the eyes->camera direction: median pitch/yaw "
         f"{f3(g['median_minus_camera_direction_pitch_yaw_deg'])} deg, median angle "
-        f"{g['median_angle_to_camera_deg']:.2f} deg"
+        f"{g['median_angle_to_camera_deg']:.2f} deg (90th percentile {g['p90_angle_to_camera_deg']:.2f}; "
+        f"{100 * g['fraction_within_3deg_of_camera']:.0f}% of frames within 3 deg)"
     )
 
 
