@@ -424,3 +424,19 @@ def test_training_with_the_perceptual_loss_lowers_it(tracking, tmp_path):
     rows = train_renderer.run(tracking, tmp_path / "m.pt", cfg=cfg).losses
     assert [r["iteration"] for r in rows] == list(range(1, 9)) and all(np.isfinite(r["perceptual"]) for r in rows)
     assert np.mean([r["perceptual"] for r in rows[-3:]]) < np.mean([r["perceptual"] for r in rows[:3]])
+
+
+def test_ssim_loss_is_one_minus_the_metrics_ssim():
+    """The training SSIM (torch, images in [-1, 1]) equals 1 - the metrics' scikit-image SSIM (uint8 frames) up to
+    the border the metric leaves out, and is 0 for identical images."""
+    from neural_renderer.metrics.image import ssim
+    from neural_renderer.renderer.losses import ssim_loss
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
+    to_t = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).double() / 127.5 - 1  # noqa: E731
+    for i in range(2):
+        ours = 1 - float(ssim_loss(to_t(a[i : i + 1]), to_t(b[i : i + 1])))
+        assert ours == pytest.approx(float(ssim(a[i : i + 1], b[i : i + 1])[0]), abs=1e-6)
+    assert float(ssim_loss(to_t(a), to_t(a))) == pytest.approx(0.0, abs=1e-9)
