@@ -171,7 +171,7 @@ def markdown() -> str:
     ]
     for k in KINDS.values():
         absent = "; ".join(
-            f"{', '.join(m for m in k.absent if k.absent[m] == note)} ({note})"
+            f"{', '.join(m for m in k.absent if k.absent[m] == note)}: “{note}”"
             for note in dict.fromkeys(k.absent.values())
         )
         lines.append(
