@@ -35,12 +35,12 @@ rule audio_render:
         audio_model=rules.train_audio.output.model,
     output:
         mp4=report(
-            f"{RESULTS}/{{video}}/audio_render/{{clip}}/audio_render.mp4",
+            AUDIO.pattern(RESULTS, ".mp4"),
             category="Audio-driven",
             subcategory="{clip} -> {video}",
             caption="../report/audio_render.rst",
         ),
-        h5=f"{RESULTS}/{{video}}/audio_render/{{clip}}/audio_render.h5",
+        h5=AUDIO.pattern(RESULTS, ".h5"),
     log:
         "logs/{video}/audio_render/{clip}.log",
     conda:

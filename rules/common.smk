@@ -7,6 +7,7 @@ from pathlib import Path
 from neural_renderer.atomic import sweep_stale_temporaries
 from neural_renderer.config import stage_config, validate_config
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.outputs import AUDIO, BY_STEM, CROSS, DRIVING, REAL_TEST_FEATURES, SELF, wildcard_constraints
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.stages.code_version import code_hash
 from neural_renderer.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, VIDEO_NAME_PATTERN, scan_videos
@@ -97,7 +98,7 @@ def renderer_targets():
     return [
         target
         for video in sorted(VIDEOS)
-        for target in (f"{RESULTS}/{video}/renderer/model.pt", f"{RESULTS}/{video}/renderer/test_render.mp4")
+        for target in (f"{RESULTS}/{video}/renderer/model.pt", SELF.path(RESULTS, video, suffix=".mp4"))
     ]
 
 
@@ -106,33 +107,31 @@ def renderer_variant(video):
     return video_stage_config("renderer", video).get("model", {}).get("variant", RendererConfig().model.variant)
 
 
+def rendered_outputs():
+    """(kind, target video, driver) of every rendered output the run makes (kinds: neural_renderer.outputs)."""
+    outputs = (
+        [(SELF, video, None) for video in sorted(VIDEOS)] if config.get("renderer", {}).get("enabled", False) else []
+    )
+    outputs += [(CROSS, p["target"], p["driver"]) for p in config.get("reenact", {}).get("pairs", [])]
+    outputs += [
+        (AUDIO, target, clip) for target in config.get("audio", {}).get("targets", []) for clip in sorted(AUDIO_CLIPS)
+    ]
+    return outputs
+
+
+def rendered_files(suffix, kinds=(SELF, CROSS, AUDIO)):
+    """One file per rendered output of the given kinds, e.g. suffix ".mp4" or ".metrics.json"."""
+    return [kind.path(RESULTS, video, driver, suffix) for kind, video, driver in rendered_outputs() if kind in kinds]
+
+
 def reenact_targets():
     """One reenactment per configured (driver, target) pair."""
-    return [
-        f"{RESULTS}/{p['target']}/reenact/{p['driver']}/reenacted.mp4"
-        for p in config.get("reenact", {}).get("pairs", [])
-    ]
+    return rendered_files(".mp4", kinds=(CROSS,))
 
 
 def audio_targets():
     """Every clip in audio_dir rendered by every configured audio target identity."""
-    return [
-        f"{RESULTS}/{target}/audio_render/{clip}/audio_render.mp4"
-        for target in config.get("audio", {}).get("targets", [])
-        for clip in sorted(AUDIO_CLIPS)
-    ]
-
-
-def rendered_outputs():
-    """(kind, rendered frames file without .h5) of every rendered output the run makes."""
-    outputs = (
-        [("self", f"{RESULTS}/{video}/renderer/test_render") for video in sorted(VIDEOS)]
-        if config.get("renderer", {}).get("enabled", False)
-        else []
-    )
-    outputs += [("cross", t[: -len(".mp4")]) for t in reenact_targets()]
-    outputs += [("audio", t[: -len(".mp4")]) for t in audio_targets()]
-    return outputs
+    return rendered_files(".mp4", kinds=(AUDIO,))
 
 
 def metrics_targets():
@@ -140,6 +139,50 @@ def metrics_targets():
     if not config.get("metrics", {}).get("enabled", False) or not rendered_outputs():
         return []
     return [f"{RESULTS}/metrics/summary.csv"]
+
+
+# --- metrics (rules/metrics.smk) ---
+
+# The metrics rules serve every kind of rendered output: {RESULTS}/{video}/{folder}/{stem}.h5 (neural_renderer.outputs).
+RENDERED_WILDCARDS = wildcard_constraints(VIDEO_NAME_PATTERN)
+FEATURES_IGNORE = ("enabled", "lpips_net")  # read by the metrics jobs alone: changing them keeps the cached features
+
+
+def csim_backend(wildcards):
+    """The CSIM backend the features use (metrics.csim_backend auto: ArcFace once its file exists): a param, so that
+    fetching the ArcFace model later reruns the features instead of mixing backends."""
+    from neural_renderer.config import build_dataclass
+    from neural_renderer.metrics.config import MetricsConfig, resolve_csim_backend
+
+    return resolve_csim_backend(build_dataclass(MetricsConfig, stage_config(config, "metrics", wildcards.video)))
+
+
+def arcface_model(wildcards):
+    """csim_backend arcface: the ONNX file as an input (rule fetch_arcface downloads it to the default path)."""
+    section = stage_config(config, "metrics", wildcards.video)
+    if csim_backend(wildcards) != "arcface":
+        return []
+    from neural_renderer.metrics.config import ARCFACE_DEFAULT
+
+    return [section.get("arcface_model") or ARCFACE_DEFAULT]
+
+
+def metrics_inputs(wildcards):
+    """An output's frames and features, the target's real test features, and its frame-for-frame reference: the
+    real frames themselves (self) or the driving frames' features (cross), as its kind describes."""
+    kind = BY_STEM[wildcards.stem]
+    video, base = wildcards.video, f"{RESULTS}/{wildcards.video}/{wildcards.folder}/{wildcards.stem}"
+    inputs = {
+        "rendered": f"{base}.h5",
+        "generated": f"{base}.features.h5",
+        "real": f"{RESULTS}/{video}/{REAL_TEST_FEATURES}",
+    }
+    if kind.paired:
+        inputs["tracking"] = f"{RESULTS}/{video}/tracking.h5"
+    elif kind.reference is DRIVING:
+        driver = kind.driver_of(video, wildcards.folder, VIDEO_NAME_PATTERN)
+        inputs["driving"] = kind.reference_features(RESULTS, video, driver)
+    return inputs
 
 
 def check_named_videos():

@@ -1,41 +1,19 @@
 # metrics: features of every set of frames are cached once (real test frames per video, each rendered output, the
 # driving frames of each reenactment); one JSON per rendered output; one summary table (CSV + Markdown + plot).
-
-# A rendered output is {RESULTS}/{video}/{sub}/{name}.h5 (self, cross and audio-driven renders respectively).
-RENDERED_SUB = rf"renderer|reenact/{VIDEO_NAME_PATTERN}|audio_render/{VIDEO_NAME_PATTERN}"
-KIND_OF = {"test_render": "self", "reenacted": "cross", "audio_render": "audio"}
-RENDERED_NAME = "|".join(KIND_OF)
-FEATURES_IGNORE = ("enabled", "lpips_net")  # options only the metrics rule uses: changing them keeps the features
-
-
-def csim_backend(wildcards):
-    """The CSIM backend the features use (metrics.csim_backend auto: ArcFace once its file exists): a param, so that
-    fetching the ArcFace model later reruns the features instead of mixing backends."""
-    from neural_renderer.config import build_dataclass
-    from neural_renderer.metrics.config import MetricsConfig, resolve_csim_backend
-
-    return resolve_csim_backend(build_dataclass(MetricsConfig, stage_config(config, "metrics", wildcards.video)))
-
-
-def arcface_model(wildcards):
-    """csim_backend arcface: the ONNX file as an input (rule fetch_arcface downloads it to the default path)."""
-    section = stage_config(config, "metrics", wildcards.video)
-    if csim_backend(wildcards) != "arcface":
-        return []
-    from neural_renderer.metrics.config import ARCFACE_DEFAULT
-
-    return [section.get("arcface_model") or ARCFACE_DEFAULT]
+# A rendered output is {RESULTS}/{video}/{folder}/{stem}.h5; neural_renderer/outputs.py describes each kind (self,
+# cross, audio): its folder and stem, its reference frames and its metrics. Input functions: rules/common.smk.
 
 
 rule real_features:
     input:
         tracking=rules.assemble.output.h5,
+        renderer=rules.train_renderer.output.model,
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
         arcface=arcface_model,
     output:
-        f"{RESULTS}/{{video}}/metrics/real_test.features.h5",
+        f"{RESULTS}/{{video}}/{REAL_TEST_FEATURES}",
     log:
         "logs/{video}/real_features.log",
     benchmark:
@@ -48,8 +26,8 @@ rule real_features:
         mem_mb=8000,
         runtime=60,
     params:
+        frames="real_test",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        split=per_video(lambda video: video_stage_config("renderer", video).get("train", {})),
         csim=csim_backend,
         code=code_hash("metric_features"),
     script:
@@ -58,20 +36,19 @@ rule real_features:
 
 rule rendered_features:
     input:
-        rendered=f"{RESULTS}/{{video}}/{{sub}}/{{name}}.h5",
+        rendered=f"{RESULTS}/{{video}}/{{folder}}/{{stem}}.h5",
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
         arcface=arcface_model,
     output:
-        f"{RESULTS}/{{video}}/{{sub}}/{{name}}.features.h5",
+        f"{RESULTS}/{{video}}/{{folder}}/{{stem}}.features.h5",
     log:
-        "logs/{video}/{sub}/{name}.features.log",
+        "logs/{video}/{folder}/{stem}.features.log",
     benchmark:
-        "logs/{video}/{sub}/{name}.features.benchmark.tsv"
+        "logs/{video}/{folder}/{stem}.features.benchmark.tsv"
     wildcard_constraints:
-        sub=RENDERED_SUB,
-        name=RENDERED_NAME,
+        **RENDERED_WILDCARDS,
     conda:
         "../envs/metrics.yaml"
     threads: 2
@@ -80,6 +57,7 @@ rule rendered_features:
         mem_mb=8000,
         runtime=60,
     params:
+        frames="rendered",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
         csim=csim_backend,
         code=code_hash("metric_features"),
@@ -90,13 +68,13 @@ rule rendered_features:
 rule driving_features:
     input:
         tracking=f"{RESULTS}/{{driver}}/tracking.h5",
-        rendered=f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.h5",
+        rendered=CROSS.pattern(RESULTS, ".h5"),
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
         arcface=arcface_model,
     output:
-        f"{RESULTS}/{{video}}/reenact/{{driver}}/driving.features.h5",
+        f"{RESULTS}/{{video}}/{DRIVING.features}",
     log:
         "logs/{video}/reenact/{driver}/driving.features.log",
     conda:
@@ -107,6 +85,7 @@ rule driving_features:
         mem_mb=8000,
         runtime=60,
     params:
+        frames="driving",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
         csim=csim_backend,
         code=code_hash("metric_features"),
@@ -114,31 +93,15 @@ rule driving_features:
         "../workflow_scripts/metric_features.py"
 
 
-def metrics_inputs(wildcards):
-    """Per kind of output: its frames and features, the target's real test features, and what else the kind needs."""
-    base = f"{RESULTS}/{wildcards.video}/{wildcards.sub}/{wildcards.name}"
-    inputs = {
-        "rendered": f"{base}.h5",
-        "generated": f"{base}.features.h5",
-        "real": f"{RESULTS}/{wildcards.video}/metrics/real_test.features.h5",
-    }
-    if wildcards.name == "test_render":
-        inputs["tracking"] = f"{RESULTS}/{wildcards.video}/tracking.h5"
-    elif wildcards.name == "reenacted":
-        inputs["driving"] = f"{RESULTS}/{wildcards.video}/{wildcards.sub}/driving.features.h5"
-    return inputs
-
-
 rule metrics:
     input:
         unpack(metrics_inputs),
     output:
-        f"{RESULTS}/{{video}}/{{sub}}/{{name}}.metrics.json",
+        f"{RESULTS}/{{video}}/{{folder}}/{{stem}}.metrics.json",
     log:
-        "logs/{video}/{sub}/{name}.metrics.log",
+        "logs/{video}/{folder}/{stem}.metrics.log",
     wildcard_constraints:
-        sub=RENDERED_SUB,
-        name=RENDERED_NAME,
+        **RENDERED_WILDCARDS,
     conda:
         "../envs/metrics.yaml"
     threads: 2
@@ -147,9 +110,8 @@ rule metrics:
         runtime=30,
     params:
         cfg=cfg("metrics", drop=("enabled",)),
-        kind=lambda wildcards: KIND_OF[wildcards.name],
-        driver=lambda wildcards: wildcards.sub.split("/")[-1] if "/" in wildcards.sub else wildcards.video,
-        method=per_video(lambda video: "renderer-" + renderer_variant(video)),
+        kind=lambda wildcards: BY_STEM[wildcards.stem].name,
+        method=per_video(lambda video: f"renderer-{renderer_variant(video)}"),
         code=code_hash("metrics"),
     script:
         "../workflow_scripts/metrics.py"
@@ -157,7 +119,7 @@ rule metrics:
 
 rule metrics_summary:
     input:
-        [f"{base}.metrics.json" for _, base in rendered_outputs()],
+        rendered_files(".metrics.json"),
     output:
         csv=report(f"{RESULTS}/metrics/summary.csv", category="Metrics", caption="../report/metrics_table.rst"),
         md=f"{RESULTS}/metrics/summary.md",

@@ -11,12 +11,12 @@ rule reenact:
         model=f"{RESULTS}/{{video}}/renderer/model.pt",
     output:
         mp4=report(
-            f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.mp4",
+            CROSS.pattern(RESULTS, ".mp4"),
             category="Reenactment",
             subcategory="{driver} -> {video}",
             caption="../report/reenact.rst",
         ),
-        h5=f"{RESULTS}/{{video}}/reenact/{{driver}}/reenacted.h5",
+        h5=CROSS.pattern(RESULTS, ".h5"),
     log:
         "logs/{video}/reenact/{driver}.log",
     conda:

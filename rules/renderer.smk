@@ -49,12 +49,12 @@ rule render:
         video=raw_video,
     output:
         mp4=report(
-            f"{RESULTS}/{{video}}/renderer/test_render.mp4",
+            SELF.pattern(RESULTS, ".mp4"),
             category="Renderer",
             subcategory="{video}",
             caption="../report/renderer_test_render.rst",
         ),
-        h5=f"{RESULTS}/{{video}}/renderer/test_render.h5",
+        h5=SELF.pattern(RESULTS, ".h5"),
         side_by_side=report(
             f"{RESULTS}/{{video}}/renderer/test_side_by_side.mp4",
             category="Renderer",

@@ -1,5 +1,6 @@
-"""profiles/local and profiles/slurm: parsed by Snakemake's own profile reader, their per-rule threads and resources
-equal to what the rules declare (so the profiles are the rules' numbers, ready to tune, never silently different),
+"""profiles/default (loaded by a plain `snakemake`) and profiles/slurm: a plain run plans with the default profile's
+settings, the SLURM profile's per-rule threads and resources (combined with the default profile, as Snakemake loads
+them) equal what the rules declare (so the profile is the rules' numbers, ready to tune, never silently different),
 heavy rules get more runtime on each retry, and HDF5 file locking is off for shared file systems.
 
 The cluster itself is exercised in tests/test_slurm.py.
@@ -60,9 +61,14 @@ def dry_run_resources(workdir: Path, *args: str) -> dict[str, dict[str, int]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return jobs_of(proc.stdout + proc.stderr)
+
+
+def jobs_of(text: str) -> dict[str, dict[str, int]]:
+    """{rule: {threads, mem_mb, runtime}} of the jobs a dry run printed."""
     jobs = {}
     # jobs of a group job are printed indented below its header
-    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", text):
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m or m.group(1) == "all":
             continue
@@ -85,16 +91,66 @@ def dry_workflow(tmp_path_factory, shared_dir):
     return workdir
 
 
-@pytest.mark.parametrize("name", ["local", "slurm"])
-def test_profile_resources_equal_the_rules_own(name, dry_workflow):
-    declared = dry_run_resources(dry_workflow)
+def test_slurm_profile_resources_equal_the_rules_own(dry_workflow):
+    declared = dry_run_resources(dry_workflow, "--workflow-profile", "none")  # the rules alone
     assert {"ingest", "track", "crop", "correspondence", "fit", "gaze", "assemble", "qc"} <= set(declared)
-    profile = parse_profile(name)
+    profile = parse_profile("slurm")
     threads = dict(entry.split("=") for entry in profile["set-threads"])
     # every rule of the workflow (models' download rules included) is listed, and nothing else
     rule_names = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "rules").glob("*.smk")), re.M))
-    assert set(threads) == rule_names == set(set_resources(profile)), (name, rule_names)
-    assert dry_run_resources(dry_workflow, "--profile", str(PROFILES / name)) == declared
+    assert set(threads) == rule_names == set(set_resources(profile)), rule_names
+    # as a user gets them: profiles/default (the workflow profile) is loaded with it
+    assert dry_run_resources(dry_workflow, "--profile", str(PROFILES / "slurm")) == declared
+
+
+def test_profiles_agree_where_both_set_a_key():
+    """profiles/default's keys win over profiles/slurm's (Snakemake's order): where both set one, it must be equal."""
+    default, slurm = parse_profile("default"), parse_profile("slurm")
+    both = set(default) & set(slurm)
+    assert {"rerun-incomplete", "keep-going"} <= both
+    assert {key: default[key] for key in both} == {key: slurm[key] for key in both}
+    assert not {"set-threads", "set-resources", "default-resources"} & set(default), "would replace profiles/slurm's"
+
+
+def test_plain_snakemake_plans_with_the_default_profile(dry_workflow):
+    """A plain `snakemake -n` loads profiles/default by itself: all cores (jobs keep the threads their rules ask for,
+    not the single core of a dry run without a profile) and shell commands printed; `--workflow-profile none` (the
+    control) loses both."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs = {}
+    for name, extra in (("default", []), ("none", ["--workflow-profile", "none"])):
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--dry-run", "--forceall", *extra]
+        proc = subprocess.run(cmd, cwd=dry_workflow, capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[name] = proc.stdout + proc.stderr
+    assert f"Using workflow specific profile {PROFILES / 'default'} for" in runs["default"]
+    assert "workflow specific profile" not in runs["none"]
+    cores = os.cpu_count() or 1
+    assert jobs_of(runs["default"])["track"]["threads"] == min(2, cores)  # rules/track.smk: threads: 2
+    assert jobs_of(runs["none"])["track"]["threads"] == 1
+    assert "Shell command:" in runs["default"] and "Shell command:" not in runs["none"]  # printshellcmds
+
+
+def test_plain_snakemake_runs_with_the_machines_resources(tmp_path, shared_dir):
+    """A real plain run (no --cores, no --profile): all cores, and the default profile's resource limits: one GPU job
+    at a time, and memory that every job fits."""
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", raw / "d0.mp4")
+    write_config(tmp_path, shared_dir)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "results/d0/ingest/probe.json"]
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and (tmp_path / "results" / "d0" / "ingest" / "probe.json").is_file(), text[-3000:]
+    assert f"Provided cores: {os.cpu_count()}" in text, text[-3000:]
+    line = re.search(r"Provided resources: (.*)", text).group(1)  # gpu=Resource("gpu", 1), mem_mb=...
+    provided = dict(re.findall(r"(\w+)=(?:Resource\(\"\w+\", )?(\d+)", line))
+    assert provided["gpu"] == "1", provided
+    # every job fits the memory limit (Snakemake refuses one asking for more), however small the machine
+    largest = max(int(m) for p in (REPO / "rules").glob("*.smk") for m in re.findall(r"mem_mb=(\d+)", p.read_text()))
+    assert int(provided["mem_mb"]) >= largest, (provided, largest)
 
 
 def test_slurm_profile_makes_one_preprocessing_job_per_video(tmp_path, shared_dir):
@@ -160,7 +216,8 @@ def test_jobs_run_with_hdf5_file_locking_off(tmp_path, shared_dir):
     assert "HDF5_USE_FILE_LOCKING" in parse_profile("slurm")["envvars"]
     snakefile = write_probe_workflow(tmp_path, shared_dir)
     env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--profile", str(PROFILES / "local"), "probe.env"]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--workflow-profile", str(PROFILES / "default")]
+    cmd.append("probe.env")
     proc = subprocess.run(
         cmd, cwd=tmp_path, capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)}, timeout=300
     )

@@ -78,17 +78,10 @@ def partition() -> str:
     return name
 
 
-def snakemake_cmd(*args: str, profile: str = "slurm", snakefile: Path = REPO / "Snakefile") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(snakefile),
-        "--profile",
-        str(REPO / "profiles" / profile),
-        *args,
-    ]
+def snakemake_cmd(*args: str, profile: str | None = "slurm", snakefile: Path = REPO / "Snakefile") -> list[str]:
+    """`profile` None: a plain run (Snakemake loads profiles/default by itself)."""
+    chosen = ["--profile", str(REPO / "profiles" / profile)] if profile else []
+    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), *chosen, *args]
 
 
 def run_env(partition: str) -> dict[str, str]:
@@ -234,7 +227,7 @@ def interrupted_run(workdir: Path, env: dict[str, str]) -> dict:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, shared_dir) -> Path:
     workdir = make_workdir(tmp_path_factory, shared_dir, "local")
-    run(workdir, snakemake_cmd(profile="local"), {**os.environ, "PYTHONPATH": str(REPO)}, "local")
+    run(workdir, snakemake_cmd(profile=None), {**os.environ, "PYTHONPATH": str(REPO)}, "local")
     return workdir
 
 

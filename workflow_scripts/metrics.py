@@ -23,7 +23,6 @@ run_stage(
         sm.output[0],
         cfg=sm.params.cfg,
         target=sm.wildcards.video,
-        driver=sm.params.driver,
         method=sm.params.method,
         real_tracking=sm.input.get("tracking"),
         driving_features=sm.input.get("driving"),

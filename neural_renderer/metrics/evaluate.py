@@ -1,6 +1,6 @@
 """One rendered output -> one row of metrics.
 
-Which reference each metric uses depends on the kind of output:
+Which reference each metric uses depends on the kind of output (neural_renderer.outputs describes each kind):
 - self (test frames re-rendered from their own tracked parameters): pixel metrics, LPIPS, CSIM and the motion
   distances against the same real frames; FID and FVD against the set of real test frames.
 - cross (driver's motion on the target's renderer): FID, FVD and CSIM against the target's real test frames (CSIM: each
@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from neural_renderer.metrics.config import MetricsConfig
+from neural_renderer.outputs import ALL_METRICS, DRIVING, MOTION_METRICS, OutputKind
 
 LOWER_IS_BETTER = {
     "l1": True,
@@ -33,8 +34,7 @@ LOWER_IS_BETTER = {
     "gaze_distance_deg": True,
 }
 METRICS = tuple(LOWER_IS_BETTER)  # table order
-PIXEL_METRICS = ("l1", "psnr", "ssim", "lpips")  # need ground-truth frames
-MOTION_METRICS = ("expression_distance", "pose_distance_deg", "gaze_distance_deg")  # need driving frames
+assert set(METRICS) == set(ALL_METRICS), "neural_renderer.outputs and the table name the same metrics"
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -132,7 +132,7 @@ def pixel_metrics(generated: np.ndarray, real: np.ndarray, cfg: MetricsConfig) -
 
 
 def evaluate(
-    kind: str,
+    kind: OutputKind,
     generated_frames: np.ndarray,
     generated: dict[str, np.ndarray],
     real_target: dict[str, np.ndarray],
@@ -141,27 +141,25 @@ def evaluate(
     real_frames: np.ndarray | None = None,
     driving: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
-    """Metrics of one output (`kind` self | cross | audio) and notes saying why any metric is null."""
-    notes: dict[str, str] = {}
+    """Metrics of one output and notes saying why any metric is null.
+
+    `real_frames`: the real frames of the same instants (a paired kind); `driving`: the driving frames' features.
+    """
+    notes: dict[str, str] = dict(kind.absent)
     values: dict[str, float | None] = dict.fromkeys(METRICS)
     values.update(distribution_metrics(generated, real_target, cfg.fvd_clip_len, notes))
-    if kind == "self":
+    values["csim"] = csim(generated, real_target, paired=kind.paired, notes=notes)
+    if kind.paired:
         if real_frames is None:
-            raise ValueError("self-reenactment metrics need the real frames")
+            raise ValueError(f"{kind.name} metrics need the real frames")
         values.update(pixel_metrics(generated_frames, real_frames, cfg))
-        values["csim"] = csim(generated, real_target, paired=True, notes=notes)
         values.update(motion_distances(generated, real_target, relative=False))
-    else:
-        values["csim"] = csim(generated, real_target, paired=False, notes=notes)
-        for key in PIXEL_METRICS:
-            notes[key] = "no ground truth for this kind of output"
-        if kind == "cross":
-            if driving is None:
-                raise ValueError("cross-reenactment metrics need the driving frames' features")
-            values.update(motion_distances(generated, driving, relative=True))
-        else:
-            for key in MOTION_METRICS:
-                notes[key] = "no driving frames (audio-driven)"
+    elif kind.reference is DRIVING:
+        if driving is None:
+            raise ValueError(f"{kind.name} metrics need the driving frames' features")
+        values.update(motion_distances(generated, driving, relative=True))
+    for key in kind.absent:
+        values[key] = None
     for key in MOTION_METRICS:
         if key not in notes and values[key] is None:
             notes[key] = "no frame where both sequences have a tracked face"

@@ -45,6 +45,23 @@ def read_rendered(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return arrays["frames"], arrays["frame_index"], read_attrs(path)
 
 
+def read_test_split(model_pt: str | Path) -> np.ndarray:
+    """The renderer's test frames (`test_idx`, indices into tracking.h5) as stored in its model.pt: the frames its
+    self-reenactment renders, and the real frames every kind of output of that renderer is compared with."""
+    import torch
+
+    try:
+        blob = torch.load(model_pt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is "not a model file"
+        raise PipelineInputError(model_pt, f"cannot load renderer model ({exc})") from None
+    if not isinstance(blob, dict) or "test_idx" not in blob:
+        raise PipelineInputError(model_pt, "not a renderer model (no test_idx): retrain it")
+    idx = np.asarray(blob["test_idx"].numpy(), np.int64)
+    if len(idx) == 0:
+        raise PipelineInputError(model_pt, "the renderer has no test frames (renderer.train.test_frames)")
+    return idx
+
+
 def read_tracking_frames(path: str | Path, frame_index: np.ndarray) -> tuple[np.ndarray, float]:
     """Frames at `frame_index` of a tracking.h5 (one chunk per frame, so this reads only those frames), and its fps."""
     idx = np.asarray(frame_index, np.int64)

@@ -12,6 +12,7 @@ import pandas as pd
 from neural_renderer.atomic import atomic_path
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.metrics.evaluate import LOWER_IS_BETTER, METRICS
+from neural_renderer.outputs import KINDS
 
 ID_COLUMNS = ("kind", "target", "driver", "method", "n_frames")
 LABELS = {
@@ -49,7 +50,7 @@ def summary_table(records: list[dict[str, Any]]) -> pd.DataFrame:
         )
         rows.append(row)
     df = pd.DataFrame(rows, columns=[*ID_COLUMNS, *METRICS, "csim_backend", "notes"])
-    order = {"self": 0, "cross": 1, "audio": 2}
+    order = {name: i for i, name in enumerate(KINDS)}
     return df.sort_values(
         ["kind", "target", "driver", "method"], key=lambda s: s.map(order) if s.name == "kind" else s
     ).reset_index(drop=True)
@@ -64,7 +65,7 @@ def _fmt(value: Any, metric: str) -> str:
 
 def markdown(df: pd.DataFrame) -> str:
     """One Markdown table per kind of output; arrows say which direction is better; n/a reasons below."""
-    titles = {"self": "Self-reenactment (test frames)", "cross": "Cross-identity reenactment", "audio": "Audio-driven"}
+    titles = {name: kind.title for name, kind in KINDS.items()}
     lines = ["# Evaluation summary", ""]
     for kind, group in df.groupby("kind", sort=False):
         metrics = [m for m in METRICS if group[m].notna().any()]

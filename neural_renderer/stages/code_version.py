@@ -92,7 +92,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
         "assets.py",
         "stages/metric_features.py",
     ),
-    "metrics": ("metrics", "device.py", "config.py", "stages/metrics.py"),
+    "metrics": ("metrics", "outputs.py", "device.py", "config.py", "stages/metrics.py"),
 }
 ALWAYS = ("storage", "atomic.py", "errors.py", "__init__.py")
 

@@ -1,14 +1,14 @@
 """metric_features: the cached features (Inception, I3D, identity, motion) of one set of frames.
 
-Three sets exist: a video's real test frames (reference of its self-reenactment, and "real target frames" whenever
-it is a target), every rendered output, and the driving frames of a cross-identity reenactment.
+Three sets exist (the rules' `frames` param: real_test, rendered, driving): a video's real test frames (the
+renderer's test split, read from its model.pt: reference of its self-reenactment, and "real target frames" whenever
+it is a target), every rendered output, and the driving frames of a cross-identity reenactment (which kind of output
+is compared with which: neural_renderer.outputs).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -19,23 +19,12 @@ from neural_renderer.metrics.features import (
     FeatureExtractor,
     MotionModels,
     read_rendered,
+    read_test_split,
     read_tracking_frames,
     write_features,
 )
-from neural_renderer.renderer.config import TrainConfig
-from neural_renderer.renderer.data import split_counts
-from neural_renderer.storage import open_h5
 
 log = logging.getLogger(__name__)
-
-
-def test_frame_index(tracking_h5: str | Path, renderer_cfg: dict[str, Any]) -> np.ndarray:
-    """The renderer's test split (the video's last frames), from the frame count alone (no pixels read)."""
-    train = build_dataclass(TrainConfig, renderer_cfg.get("train", {}))  # the renderer's own defaults
-    with open_h5(tracking_h5) as f:
-        n = int(f["frames"].shape[0])
-    _, n_test = split_counts(n, train.train_frames, train.test_frames)
-    return np.arange(n - n_test, n, dtype=np.int64)
 
 
 def _extract(
@@ -67,9 +56,9 @@ def _extract(
     )
 
 
-def run_real(tracking_h5, out_h5, *, cfg: dict, renderer_cfg: dict, name: str, models: MotionModels) -> None:
-    """Features of a video's real test frames."""
-    idx = test_frame_index(tracking_h5, renderer_cfg)
+def run_real(tracking_h5, model_pt, out_h5, *, cfg: dict, name: str, models: MotionModels) -> None:
+    """Features of a video's real test frames: the renderer's test split, read from its model.pt."""
+    idx = read_test_split(model_pt)
     frames, fps = read_tracking_frames(tracking_h5, idx)
     _extract(frames, fps, idx, out_h5, source="real", name=name, source_path=tracking_h5, cfg=cfg, models=models)
 

