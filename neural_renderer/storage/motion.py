@@ -31,10 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.storage.h5io import frame_times, open_h5
+from neural_renderer.storage.h5io import frame_times
 
 # The datasets of tracking.h5 a Motion is made of (the flags refine `valid` when present).
 MOTION_DATASETS = ("fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg")
@@ -133,7 +134,7 @@ def read_motion(path: str | Path) -> Motion:
     if not path.is_file():
         raise PipelineInputError(path, "tracking file not found")
     try:
-        with open_h5(path) as f:
+        with h5py.File(path, "r") as f:
             missing = [k for k in MOTION_DATASETS if k not in f]
             if missing:
                 raise PipelineInputError(path, f"not a tracking file: missing {missing}")
