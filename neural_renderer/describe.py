@@ -5,7 +5,8 @@ HDF5: the stage (root attribute `stage`) selects its `StageSchema`, so every dat
 unit and meaning and checked against its declared dtype and symbolic shape; per-frame arrays get validity counts
 (finite frames, or true flags) and each stage a few QC figures. `tracking.h5` is described group by group with
 the merged stages' schemas, and its QC figures are those of `qc/stats.json` (`qc.tracking_stats`). Large arrays
-(the frames) are never read. Models are loaded with `torch.load(weights_only=True)`; nothing is executed.
+(the frames) are never read. Files are opened through `storage` (`open_h5`), the one owner of h5py. Models are
+loaded with `torch.load(weights_only=True)`; nothing is executed.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.qc import landmark_jitter, second_difference_jitter, tracking_stats
-from neural_renderer.storage.h5io import open_h5
+from neural_renderer.storage.h5io import dataset_names, is_hdf5, open_h5
 from neural_renderer.storage.schema import COMMON_ATTRS, MERGED_STAGES, STAGES, DatasetSpec
 
 PROVENANCE = ("video", "source_path", "source_sha256", "software_version", "schema_version", "created_utc")
@@ -31,7 +31,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise PipelineInputError(path, "file not found")
-    if h5py.is_hdf5(path):
+    if is_hdf5(path):
         return describe_h5(path)
     if path.suffix.lower() in (".pt", ".pth"):
         return describe_model(path)
@@ -61,7 +61,7 @@ def _stats(x: np.ndarray) -> dict[str, float] | None:
     }
 
 
-def _dataset(name: str, ds: h5py.Dataset, spec: DatasetSpec | None, dims: dict[str, int]) -> dict[str, Any]:
+def _dataset(name: str, ds: Any, spec: DatasetSpec | None, dims: dict[str, int]) -> dict[str, Any]:
     dtype = "str" if ds.dtype.kind == "O" else str(ds.dtype)
     entry: dict[str, Any] = {"name": name, "dtype": dtype, "shape": list(ds.shape)}
     if spec is None:
@@ -81,11 +81,11 @@ def _dataset(name: str, ds: h5py.Dataset, spec: DatasetSpec | None, dims: dict[s
     return entry
 
 
-def _group(g: h5py.Group, stage: str, prefix: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _group(g: Any, stage: str, prefix: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Datasets (schema order first, then any others) and the stage's own attributes with their meanings."""
     schema = STAGES[stage]
     dims: dict[str, int] = {}
-    extra = [n for n in g if n not in schema.datasets and isinstance(g[n], h5py.Dataset)]
+    extra = [n for n in dataset_names(g) if n not in schema.datasets]
     names = [n for n in schema.datasets if n in g] + extra
     datasets = [_dataset(prefix + n, g[n], schema.datasets.get(n), dims) for n in names]
     missing = [n for n in schema.datasets if n not in g]
@@ -126,7 +126,7 @@ def describe_h5(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def _qc(f: h5py.File, stage: str) -> dict[str, Any]:
+def _qc(f: Any, stage: str) -> dict[str, Any]:
     """A few figures a person checks first, per stage."""
 
     def get(name):

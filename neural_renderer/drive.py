@@ -23,10 +23,11 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.motion_file import align_expression, read_motion_file
 from neural_renderer.reenact.config import ReenactConfig
-from neural_renderer.reenact.render import read_frames, read_motion, render_params
-from neural_renderer.reenact.transfer import Motion, motion_stats, transfer_motion
-from neural_renderer.renderer.render import PortraitRenderer, write_mp4
-from neural_renderer.storage import write_stage
+from neural_renderer.reenact.render import render_params
+from neural_renderer.reenact.transfer import motion_stats, transfer_motion
+from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.storage import read_driving_motion, read_frames, write_stage
+from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,6 @@ def frame_range(n: int, start: int = 0, stop: int | None = None, max_frames: int
         end = "" if stop is None else stop
         raise PipelineInputError(None, f"frame range {start}:{end} selects no frame of the motion's {n}")
     return first, last
-
-
-def cut(motion: Motion, first: int, last: int) -> Motion:
-    m = motion
-    return Motion(
-        m.expression[first:last],
-        m.expression_names,
-        m.rotation[first:last],
-        m.translation[first:last],
-        m.gaze_deg[first:last],
-        m.valid[first:last],
-        m.fps,
-    )
 
 
 def drive(
@@ -113,7 +101,7 @@ def drive(
                 f"relative {'/'.join(relative)} transfer needs the target's tracking.h5 "
                 "(--target-tracking FILE), or use absolute transfer (--transfer absolute)",
             )
-        target_motion = align_expression(read_motion(target), renderer.expression_names, target)
+        target_motion = align_expression(read_driving_motion(target), renderer.expression_names, target)
         target_stats = motion_stats(target_motion, cfg.neutral_percentile)
     try:
         first, last = frame_range(len(motion), start, stop, cfg.max_frames)
@@ -131,7 +119,7 @@ def drive(
     # transfer they are not used.
     drv_stats = motion_stats(motion, cfg.neutral_percentile)
     params = transfer_motion(
-        cut(motion, first, last),
+        motion.frames(first, last),
         drv_stats,
         target_stats or drv_stats,
         expression=cfg.expression,

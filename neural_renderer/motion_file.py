@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.rotation import axis_angle_to_matrix_np
-from neural_renderer.reenact.transfer import Motion, check_expression_names
+from neural_renderer.reenact.transfer import check_expression_names
+from neural_renderer.storage.motion import Motion, read_driving_motion, unknown_times
 
 ROTATION_COLUMNS = ("rx", "ry", "rz")
 TRANSLATION_COLUMNS = ("tx", "ty", "tz")
@@ -38,15 +40,14 @@ MOTION_SUFFIXES = (".h5", ".hdf5", ".csv", ".npz")
 
 
 def read_motion_file(path: str | Path) -> Motion:
-    """tracking.h5, CSV or NPZ -> Motion (fps 0 when the file does not say); PipelineInputError names the file."""
+    """tracking.h5, CSV or NPZ -> `storage.Motion` (fps 0 and frame times NaN when the file does not say);
+    PipelineInputError names the file."""
     path = Path(path)
     if not path.is_file():
         raise PipelineInputError(path, "motion file not found")
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
-        from neural_renderer.reenact.render import read_motion
-
-        return read_motion(path)
+        return read_driving_motion(path)
     if suffix == ".csv":
         return _read_csv(path)
     if suffix == ".npz":
@@ -131,7 +132,9 @@ def _checked(path: Path, expression, names: list[str], rotation, translation, ga
             raise PipelineInputError(path, f"{name} has non-finite values")
     if not np.allclose(rotation @ np.swapaxes(rotation, 1, 2), np.eye(3), atol=1e-4):
         raise PipelineInputError(path, "rotation matrices are not orthonormal")
-    return Motion(expression, names, rotation, translation, gaze, np.asarray(valid, bool), fps)
+    return Motion(
+        expression, tuple(names), rotation, translation, gaze, np.asarray(valid, bool), unknown_times(t, fps), fps
+    )
 
 
 def align_expression(motion: Motion, basis: Sequence[str], path: str | Path) -> Motion:
@@ -152,5 +155,4 @@ def align_expression(motion: Motion, basis: Sequence[str], path: str | Path) -> 
         reason = reason.replace("driver", "motion").replace("target", "model")
         raise PipelineInputError(path, f"wrong expression basis for this model: {reason}{detail}")
     order = [names.index(n) for n in basis]
-    m = motion
-    return Motion(m.expression[:, order], basis, m.rotation, m.translation, m.gaze_deg, m.valid, m.fps)
+    return replace(motion, expression=motion.expression[:, order], expression_names=tuple(basis))

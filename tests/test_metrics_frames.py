@@ -23,13 +23,13 @@ from neural_renderer.metrics.identity import (
 )
 from neural_renderer.metrics.image import l1, psnr, ssim
 from neural_renderer.metrics.motion import (
-    Motion,
     expression_distance,
     extract_motion,
     gaze_distance_deg,
     pose_distance_deg,
 )
 from neural_renderer.stages import correspondence
+from neural_renderer.storage import Motion
 
 
 def _varint(n: int) -> bytes:
@@ -249,11 +249,7 @@ def test_motion_is_reproducible_and_sees_a_mirrored_head(face_frames, motion_mod
     a = extract_motion(frames, 30.0, **motion_models)
     b = extract_motion(frames, 30.0, **motion_models)
     assert a.valid.all() and a.expression.shape == (16, len(a.expression_names)) and a.expression.dtype == np.float32
-    assert (
-        a.rotation.shape == (16, 3, 3)
-        and a.gaze_pitch_yaw_deg.shape == (16, 2)
-        and np.isfinite(a.gaze_pitch_yaw_deg).all()
-    )
+    assert a.rotation.shape == (16, 3, 3) and a.gaze_deg.shape == (16, 2) and np.isfinite(a.gaze_deg).all()
     assert np.max(pose_distance_deg(a, b)) < 1e-3 and np.max(expression_distance(a, b)) < 1e-5
     assert np.max(gaze_distance_deg(a, b)) < 1e-3
 
@@ -265,7 +261,7 @@ def test_motion_is_reproducible_and_sees_a_mirrored_head(face_frames, motion_mod
     assert np.mean(pose_distance_deg(a, mirrored)) > np.mean(np.abs(ya))
     assert np.mean(np.abs(ya + ym)) < 0.25 * np.mean(np.abs(ya - ym))
     # and the gaze's yaw (relative to the head): where the eyes look clearly sideways, the mirror looks the other way
-    gaze_yaw_a, gaze_yaw_m = a.gaze_pitch_yaw_deg[:, 1], mirrored.gaze_pitch_yaw_deg[:, 1]
+    gaze_yaw_a, gaze_yaw_m = a.gaze_deg[:, 1], mirrored.gaze_deg[:, 1]
     # (thresholds for ICT's sclera-sphere eyeball, r = 1.58 cm: the same iris shift is ~25 % fewer degrees than r = 1.2)
     side = np.abs(gaze_yaw_a) > 7
     assert side.sum() >= 4 and np.all(np.sign(gaze_yaw_a[side]) == -np.sign(gaze_yaw_m[side]))
@@ -286,14 +282,18 @@ def test_faceless_frames_give_invalid_motion_not_an_error(face_frames, motion_mo
     assert np.isfinite(m.expression[m.valid]).all() and np.isnan(gaze_distance_deg(m, m)[~m.valid]).all()
 
 
+def _motion(expression, rotation, gaze_deg, valid) -> Motion:
+    n = len(expression)
+    return Motion(expression, ("a", "b", "c"), rotation, np.zeros((n, 3)), gaze_deg, valid, np.arange(n) / 25.0, 25.0)
+
+
 def test_distances_against_independent_references():
     n = 64
     rng = np.random.default_rng(0)
     ra, rb = Rotation.random(n, random_state=1), Rotation.random(n, random_state=2)
     ga, gb = rng.uniform(-50, 50, (n, 2)), rng.uniform(-50, 50, (n, 2))
-    names = np.array(["a", "b", "c"])
-    a = Motion(rng.uniform(0, 1, (n, 3)), ra.as_matrix(), ga, np.ones(n, bool), names)
-    b = Motion(rng.uniform(0, 1, (n, 3)), rb.as_matrix(), gb, np.ones(n, bool), names)
+    a = _motion(rng.uniform(0, 1, (n, 3)), ra.as_matrix(), ga, np.ones(n, bool))
+    b = _motion(rng.uniform(0, 1, (n, 3)), rb.as_matrix(), gb, np.ones(n, bool))
     assert np.allclose(pose_distance_deg(a, b), np.degrees((ra * rb.inv()).magnitude()), atol=1e-6)
     # the arccos formula itself, and exactness near 0 and 180 degrees
     m = ra.as_matrix() @ rb.as_matrix().transpose(0, 2, 1)
@@ -303,7 +303,7 @@ def test_distances_against_independent_references():
         atol=1e-5,
     )
     for angle in (1e-5, np.pi - 1e-5):
-        near = Motion(a.expression, (Rotation.from_rotvec([0, angle, 0]) * ra).as_matrix(), ga, a.valid, names)
+        near = _motion(a.expression, (Rotation.from_rotvec([0, angle, 0]) * ra).as_matrix(), ga, a.valid)
         assert np.allclose(pose_distance_deg(a, near), np.degrees(angle), rtol=1e-6)
 
     def gaze_vector(pitch_yaw_deg):  # neural_renderer.fitting.gaze: pitch = arcsin(-y), yaw = arctan2(-x, -z)

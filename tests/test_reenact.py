@@ -19,9 +19,7 @@ from scipy.spatial.transform import Rotation
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.camera import FLIP_YZ
 from neural_renderer.reenact import ReenactConfig
-from neural_renderer.reenact.render import read_motion
 from neural_renderer.reenact.transfer import (
-    Motion,
     check_expression_names,
     motion_stats,
     project_to_rotation,
@@ -34,7 +32,7 @@ from neural_renderer.reenact.transfer import (
 from neural_renderer.renderer.data import pose_features
 from neural_renderer.renderer.render import PortraitRenderer
 from neural_renderer.stages import assemble, correspondence, crop, fit, gaze, ingest, reenact, track, train_renderer
-from neural_renderer.storage import read_attrs, read_stage, validate_arrays
+from neural_renderer.storage import Motion, read_attrs, read_driving_motion, read_stage, validate_arrays
 from neural_renderer.video import iter_frames, probe_video, resolve_ffmpeg
 
 pytestmark = pytest.mark.slow
@@ -162,7 +160,7 @@ def synthetic_motion(
     ).astype(np.float32)
     gaze = np.stack([5 * np.sin(t / 9), 3 * np.cos(t / 4)], 1) + rng.normal(0, 0.01, (n, 2))
     names = ["jawOpen", "mouthSmile_L", "mouthSmile_R", "eyeBlink_L", "eyeBlink_R"]
-    return Motion(expression, names, rotation, translation, gaze, np.ones(n, bool), 25.0)
+    return Motion(expression, tuple(names), rotation, translation, gaze, np.ones(n, bool), np.arange(n) / 25.0, 25.0)
 
 
 def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -233,11 +231,12 @@ def test_relative_expression_swaps_the_neutral_offsets():
     jaw = np.r_[np.zeros(40), np.linspace(0.2, 0.8, 60)]
     m = Motion(
         jaw[:, None].astype(np.float32),
-        ["jawOpen"],
+        ("jawOpen",),
         np.repeat(FLIP_YZ[None], 100, 0),
         np.tile([0, 0, 60.0], (100, 1)),
         np.zeros((100, 2)),
         np.ones(100, bool),
+        np.arange(100) / 25.0,
         25.0,
     )
     assert motion_stats(m).neutral_expression[0] == 0.0 and np.median(jaw) > 0.1
@@ -361,7 +360,7 @@ def test_reenacting_a_video_onto_itself_renders_its_own_parameters(identities, t
         driver_probe=d6["probe"],
     )
     assert frames.shape == (20, 256, 256, 3)
-    m = read_motion(d6["tracking"])
+    m = read_driving_motion(d6["tracking"])
     renderer = PortraitRenderer(d6["model"], "cpu")
     direct = renderer.render_batch(
         pose_features(m.rotation[:20], m.translation[:20].astype(np.float32)),

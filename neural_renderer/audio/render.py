@@ -18,16 +18,15 @@ from neural_renderer.audio.train import FORMAT, build_nets
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.reenact.render import read_motion, render_params
 from neural_renderer.reenact.transfer import (
-    Transferred,
     motion_stats,
     project_to_rotation,
     smooth_rotations,
     smooth_sequence,
 )
-from neural_renderer.renderer.render import PortraitRenderer, write_mp4
-from neural_renderer.storage import write_stage
+from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.storage import read_driving_motion, write_stage
+from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +91,8 @@ def render_audio(
 ) -> np.ndarray:
     """Returns the generated frames (T, R, R, 3), T = round(audio duration * the target's fps)."""
     driver = AudioDriver(audio_model, cfg.device)
-    motion = read_motion(target_tracking)
-    if driver.expression_names != motion.expression_names:
+    motion = read_driving_motion(target_tracking)
+    if driver.expression_names != list(motion.expression_names):
         raise PipelineInputError(audio_model, f"trained on other expression coefficients than {target_tracking} has")
     renderer = PortraitRenderer(renderer_model, cfg.device, cfg.test_latent)
     if renderer.n_expression != len(driver.expression_names):
@@ -114,7 +113,7 @@ def render_audio(
         expression = np.clip(smooth_sequence(expression, cfg.smoothing_sigma), 0, 1).astype(np.float32)
         rotation = smooth_rotations(rotation, cfg.smoothing_sigma)
         translation = smooth_sequence(translation, cfg.smoothing_sigma)
-    frames = render_params(renderer, Transferred(expression, rotation, translation, gaze), cfg.batch_size)
+    frames = renderer.render_motion(expression, rotation, translation, gaze, cfg.batch_size)
     n, r = len(frames), renderer.resolution
     write_stage(
         out_h5,

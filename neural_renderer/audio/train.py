@@ -20,8 +20,9 @@ from neural_renderer.audio.model import ExpressionNet, PoseNet, neighbour_index,
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
-from neural_renderer.reenact.transfer import Motion, rotation_mean
+from neural_renderer.reenact.transfer import rotation_mean
 from neural_renderer.renderer.data import split_counts
+from neural_renderer.storage import Motion
 
 log = logging.getLogger(__name__)
 FORMAT = "portrait-audio/1"

@@ -20,6 +20,7 @@ from scipy.spatial.transform import Rotation
 
 from neural_renderer.metrics.config import MetricsConfig
 from neural_renderer.outputs import ALL_METRICS, DRIVING, MOTION_METRICS, OutputKind
+from neural_renderer.storage.motion import motion_from_features
 
 LOWER_IS_BETTER = {
     "l1": True,
@@ -41,14 +42,6 @@ def _mean(values: np.ndarray) -> float | None:
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else None
-
-
-def _motion(feats: dict[str, np.ndarray]):
-    from neural_renderer.metrics.motion import Motion
-
-    return Motion(
-        feats["expression"], feats["rotation"], feats["gaze_pitch_yaw_deg"], feats["motion_valid"], np.asarray([], str)
-    )
 
 
 def _centred(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -73,7 +66,7 @@ def motion_distances(
 
     if relative:
         generated, driving = _centred(generated), _centred(driving)
-    a, b = _motion(driving), _motion(generated)
+    a, b = motion_from_features(driving), motion_from_features(generated)
     return {
         "expression_distance": _mean(expression_distance(a, b)),
         "pose_distance_deg": _mean(pose_distance_deg(a, b)),

@@ -14,7 +14,7 @@ import numpy as np
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.metrics.config import MetricsConfig
 from neural_renderer.progress import progress
-from neural_renderer.storage import open_h5, read_attrs, read_stage, write_stage
+from neural_renderer.storage import motion_feature_arrays, open_h5, read_attrs, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +151,7 @@ class FeatureExtractor:
             "i3d": np.asarray(i3d, np.float32).reshape(-1, 400),
             "identity": np.asarray(emb, np.float32),
             "identity_valid": np.asarray(emb_valid, bool),
-            "expression": np.asarray(motion.expression, np.float32),
-            "rotation": np.asarray(motion.rotation, np.float32),
-            "gaze_pitch_yaw_deg": np.asarray(motion.gaze_pitch_yaw_deg, np.float32),
-            "motion_valid": np.asarray(motion.valid, bool),
+            **motion_feature_arrays(motion),
         }
 
 

@@ -6,35 +6,31 @@ one MediaPipe FaceLandmarker in VIDEO mode per call (`track_frames`, which opens
 `fit_sequence_refined` with the fit stage's configuration (FitConfig defaults; identity fitted over the frames of the
 call, as the fit stage does per video, expressions initialised from the blendshapes) and `gaze_from_fit` with the gaze
 stage's defaults. The frames are square crops already, so the tracker's pixel landmarks are the crop-space landmarks.
-Frames without a face are invalid (NaN rows), never an error.
+Frames without a face are invalid (NaN rows), never an error. The result is the pipeline's one motion value,
+`storage.Motion` (float32 arrays, as the `features` schema stores them; frame times frame / fps).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from neural_renderer.fitting.gaze import vectors_from_pitch_yaw
+from neural_renderer.storage.motion import Motion, unknown_times
 
 
-@dataclass
-class Motion:
-    expression: np.ndarray  # (N, Ke) float32 model expression coefficients (ICT: ARKit blendshape weights in [0, 1])
-    rotation: np.ndarray  # (N, 3, 3) float32 model -> camera rotation (FitResult.rotation, flip included)
-    gaze_pitch_yaw_deg: np.ndarray  # (N, 2) float32 gaze relative to the head (gaze.h5's head_pitch_yaw_deg)
-    valid: np.ndarray  # (N,) bool: the tracker found a face (the other rows are NaN)
-    expression_names: np.ndarray  # (Ke,) str
-
-
-def _empty_motion(n: int, names: list[str], valid: np.ndarray | None = None) -> Motion:
+def _empty_motion(n: int, names: list[str], fps: float, valid: np.ndarray | None = None) -> Motion:
+    """All-NaN parameters (float32, as the features store them): frames without a face stay NaN."""
     return Motion(
         np.full((n, len(names)), np.nan, np.float32),
+        tuple(str(name) for name in names),
         np.full((n, 3, 3), np.nan, np.float32),
+        np.full((n, 3), np.nan, np.float32),
         np.full((n, 2), np.nan, np.float32),
         np.zeros(n, bool) if valid is None else np.asarray(valid, bool).copy(),
-        np.asarray(names, str),
+        unknown_times(n, fps),
+        fps,
     )
 
 
@@ -56,8 +52,7 @@ def extract_motion(
     """
     from neural_renderer.device import resolve_device
     from neural_renderer.fitting import FitConfig, GazeConfig, blink_scores, fit_tracked_landmarks, gaze_from_fit
-    from neural_renderer.morphable import build_correspondence, load_morphable_model
-    from neural_renderer.stages import correspondence as correspondence_stage
+    from neural_renderer.morphable import build_correspondence, load_correspondence, load_morphable_model
     from neural_renderer.tracking import track_frames
 
     frames = np.asarray(frames)
@@ -66,16 +61,16 @@ def extract_motion(
     n, res = len(frames), int(frames.shape[1])
     model = load_morphable_model(morphable_model, kind=kind)
     if n == 0:
-        return _empty_motion(0, model.expression_names)
+        return _empty_motion(0, model.expression_names, fps)
     track = track_frames(iter(frames), fps, landmarker_model)
-    out = _empty_motion(n, model.expression_names, track.valid)
+    out = _empty_motion(n, model.expression_names, fps, track.valid)
     valid = out.valid
     if not valid.any():
         return out
     if correspondence is None:
         corr = build_correspondence(model, landmarker_model, dense=True)
     else:
-        corr = correspondence_stage.load(correspondence, morphable_model)
+        corr = load_correspondence(correspondence, morphable_model)
     cfg = FitConfig(device=str(resolve_device(device)))  # the fit stage's configuration (config.yaml sets only device)
     # crop step = identity: the tracker ran on the crops, so its pixel landmarks are already crop-space landmarks
     fit = fit_tracked_landmarks(
@@ -91,10 +86,11 @@ def extract_motion(
     )
     out.expression[valid] = np.asarray(fit.expression, np.float32)[valid]
     out.rotation[valid] = np.asarray(fit.rotation, np.float32)[valid]
+    out.translation[valid] = np.asarray(fit.translation, np.float32)[valid]
     ok = valid & (
         np.asarray(gaze.valid, bool) | np.asarray(gaze.eyes_closed, bool)
     )  # blinks: interpolated, as in gaze.h5
-    out.gaze_pitch_yaw_deg[ok] = np.asarray(gaze.head_pitch_yaw_deg, np.float32)[ok]
+    out.gaze_deg[ok] = np.asarray(gaze.head_pitch_yaw_deg, np.float32)[ok]
     return out
 
 
@@ -130,7 +126,7 @@ def gaze_distance_deg(a: Motion, b: Motion) -> np.ndarray:
     """(N,) angle between the gaze unit vectors made from pitch/yaw with neural_renderer.fitting.gaze's convention,
     via atan2(|u x v|, u . v) (exact for small angles too); NaN where either frame is invalid or has no gaze."""
     both = _pair(a, b)
-    va = vectors_from_pitch_yaw(np.asarray(a.gaze_pitch_yaw_deg, np.float64))
-    vb = vectors_from_pitch_yaw(np.asarray(b.gaze_pitch_yaw_deg, np.float64))
+    va = vectors_from_pitch_yaw(np.asarray(a.gaze_deg, np.float64))
+    vb = vectors_from_pitch_yaw(np.asarray(b.gaze_deg, np.float64))
     angle = np.degrees(np.arctan2(np.linalg.norm(np.cross(va, vb), axis=-1), (va * vb).sum(-1)))
     return np.where(both, angle, np.nan)

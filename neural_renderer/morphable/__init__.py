@@ -7,6 +7,8 @@ from .correspondence import (
     align_canonical_to_model,
     build_correspondence,
     dense_pairs,
+    load_correspondence,
+    save_correspondence,
 )
 from .eyes import Eyeballs, eyeballs_from_corners, fit_sphere, ict_eyeballs
 from .geometry import Similarity, umeyama
@@ -38,11 +40,13 @@ __all__ = [
     "build_correspondence",
     "convert_ict_objs",
     "dense_pairs",
+    "load_correspondence",
     "load_mediapipe_canonical_mesh",
     "load_morphable_model",
     "parse_geometry_metadata",
     "read_canonical_geometry",
     "read_obj",
+    "save_correspondence",
     "save_morphable_model",
     "Similarity",
     "umeyama",

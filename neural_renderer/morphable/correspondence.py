@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from neural_renderer.assets import sha256_file
+from neural_renderer.atomic import atomic_path
+from neural_renderer.errors import PipelineInputError
+
 from .geometry import Similarity, boundary_loops, closest_points_on_mesh, triangulate, umeyama
 from .mediapipe_mesh import JAW_68, MEDIAPIPE_68, read_canonical_geometry
 from .model import LinearMorphableModel
@@ -256,3 +260,33 @@ def build_correspondence(
         residual=alignment.landmark_residual.copy(),
         alignment=alignment,
     )
+
+
+def save_correspondence(
+    corr: Correspondence, out_npz: str | Path, model_path: str | Path, landmarker_path: str | Path
+) -> None:
+    """Write the pairs atomically as .npz with the sha256 of the model and landmarker files they were built from."""
+    with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            mediapipe_idx=np.asarray(corr.mediapipe_idx, np.int32),
+            model_vertex=np.asarray(corr.model_vertex, np.int32),
+            weight=np.asarray(corr.weight, np.float32),
+            model_sha256=sha256_file(model_path),
+            landmarker_sha256=sha256_file(landmarker_path),
+        )
+
+
+def load_correspondence(path: str | Path, model_path: str | Path | None = None) -> Correspondence:
+    """Load pairs saved by `save_correspondence`; refuse them if they were built for a different model file."""
+    try:
+        with np.load(path) as data:
+            corr = Correspondence(
+                mediapipe_idx=data["mediapipe_idx"], model_vertex=data["model_vertex"], weight=data["weight"]
+            )
+            built_for = str(data["model_sha256"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise PipelineInputError(path, f"unreadable correspondence file ({exc})") from None
+    if model_path is not None and sha256_file(model_path) != built_for:
+        raise PipelineInputError(path, f"built for another morphable model than {model_path}; rebuild it")
+    return corr

@@ -7,60 +7,23 @@ import logging
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 
 from neural_renderer.assets import sha256_file
 from neural_renderer.config import to_json
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.reenact.config import ReenactConfig
-from neural_renderer.reenact.transfer import Motion, Transferred, check_expression_names, motion_stats, transfer_motion
-from neural_renderer.renderer.data import pose_features, read_tracking_params
-from neural_renderer.renderer.render import PortraitRenderer, write_mp4
-from neural_renderer.storage import read_timestamps, write_stage
+from neural_renderer.reenact.transfer import Transferred, check_expression_names, motion_stats, transfer_motion
+from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.storage import read_driving_motion, read_frames, write_stage
+from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
-
-MOTION_KEYS = ("fit/expression", "fit/expression_names", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg")
-
-
-def read_motion(path: str | Path) -> Motion:
-    """The per-frame parameters of a tracking.h5 (no pixels); PipelineInputError names the file and what is wrong."""
-    p = read_tracking_params(path, MOTION_KEYS)
-    t = len(p.expression)
-    if t == 0:
-        raise PipelineInputError(path, "tracking file has no frames")
-    if p.expression.shape[1] != len(p.expression_names):
-        raise PipelineInputError(
-            path, f"{p.expression.shape[1]} expression coefficients but {len(p.expression_names)} names"
-        )
-    finite = (
-        np.isfinite(p.expression).all(1)
-        & np.isfinite(p.rotation).all((1, 2))
-        & np.isfinite(p.translation).all(1)
-        & np.isfinite(p.gaze_deg).all(1)
-    )
-    expression, rotation, translation, gaze = p.expression, p.rotation, p.translation, p.gaze_deg
-    if not finite.all():  # the fit/gaze stages interpolate, so this is unexpected: hold the nearest finite frame
-        if not finite.any():
-            raise PipelineInputError(path, "no frame with finite parameters")
-        near = np.flatnonzero(finite)[np.abs(np.arange(t)[:, None] - np.flatnonzero(finite)[None]).argmin(1)]
-        expression, rotation, translation, gaze = expression[near], rotation[near], translation[near], gaze[near]
-    return Motion(expression, p.expression_names, rotation, translation, gaze, p.valid, p.fps)
-
-
-def read_frames(path: str | Path, n: int) -> np.ndarray:
-    with h5py.File(path, "r") as f:
-        if "frames" not in f:
-            raise PipelineInputError(path, "no /frames in the tracking file")
-        return f["frames"][:n]
 
 
 def render_params(renderer: PortraitRenderer, params: Transferred, batch_size: int = 8) -> np.ndarray:
     """Transferred parameters -> (T, R, R, 3) uint8 frames from the renderer."""
-    pose = pose_features(params.rotation, params.translation.astype(np.float32))
-    gaze = np.deg2rad(params.gaze_deg).astype(np.float32)
-    return renderer.render_sequence(pose, gaze, params.expression, batch_size)
+    return renderer.render_motion(params.expression, params.rotation, params.translation, params.gaze_deg, batch_size)
 
 
 def reenact(
@@ -80,8 +43,8 @@ def reenact(
 
     Every input is checked before anything is written, so a bad input leaves no partial output.
     """
-    drv_motion = read_motion(driver_tracking)
-    tgt_motion = read_motion(target_tracking)
+    drv_motion = read_driving_motion(driver_tracking)
+    tgt_motion = read_driving_motion(target_tracking)
     reason = check_expression_names(drv_motion.expression_names, tgt_motion.expression_names)
     if reason:
         raise PipelineInputError(driver_tracking, f"cannot drive {target_tracking}: {reason}")
@@ -137,7 +100,7 @@ def reenact(
     )
     try:
         # the driver's sound from the time of its frame 0 (its file clock, which `-ss` seeks on), not from 0
-        start_s = float(read_timestamps(driver_tracking)[0])
+        start_s = float(drv_motion.timestamps_s[0])
         write_mp4(out_mp4, n, frame_of, width, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=audio, audio_start_s=start_s)
     except BaseException:
         Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs

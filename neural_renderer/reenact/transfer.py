@@ -9,6 +9,8 @@ Rotations are full model -> camera matrices (`fitting/camera.py`). With D_t = R_
 rotation away from its mean, in camera coordinates), R_out_t = D_t R_tgt_mean. The mean is the chordal L2 mean
 (scipy `Rotation.mean`: argmin_M sum ||R_t - M||_F^2), which is left- and right-equivariant, so the chordal mean
 of the outputs is exactly R_tgt_mean.
+
+The input is the pipeline's one motion value, `storage.Motion` (units and frames in its docstring).
 """
 
 from __future__ import annotations
@@ -20,33 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
-
-@dataclass
-class Motion:
-    """One video's tracked parameters (frame axis first)."""
-
-    expression: np.ndarray  # (T, Ke) float32 in [0, 1]
-    expression_names: list[str]
-    rotation: np.ndarray  # (T, 3, 3) float64 model -> camera
-    translation: np.ndarray  # (T, 3) float64 model -> camera (model units)
-    gaze_deg: np.ndarray  # (T, 2) float64 pitch, yaw relative to the head
-    valid: np.ndarray  # (T,) bool: frames whose parameters were measured (the others are interpolated)
-    fps: float
-
-    def __len__(self) -> int:
-        return len(self.expression)
-
-    def head(self, n: int) -> Motion:
-        """The first n frames."""
-        return Motion(
-            self.expression[:n],
-            self.expression_names,
-            self.rotation[:n],
-            self.translation[:n],
-            self.gaze_deg[:n],
-            self.valid[:n],
-            self.fps,
-        )
+from neural_renderer.storage.motion import Motion
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""tracking.h5 -> device-resident uint8 frames + per-frame conditioning; train/test split by frame index."""
+"""tracking.h5 -> device-resident uint8 frames + per-frame conditioning; train/test split by frame index.
+
+The motion comes from `storage.read_motion` and the pixels from `storage.read_frames`: this module reads no file
+itself."""
 
 from __future__ import annotations
 
@@ -6,16 +9,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.camera import camera_to_head_rotation
+from neural_renderer.storage import read_datasets, read_frames, read_motion
 
 log = logging.getLogger(__name__)
-
-REQUIRED = ("frames", "fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg")
 
 
 @dataclass
@@ -177,61 +178,6 @@ def split_counts(n_frames: int, train: float, test: float) -> tuple[int, int]:
     return n_train, n_test
 
 
-@dataclass
-class TrackingParams:
-    """The per-frame parameters of a tracking.h5 (no pixels), as stored; `valid` = tracked in every stage and finite."""
-
-    expression: np.ndarray  # (T, Ke) float32
-    expression_names: list[str]
-    rotation: np.ndarray  # (T, 3, 3) float64 model -> camera
-    translation: np.ndarray  # (T, 3) float64
-    gaze_deg: np.ndarray  # (T, 2) float64 pitch, yaw relative to the head
-    valid: np.ndarray  # (T,) bool
-    fps: float
-
-
-def read_tracking_params(path: str | Path, required: tuple[str, ...] = REQUIRED) -> TrackingParams:
-    """The one reader of tracking.h5's conditioning (renderer, reenactment, audio); errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineInputError(path, "tracking file not found")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in required if k not in f]
-            if missing:
-                raise PipelineInputError(path, f"not a tracking file: missing {missing}")
-            expression = np.asarray(f["fit/expression"][()], np.float32)
-            names = [str(n) for n in f["fit/expression_names"].asstr()[()]] if "fit/expression_names" in f else []
-            rotation = np.asarray(f["fit/rotation"][()], np.float64)
-            translation = np.asarray(f["fit/translation"][()], np.float64)
-            gaze = np.asarray(f["gaze/head_pitch_yaw_deg"][()], np.float64)
-            valid = np.ones(len(expression), bool)
-            for key in ("fit/valid", "gaze/valid", "track/valid"):
-                if key in f:
-                    ok = np.asarray(f[key][()], bool)
-                    if (
-                        key == "gaze/valid" and "gaze/eyes_closed" in f
-                    ):  # a blink is a frame to learn (gaze interpolated)
-                        ok |= np.asarray(f["gaze/eyes_closed"][()], bool)
-                    valid &= ok
-            fps = float(f.attrs.get("fps", 25.0))
-    except PipelineInputError:
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
-    t = len(expression)
-    for name, arr in (("rotation", rotation), ("translation", translation), ("gaze", gaze), ("valid flags", valid)):
-        if len(arr) != t:
-            raise PipelineInputError(path, f"{name} has {len(arr)} frames, expression has {t}")
-    valid &= (
-        np.isfinite(expression).all(1)
-        & np.isfinite(rotation).all((1, 2))
-        & np.isfinite(translation).all(1)
-        & np.isfinite(gaze).all(1)
-    )
-    return TrackingParams(expression, names, rotation, translation, gaze, valid, fps)
-
-
 def load_tracking(
     path: str | Path,
     train_frames: float = 0.9,
@@ -241,23 +187,19 @@ def load_tracking(
 ) -> TrackingData:
     """Read everything the renderer needs, frames resized to `resolution` (None: the crop's); bad files fail with
     PipelineInputError naming the file and reason."""
-    params = read_tracking_params(path)
+    motion = read_motion(path)
     path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            frames = f["frames"][()]
-            landmarks = f["crop/landmarks"][()] if "crop/landmarks" in f else None
-    except (OSError, KeyError, ValueError) as exc:
-        raise PipelineInputError(path, f"cannot read tracking file ({exc})") from None
+    frames = read_frames(path)
+    landmarks = read_datasets(path, ["crop/landmarks"]).get("crop/landmarks")
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[1] != frames.shape[2]:
         raise PipelineInputError(path, f"frames must be (T, R, R, 3) uint8, got {frames.shape} {frames.dtype}")
     t, crop_res = frames.shape[0], frames.shape[1]
     res = resolution or crop_res
     if res % 4:
         raise PipelineInputError(path, f"renderer resolution {res} is not divisible by 4 (the MLP grid is H/4)")
-    if len(params.expression) != t:
-        raise PipelineInputError(path, f"expression has {len(params.expression)} frames, frames has {t}")
-    valid = params.valid
+    if len(motion.expression) != t:
+        raise PipelineInputError(path, f"expression has {len(motion.expression)} frames, frames has {t}")
+    valid = motion.valid
     try:
         n_train, n_test = split_counts(t, train_frames, test_frames)
     except PipelineInputError as exc:
@@ -275,20 +217,20 @@ def load_tracking(
     else:  # a file without crop landmarks: the lower-middle of the crop
         mouth = np.tile(np.array([[0.3, 0.6, 0.7, 0.9]]) * res, (t, 1)).astype(np.int64)
     # non-finite test conditioning (should not happen: stages interpolate) -> zeros rather than NaN in the network
-    pose = pose_features(np.nan_to_num(params.rotation), np.nan_to_num(params.translation).astype(np.float32))
-    gaze = np.deg2rad(np.nan_to_num(params.gaze_deg)).astype(np.float32)
+    pose = pose_features(np.nan_to_num(motion.rotation), np.nan_to_num(motion.translation).astype(np.float32))
+    gaze = np.deg2rad(np.nan_to_num(motion.gaze_deg)).astype(np.float32)
     return TrackingData(
         path,
         frames,
         pose,
         gaze,
-        np.nan_to_num(params.expression),
+        np.nan_to_num(motion.expression),
         valid,
-        params.fps,
+        motion.fps,
         train_idx,
         test_idx,
         mouth,
-        tuple(params.expression_names),
+        tuple(motion.expression_names),
         crop_res,
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,8 @@ from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData, pose_features, standardise
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.renderer.train import MODEL_FORMAT
-from neural_renderer.storage import atomic_path, read_timestamps, write_stage
+from neural_renderer.storage import read_timestamps, write_stage
+from neural_renderer.video.mp4 import write_mp4
 
 
 class PortraitRenderer:
@@ -88,6 +87,20 @@ class PortraitRenderer:
             )
         return out
 
+    def render_motion(
+        self,
+        expression: np.ndarray,
+        rotation: np.ndarray,
+        translation: np.ndarray,
+        gaze_pitch_yaw_deg: np.ndarray,
+        batch_size: int = 8,
+    ) -> np.ndarray:
+        """Per-frame parameters in the units of `storage.Motion` (expression (T, Ke), model->camera rotation
+        (T, 3, 3), translation (T, 3), gaze (T, 2) deg) -> (T, R, R, 3) uint8, `batch_size` frames at a time."""
+        pose = pose_features(rotation, np.asarray(translation).astype(np.float32))
+        gaze = np.deg2rad(gaze_pitch_yaw_deg).astype(np.float32)
+        return self.render_sequence(pose, gaze, expression, batch_size)
+
     def render(
         self, expression: np.ndarray, rotation: np.ndarray, translation: np.ndarray, gaze_pitch_yaw_deg: np.ndarray
     ) -> np.ndarray:
@@ -95,65 +108,6 @@ class PortraitRenderer:
         pose = pose_features(np.asarray(rotation)[None], np.asarray(translation, np.float32)[None])
         gaze = np.deg2rad(np.asarray(gaze_pitch_yaw_deg, np.float32))[None]
         return self.render_batch(pose, gaze, np.asarray(expression, np.float32)[None])[0]
-
-
-class FfmpegWriter:
-    """rgb24 frames through a pipe into libx264 (imageio-ffmpeg's binary unless one is configured)."""
-
-    def __init__(
-        self,
-        path: Path,
-        width: int,
-        height: int,
-        fps: float,
-        ffmpeg: str,
-        crf: int = 18,
-        audio: Path | None = None,
-        audio_start_s: float = 0.0,
-    ):
-        cmd = [
-            ffmpeg,
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-r",
-            f"{fps}",
-            "-i",
-            "-",
-        ]
-        if audio is not None:
-            cmd += [
-                "-ss",
-                f"{audio_start_s:.6f}",
-                "-i",
-                str(audio),
-                "-map",
-                "0:v",
-                "-map",
-                "1:a?",
-                "-c:a",
-                "aac",
-                "-shortest",
-            ]
-        cmd += ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", "-f", "mp4", str(path)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.path = path
-
-    def write(self, frame: np.ndarray) -> None:
-        self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        err = self.proc.stderr.read().decode(errors="replace")
-        if self.proc.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed writing {self.path}: {err[-500:]}")
 
 
 def render_test_frames(
@@ -215,33 +169,3 @@ def render_test_frames(
             audio_start_s=start_s,
         )
     return rendered
-
-
-def write_mp4(
-    path: str | Path,
-    n_frames: int,
-    frame_of,
-    width: int,
-    height: int,
-    fps: float,
-    *,
-    ffmpeg: str,
-    crf: int = 18,
-    audio: Path | None = None,
-    audio_start_s: float = 0.0,
-) -> None:
-    """Atomically write `frame_of(i)` (i = 0..n_frames-1, (height, width, 3) uint8) as an H.264 mp4, muxing the first
-    audio stream of `audio` (from `audio_start_s`, cut to the video) when given."""
-    with atomic_path(path) as tmp:
-        writer = FfmpegWriter(tmp, width, height, fps, ffmpeg, crf, audio, audio_start_s)
-        try:
-            for i in range(n_frames):
-                writer.write(frame_of(i))
-        finally:
-            writer.close()
-
-
-def has_audio(probe_json: str | Path | None) -> bool:
-    if probe_json is None or not Path(probe_json).is_file():
-        return False
-    return bool(json.loads(Path(probe_json).read_text()).get("has_audio", False))

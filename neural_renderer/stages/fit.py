@@ -9,8 +9,7 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting import FitConfig, FitResult, fit_tracked_landmarks
-from neural_renderer.morphable import load_morphable_model
-from neural_renderer.stages import correspondence as correspondence_stage
+from neural_renderer.morphable import load_correspondence, load_morphable_model
 from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
 
 
@@ -34,7 +33,7 @@ def run(
 ) -> FitResult:
     fit_cfg = fit_config(cfg)
     model = load_morphable_model(model_path, kind=kind)
-    corr = correspondence_stage.load(correspondence_npz, model_path)
+    corr = load_correspondence(correspondence_npz, model_path)
     crop = read_stage(crop_h5, "crop")
     resolution = int(read_attrs(crop_h5)["resolution"])
     prov = provenance(crop_h5)

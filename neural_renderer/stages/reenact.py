@@ -15,8 +15,8 @@ import numpy as np
 from neural_renderer.config import build_dataclass
 from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.render import reenact
-from neural_renderer.renderer.render import has_audio
 from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+from neural_renderer.video.mp4 import has_audio
 
 
 def run(

@@ -11,8 +11,9 @@ from neural_renderer.config import build_dataclass
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import load_tracking
-from neural_renderer.renderer.render import PortraitRenderer, has_audio, render_test_frames
+from neural_renderer.renderer.render import PortraitRenderer, render_test_frames
 from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+from neural_renderer.video.mp4 import has_audio
 
 
 def run(

@@ -17,10 +17,9 @@ from neural_renderer.audio.train import AudioTrainResult, prepare, train_audio
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.reenact.render import read_motion
 from neural_renderer.renderer.config import RendererConfig
-from neural_renderer.renderer.render import has_audio
-from neural_renderer.storage import read_timestamps
+from neural_renderer.storage import read_driving_motion
+from neural_renderer.video.mp4 import has_audio
 
 
 def run(
@@ -40,7 +39,7 @@ def run(
             audio_wav, "no audio track (the video's probe says it has no audio): cannot train an audio model"
         )
     samples = load_audio(audio_wav, acfg.features.sample_rate)
-    motion = read_motion(tracking_h5)
+    motion = read_driving_motion(tracking_h5)
     t = rcfg.train
     data = prepare(
         motion,
@@ -50,7 +49,7 @@ def run(
         t.test_frames,
         t.min_train_frames,
         source=tracking_h5,
-        times_s=read_timestamps(tracking_h5),
+        times_s=motion.timestamps_s,
     )
     return train_audio(
         data,

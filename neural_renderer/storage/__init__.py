@@ -1,26 +1,48 @@
-"""HDF5 storage: one schema (`schema.py`) and atomic, validated reads/writes (`h5io.py`) for every stage."""
+"""HDF5 storage: one schema (`schema.py`), atomic, validated reads/writes (`h5io.py`) for every stage, and the one
+typed motion value with its reader (`motion.py`). The only package that imports h5py (with `morphable/io.py`'s BFM
+loader)."""
 
 from neural_renderer.storage.h5io import (
     assemble_tracking,
     atomic_path,
+    dataset_names,
+    is_hdf5,
     open_h5,
     provenance,
     read_attrs,
+    read_datasets,
+    read_frames,
     read_stage,
     read_timestamps,
     write_stage,
+)
+from neural_renderer.storage.motion import (
+    Motion,
+    motion_feature_arrays,
+    motion_from_features,
+    read_driving_motion,
+    read_motion,
 )
 from neural_renderer.storage.schema import SCHEMA_VERSION, STAGES, markdown, schema_for, validate_arrays
 
 __all__ = [
     "SCHEMA_VERSION",
     "STAGES",
+    "Motion",
     "assemble_tracking",
     "atomic_path",
+    "dataset_names",
+    "is_hdf5",
     "markdown",
+    "motion_feature_arrays",
+    "motion_from_features",
     "open_h5",
     "provenance",
     "read_attrs",
+    "read_datasets",
+    "read_driving_motion",
+    "read_frames",
+    "read_motion",
     "read_stage",
     "read_timestamps",
     "schema_for",

@@ -185,19 +185,49 @@ def assemble_tracking(
     return count
 
 
+def frame_times(f: h5py.File, fps: float, n: int) -> np.ndarray:
+    """(n,) float64 frame times (s) stored in an open `tracking.h5` or `track.h5`; files written before frame times
+    were stored fall back to frame / fps."""
+    for name in ("timestamps_s", "track/timestamps_s"):
+        if name in f:
+            return np.asarray(f[name][()], dtype=np.float64)
+    return np.arange(n, dtype=np.float64) / float(fps)
+
+
 def read_timestamps(path: str | Path) -> np.ndarray:
-    """(T,) float64 frame times (s) of a `tracking.h5` or `track.h5`; files written before frame times were stored
-    fall back to frame / fps."""
+    """(T,) float64 frame times (s) of a `tracking.h5` or `track.h5` (see `frame_times`)."""
     with open_h5(path) as f:
-        for name in ("timestamps_s", "track/timestamps_s"):
-            if name in f:
-                return np.asarray(f[name][()], dtype=np.float64)
+        if "timestamps_s" in f or "track/timestamps_s" in f:
+            return frame_times(f, 0.0, 0)
         n = (
             int(f.attrs["n_frames"])
             if "n_frames" in f.attrs
             else int(f["frames" if "frames" in f else "valid"].shape[0])
         )
-        return np.arange(n, dtype=np.float64) / float(f.attrs["fps"])
+        return frame_times(f, float(f.attrs["fps"]), n)
+
+
+def read_frames(path: str | Path, stop: int | None = None) -> np.ndarray:
+    """(T, R, R, 3) uint8 `/frames` of a `tracking.h5` (the first `stop` only when given)."""
+    with open_h5(path) as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        return f["frames"][()] if stop is None else f["frames"][:stop]
+
+
+def read_datasets(path: str | Path, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The listed datasets (paths like `crop/landmarks`) that the file has, read whole; absent ones are left out."""
+    with open_h5(path) as f:
+        return {name: f[name][()] for name in names if name in f}
+
+
+def is_hdf5(path: str | Path) -> bool:
+    return h5py.is_hdf5(path)
+
+
+def dataset_names(group: h5py.Group) -> list[str]:
+    """Names of the datasets (not sub-groups) directly in an open group."""
+    return [n for n in group if isinstance(group[n], h5py.Dataset)]
 
 
 def provenance(path: str | Path) -> dict[str, str]:
