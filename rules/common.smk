@@ -5,13 +5,13 @@ import sys
 from pathlib import Path
 
 from neural_renderer.atomic import sweep_stale_temporaries
-from neural_renderer.config import stage_config, validate_config
+from neural_renderer.config import check_overrides, stage_config
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.stages.code_version import code_hash
 from neural_renderer.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, VIDEO_NAME_PATTERN, scan_videos
 
-validate_config(config)  # overrides and cross-field checks beyond the JSON schema
+check_overrides(config)  # beyond the JSON schema, which the Snakefile has validated (filling defaults)
 
 # HDF5's file locking fails or hangs on many shared file systems (NFS, Lustre); our writes are atomic renames of
 # private temporary files, so the locks protect nothing here. Jobs inherit this, locally and on a cluster.
@@ -70,10 +70,19 @@ def cfg(stage, drop=()):
 
 
 def per_video(value):
-    """Params from `value(video)`: one value for every job when no video has overrides, else a function of the job."""
+    """Params from `value(video)`: one value for every job when no video has overrides, else a function of the job
+    (Snakemake calls it per job: a video without overrides gets the value computed once for all of them)."""
     if not OVERRIDDEN:
         return value(None)
-    return lambda wildcards: value(wildcards.video)
+    values = {}
+
+    def of_job(wildcards):
+        key = wildcards.video if wildcards.video in OVERRIDDEN else None
+        if key not in values:
+            values[key] = value(key)
+        return values[key]
+
+    return of_job
 
 
 def all_targets():

@@ -8,23 +8,27 @@ RENDERED_NAME = "|".join(KIND_OF)
 FEATURES_IGNORE = ("enabled", "lpips_net")  # options only the metrics rule uses: changing them keeps the features
 
 
-def csim_backend(wildcards):
+def csim_backend_of(video):
     """The CSIM backend the features use (metrics.csim_backend auto: ArcFace once its file exists): a param, so that
-    fetching the ArcFace model later reruns the features instead of mixing backends."""
+    fetching the ArcFace model later reruns the features instead of mixing backends. Resolved once per run (and per
+    overridden video), not per job."""
     from neural_renderer.config import build_dataclass
     from neural_renderer.metrics.config import MetricsConfig, resolve_csim_backend
 
-    return resolve_csim_backend(build_dataclass(MetricsConfig, stage_config(config, "metrics", wildcards.video)))
+    return resolve_csim_backend(build_dataclass(MetricsConfig, video_stage_config("metrics", video)))
 
 
-def arcface_model(wildcards):
+def arcface_model_of(video):
     """csim_backend arcface: the ONNX file as an input (rule fetch_arcface downloads it to the default path)."""
-    section = stage_config(config, "metrics", wildcards.video)
-    if csim_backend(wildcards) != "arcface":
+    if csim_backend_of(video) != "arcface":
         return []
     from neural_renderer.metrics.config import ARCFACE_DEFAULT
 
-    return [section.get("arcface_model") or ARCFACE_DEFAULT]
+    return [video_stage_config("metrics", video).get("arcface_model") or ARCFACE_DEFAULT]
+
+
+CSIM_BACKEND = per_video(csim_backend_of)
+ARCFACE_MODEL = per_video(arcface_model_of)
 
 
 rule real_features:
@@ -33,7 +37,7 @@ rule real_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
-        arcface=arcface_model,
+        arcface=ARCFACE_MODEL,
     output:
         f"{RESULTS}/{{video}}/metrics/real_test.features.h5",
     log:
@@ -50,7 +54,7 @@ rule real_features:
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
         split=per_video(lambda video: video_stage_config("renderer", video).get("train", {})),
-        csim=csim_backend,
+        csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
@@ -62,7 +66,7 @@ rule rendered_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
-        arcface=arcface_model,
+        arcface=ARCFACE_MODEL,
     output:
         f"{RESULTS}/{{video}}/{{sub}}/{{name}}.features.h5",
     log:
@@ -81,7 +85,7 @@ rule rendered_features:
         runtime=60,
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
+        csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
@@ -94,7 +98,7 @@ rule driving_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
-        arcface=arcface_model,
+        arcface=ARCFACE_MODEL,
     output:
         f"{RESULTS}/{{video}}/reenact/{{driver}}/driving.features.h5",
     log:
@@ -108,7 +112,7 @@ rule driving_features:
         runtime=60,
     params:
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
+        csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
