@@ -5,14 +5,14 @@ import sys
 from pathlib import Path
 
 from neural_renderer.atomic import sweep_stale_temporaries
-from neural_renderer.config import stage_config, validate_config
+from neural_renderer.config import check_overrides, stage_config
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.outputs import AUDIO, BY_STEM, CROSS, DRIVING, REAL_TEST_FEATURES, SELF, wildcard_constraints
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.stages.code_version import code_hash
 from neural_renderer.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, VIDEO_NAME_PATTERN, scan_videos
 
-validate_config(config)  # overrides and cross-field checks beyond the JSON schema
+check_overrides(config)  # beyond the JSON schema, which the Snakefile has validated (filling defaults)
 
 # HDF5's file locking fails or hangs on many shared file systems (NFS, Lustre); our writes are atomic renames of
 # private temporary files, so the locks protect nothing here. Jobs inherit this, locally and on a cluster.
@@ -71,10 +71,19 @@ def cfg(stage, drop=()):
 
 
 def per_video(value):
-    """Params from `value(video)`: one value for every job when no video has overrides, else a function of the job."""
+    """Params from `value(video)`: one value for every job when no video has overrides, else a function of the job
+    (Snakemake calls it per job: a video without overrides gets the value computed once for all of them)."""
     if not OVERRIDDEN:
         return value(None)
-    return lambda wildcards: value(wildcards.video)
+    values = {}
+
+    def of_job(wildcards):
+        key = wildcards.video if wildcards.video in OVERRIDDEN else None
+        if key not in values:
+            values[key] = value(key)
+        return values[key]
+
+    return of_job
 
 
 def all_targets():
@@ -148,23 +157,27 @@ RENDERED_WILDCARDS = wildcard_constraints(VIDEO_NAME_PATTERN)
 FEATURES_IGNORE = ("enabled", "lpips_net")  # read by the metrics jobs alone: changing them keeps the cached features
 
 
-def csim_backend(wildcards):
+def csim_backend_of(video):
     """The CSIM backend the features use (metrics.csim_backend auto: ArcFace once its file exists): a param, so that
-    fetching the ArcFace model later reruns the features instead of mixing backends."""
+    fetching the ArcFace model later reruns the features instead of mixing backends. Resolved once per run (and per
+    overridden video), not per job: at thousands of videos a per-job call is a measurable share of the DAG build."""
     from neural_renderer.config import build_dataclass
     from neural_renderer.metrics.config import MetricsConfig, resolve_csim_backend
 
-    return resolve_csim_backend(build_dataclass(MetricsConfig, stage_config(config, "metrics", wildcards.video)))
+    return resolve_csim_backend(build_dataclass(MetricsConfig, video_stage_config("metrics", video)))
 
 
-def arcface_model(wildcards):
+def arcface_model_of(video):
     """csim_backend arcface: the ONNX file as an input (rule fetch_arcface downloads it to the default path)."""
-    section = stage_config(config, "metrics", wildcards.video)
-    if csim_backend(wildcards) != "arcface":
+    if csim_backend_of(video) != "arcface":
         return []
     from neural_renderer.metrics.config import ARCFACE_DEFAULT
 
-    return [section.get("arcface_model") or ARCFACE_DEFAULT]
+    return [video_stage_config("metrics", video).get("arcface_model") or ARCFACE_DEFAULT]
+
+
+CSIM_BACKEND = per_video(csim_backend_of)
+ARCFACE_MODEL = per_video(arcface_model_of)
 
 
 def metrics_inputs(wildcards):

@@ -11,7 +11,7 @@ rule real_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
-        arcface=arcface_model,
+        arcface=ARCFACE_MODEL,
     output:
         f"{RESULTS}/{{video}}/{REAL_TEST_FEATURES}",
     log:
@@ -28,7 +28,7 @@ rule real_features:
     params:
         frames="real_test",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
+        csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
@@ -40,7 +40,7 @@ rule rendered_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
-        arcface=arcface_model,
+        arcface=ARCFACE_MODEL,
     output:
         f"{RESULTS}/{{video}}/{{folder}}/{{stem}}.features.h5",
     log:
@@ -59,7 +59,7 @@ rule rendered_features:
     params:
         frames="rendered",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
+        csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"
@@ -72,7 +72,7 @@ rule driving_features:
         landmarker=config["models"]["face_landmarker"],
         model=config["models"]["morphable_model"],
         correspondence=rules.correspondence.output[0],
-        arcface=arcface_model,
+        arcface=ARCFACE_MODEL,
     output:
         f"{RESULTS}/{{video}}/{DRIVING.features}",
     log:
@@ -87,7 +87,7 @@ rule driving_features:
     params:
         frames="driving",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
-        csim=csim_backend,
+        csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
         "../workflow_scripts/metric_features.py"

@@ -35,7 +35,7 @@ rule train_renderer:
         runtime=lambda wildcards, attempt: attempt * 720,
     params:
         cfg=cfg("renderer", drop=("enabled", "render")),
-        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.video}/renderer",
+        work_dir=f"{RESULTS}/{{video}}/renderer",  # a string: Snakemake fills in the wildcard (no per-job call)
         code=code_hash("train_renderer"),
     script:
         "../workflow_scripts/train_renderer.py"
