@@ -432,14 +432,14 @@ def test_model_rules_run_on_the_login_node(tmp_path, shared_dir, landmarker_mode
 
 
 # train_renderer at a tiny size (64 px, the tiny architecture of test_renderer_workflow) on d18's 30 frames
-RESUME_ITERATIONS = 150
+RESUME_ITERATIONS = 30
 RESUME_RENDERER = {
     **TINY,
     "model": {**TINY["model"], "resolution": 64},
     "train": {
         **TINY["train"],
         "iterations": RESUME_ITERATIONS,
-        "checkpoint_every": 10,
+        "checkpoint_every": 5,
         "train_frames": 24,
         "test_frames": 6,
         "progress": False,
@@ -509,7 +509,7 @@ def test_train_renderer_cancelled_on_the_gpu_node_resumes_and_equals_an_uninterr
         # the retry resumed from the cancelled job's last checkpoint; its first logged step is the next one
         retry_log = (workdir / "logs" / "d18" / "train_renderer.log").read_text()
         resumed = int(re.search(r"resumed from \S+ at iteration (\d+)", retry_log).group(1))
-        assert seen <= resumed < RESUME_ITERATIONS and resumed % 10 == 0, (seen, resumed)
+        assert seen <= resumed < RESUME_ITERATIONS and resumed % 5 == 0, (seen, resumed)
         assert int(re.search(r" it (\d+) ", retry_log).group(1)) == resumed + 1
         rows = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
         assert [row["iteration"] for row in rows] == list(range(1, RESUME_ITERATIONS + 1))
