@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import gzip
-import re
+import os
 import zipfile
 
 import numpy as np
 import pytest
+import yaml
+from test_workflow import dry_run_jobs
 
 from neural_renderer.assets import ASSETS, ICT_FACEKIT_COMMIT
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.morphable import convert_ict_objs
 from neural_renderer.stages.models import ICT_MODEL_FILES, extract_facexmodel
 
+MODEL_RULES = {"download_face_landmarker", "build_ict_model", "fetch_arcface"}
 TWO = {k: ICT_MODEL_FILES[k] for k in ("FaceXModel/generic_neutral_mesh.obj", "FaceXModel/jawOpen.obj")}
 
 
@@ -55,13 +58,37 @@ def test_edited_model_file_is_refused(shared_dir, tmp_path):
     assert not (tmp_path / "objs" / "FaceXModel" / "jawOpen.obj").exists()
 
 
-def test_rules_download_the_registered_assets(repo_dir):
-    text = (repo_dir / "rules" / "models.smk").read_text()
-    # downloads run where Snakemake runs (a cluster's login node), not on compute nodes that may lack internet
-    assert re.search(r"localrules:\s+download_face_landmarker,\s+build_ict_model,\s+fetch_arcface,", text)
-    for name in ("face_landmarker", "ict_facekit"):
-        assert f'name="{name}"' in text and name in ASSETS
+@pytest.mark.slow
+def test_snakemake_plans_the_model_rules_when_their_files_are_missing(tmp_path, shared_dir):
+    """A fresh project (model paths at their defaults under resources/, ArcFace CSIM asked for): Snakemake's own plan
+    (dry run with profiles/slurm) downloads and builds each model once, before the jobs that need it. That they run
+    on the login node (localrules) is checked on a real SLURM cluster: tests/test_slurm.py."""
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    os.symlink(shared_dir / "testdata" / "videos" / "d0.mp4", tmp_path / "data" / "raw" / "d0.mp4")
+    config = {
+        "raw_dir": "data/raw",
+        "results_dir": "results",
+        "renderer": {"enabled": True},
+        "metrics": {"enabled": True, "csim_backend": "arcface"},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(tmp_path)
+    models = {job["rule"]: job for job in jobs if job["rule"] in MODEL_RULES}
+    assert {rule: job["output"] for rule, job in models.items()} == {
+        "download_face_landmarker": ["resources/models/face_landmarker.task"],
+        "build_ict_model": ["resources/models/ict_face_light_face.npz"],
+        "fetch_arcface": ["resources/models/w600k_r50.onnx"],
+    }
+    assert [job["rule"] for job in jobs].count("download_face_landmarker") == 1
+    assert all(job["log"] and "gpu" not in job["resources"] for job in models.values())
+    # the jobs that read the models come after them (the plan is printed in an order that respects dependencies)
+    order = [job["rule"] for job in jobs]
+    for rule, needs in (("track", "download_face_landmarker"), ("correspondence", "build_ict_model")):
+        assert order.index(needs) < order.index(rule), order
+    assert order.index("fetch_arcface") < min(i for i, r in enumerate(order) if r.endswith("_features"))
     assert ASSETS["face_landmarker"].sha256 == "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+    asset = ASSETS["insightface_buffalo_l"]
+    assert asset.url.endswith("/v0.7/buffalo_l.zip") and len(asset.sha256) == 64
 
 
 # --------------------------------------------------------------------------------- eyeballs through the converter
@@ -122,10 +149,3 @@ def test_arcface_is_extracted_from_the_buffalo_pack_and_verified(tmp_path):
     (tmp_path / "d.zip").write_bytes(b"not a zip")
     with pytest.raises(PipelineInputError, match="not a zip"):
         extract_arcface(tmp_path / "d.zip", tmp_path / "x.onnx")
-
-
-def test_arcface_rule_and_asset_are_registered(repo_dir):
-    text = (repo_dir / "rules" / "models.smk").read_text()
-    assert "rule fetch_arcface" in text and '"resources/models/w600k_r50.onnx"' in text
-    asset = ASSETS["insightface_buffalo_l"]
-    assert asset.url.endswith("/v0.7/buffalo_l.zip") and len(asset.sha256) == 64

@@ -8,7 +8,7 @@ import os
 
 import h5py
 import pytest
-from test_workflow import REPO, cut_clip, planned_jobs, snakemake, write_config
+from test_workflow import REPO, cut_clip, dry_run_jobs, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +81,26 @@ def test_renderer_override_reruns_only_the_renderer_of_that_video(renderer_workf
         write_config(workdir, shared, renderer=TINY)
 
 
-def test_renderer_rules_ask_for_a_gpu_and_retry_with_more_time():
-    text = (REPO / "rules" / "renderer.smk").read_text()
-    train_block = text.split("rule render:")[0]
-    assert "gpu=1" in train_block and "retries: 2" in train_block and "attempt * 720" in train_block
-    for block in text.split("\nrule ")[1:]:
-        assert "log:" in block and "conda:" in block and "code=code_hash(" in block
+def test_slurm_plan_gives_the_renderer_rules_a_gpu_threads_memory_time_and_logs(renderer_workflow):
+    """What Snakemake plans with profiles/slurm (its dry run), not the text of renderer.smk. The retry with more time
+    is run for real in tests/test_slurm.py (train_renderer cancelled and resumed)."""
+    workdir, _, _ = renderer_workflow
+    jobs = {job["rule"]: job for job in dry_run_jobs(workdir, "--forcerun", "train_renderer")}
+    assert set(jobs) == {"train_renderer", "render"}, jobs
+    train, render = jobs["train_renderer"], jobs["render"]
+    assert train["threads"] == 4 and render["threads"] == 2
+    assert {k: train["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
+        "gpu": 1,
+        "mem_mb": 32000,
+        "runtime": 720,
+    }
+    assert {k: render["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
+        "gpu": 1,
+        "mem_mb": 16000,
+        "runtime": 60,
+    }
+    assert train["log"] == ["logs/d0/train_renderer.log"] and render["log"] == ["logs/d0/render.log"]
+    assert train["benchmark"] == "logs/d0/train_renderer.benchmark.tsv"
+    # checkpoints are not outputs: Snakemake never deletes them before a retry, so the retry can resume
+    assert train["output"] and not [o for o in train["output"] if "checkpoints" in o]
     assert os.path.isfile(REPO / "envs" / "renderer.yaml")

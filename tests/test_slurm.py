@@ -22,13 +22,20 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import torch
+from test_model_downloads import ict_archive
 from test_profiles import write_probe_workflow
+from test_renderer_workflow import TINY
 from test_workflow import cut_clip, write_config
+
+from neural_renderer.assets import ASSETS, MIRROR_ENV
+from neural_renderer.stages import train_renderer
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -381,3 +388,135 @@ def test_gpu_rule_gets_a_gpu(tmp_path, shared_dir, partition):
     assert env["SLURM_JOB_ID"] == ids["rule_probe"][-1] and env["SLURM_GPUS_ON_NODE"] == "1", env
     assert env.get("CUDA_VISIBLE_DEVICES"), "no GPU made visible to the job"
     assert env["HDF5_USE_FILE_LOCKING"] == "FALSE"
+
+
+MODEL_FILES = {
+    "face_landmarker.task": "download_face_landmarker",
+    "ict_face_light_face.npz": "build_ict_model",
+    "w600k_r50.onnx": "fetch_arcface",
+}
+
+
+def test_model_rules_run_on_the_login_node(tmp_path, shared_dir, landmarker_model, partition):
+    """download_face_landmarker, build_ict_model and fetch_arcface are localrules: through profiles/slurm they run in
+    Snakemake's own process (where a cluster's login node has internet), never through sbatch. The files come from a
+    mirror folder (PORTRAIT_ASSET_MIRROR): the landmarker arrives; the ICT archive there holds 2 of the 158 pinned
+    files and the ArcFace pack is a stand-in, so those two fail, each on the login node with its one-line reason."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copyfile(landmarker_model, mirror / "face_landmarker.task")
+    ict_archive(shared_dir, mirror / ASSETS["ict_facekit"].filename)
+    with zipfile.ZipFile(mirror / ASSETS["insightface_buffalo_l"].filename, "w") as z:
+        z.writestr("w600k_r50.onnx", b"stand-in")
+    workdir = tmp_path / "wd"
+    (workdir / "data" / "raw").mkdir(parents=True)
+    (workdir / "config.yaml").write_text("raw_dir: data/raw\nresults_dir: results\n")
+    models = workdir / "resources" / "models"
+    targets = [str(models.relative_to(workdir) / name) for name in MODEL_FILES]
+    cmd = snakemake_cmd(*targets, "--keep-going", "--retries", "0", *CLUSTER_ARGS)
+    env = {**run_env(partition), MIRROR_ENV: str(mirror)}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert sorted(re.findall(r"^localrule (\w+):", text, re.M)) == sorted(MODEL_FILES.values()), text[-4000:]
+    assert not submissions(text) and "SLURM jobid" not in text, text[-4000:]
+    assert (models / "face_landmarker.task").is_file() and proc.returncode != 0
+    assert "pinned files missing" in (workdir / "logs/models/ict_face_light_face.log").read_text()
+    assert "sha256 mismatch" in (workdir / "logs/models/w600k_r50.log").read_text()
+
+
+# train_renderer at a tiny size (64 px, the tiny architecture of test_renderer_workflow) on d18's 30 frames
+RESUME_ITERATIONS = 30
+RESUME_RENDERER = {
+    **TINY,
+    "model": {**TINY["model"], "resolution": 64},
+    "train": {
+        **TINY["train"],
+        "iterations": RESUME_ITERATIONS,
+        "checkpoint_every": 5,
+        "train_frames": 24,
+        "test_frames": 6,
+        "progress": False,
+    },
+}
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, log: Path, checkpoint: Path) -> dict[str, str]:
+    """The running SLURM job of train_renderer, once it has written a checkpoint."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"snakemake ended ({proc.returncode}) before a checkpoint:\n{log.read_text()[-4000:]}")
+        m = RUN_ID.search(log.read_text())
+        running = [
+            job
+            for job in (squeue("--name", m.group(1)) if m else [])
+            if job["comment"].startswith("rule_train_renderer") and job["state"] == "RUNNING"
+        ]
+        if running and checkpoint.is_file():
+            return running[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint of train_renderer within 600 s:\n{log.read_text()[-4000:]}")
+
+
+def test_train_renderer_cancelled_on_the_gpu_node_resumes_and_equals_an_uninterrupted_run(
+    slurm_run, shared_dir, tmp_path
+):
+    """train_renderer through profiles/slurm on the fake GPU: scancel once a checkpoint exists; Snakemake resubmits it
+    (attempt 2: twice the time limit), the retry resumes from the checkpoint (the iteration count continues) and
+    its model equals that of an uninterrupted run of the same configuration."""
+    workdir, env = slurm_run["workdir"], slurm_run["env"]
+    out = workdir / "results" / "d18" / "renderer"
+    checkpoint, log = out / "checkpoints" / "last.pt", workdir / "train_renderer.log"
+    write_config(workdir, shared_dir, renderer=RESUME_RENDERER)
+    # this test node has 2 CPUs and less memory than a GPU node: the thread and memory requests shrink to fit
+    cmd = snakemake_cmd(
+        "results/d18/renderer/model.pt",
+        "--set-threads",
+        "train_renderer=2",
+        "--set-resources",
+        "train_renderer:mem_mb=2000",
+        *CLUSTER_ARGS,
+    )
+    try:
+        with open(log, "w") as stream:
+            proc = subprocess.Popen(cmd, cwd=workdir, stdout=stream, stderr=subprocess.STDOUT, env=env)
+        try:
+            first = wait_for_checkpoint(proc, log, checkpoint)
+            seen = torch.load(checkpoint, weights_only=True)["iteration"]
+            subprocess.run(["scancel", first["id"]], check=True)
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                m = RUN_ID.search(log.read_text())  # a failed test leaves no job behind on the cluster
+                for job in squeue("--name", m.group(1)) if m else []:
+                    subprocess.run(["scancel", job["id"]], check=False)
+        text = log.read_text()
+        assert proc.returncode == 0, text[-4000:]
+        assert 0 < seen < RESUME_ITERATIONS
+        # one Snakemake job, two SLURM jobs: the cancelled one and its retry, with attempt 2's time (2 x 720 min)
+        (ids,) = submissions(text).values()
+        jobs = {job["id"]: job for job in squeue("--jobs", ",".join(ids))}
+        assert ids[0] == first["id"] and len(ids) == 2, ids
+        assert [jobs[i]["state"] for i in ids] == ["CANCELLED", "COMPLETED"], jobs
+        assert [jobs[i]["time_limit"] for i in ids] == ["12:00:00", "1-00:00:00"], jobs
+        assert re.search(r"rule train_renderer:.*?runtime=1440", text, re.S)
+        # the retry resumed from the cancelled job's last checkpoint; its first logged step is the next one
+        retry_log = (workdir / "logs" / "d18" / "train_renderer.log").read_text()
+        resumed = int(re.search(r"resumed from \S+ at iteration (\d+)", retry_log).group(1))
+        assert seen <= resumed < RESUME_ITERATIONS and resumed % 5 == 0, (seen, resumed)
+        assert int(re.search(r" it (\d+) ", retry_log).group(1)) == resumed + 1
+        rows = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+        assert [row["iteration"] for row in rows] == list(range(1, RESUME_ITERATIONS + 1))
+        # the same as an uninterrupted run of the same configuration (what the rule passes: no enabled/render)
+        cfg = {k: v for k, v in RESUME_RENDERER.items() if k not in ("enabled", "render")}
+        reference = tmp_path / "reference" / "model.pt"
+        train_renderer.run(workdir / "results" / "d18" / "tracking.h5", reference, cfg=cfg)
+        a, b = torch.load(reference, weights_only=True), torch.load(out / "model.pt", weights_only=True)
+        assert a["config"] == b["config"] and a["generator"].keys() == b["generator"].keys()
+        for key in a["generator"]:
+            torch.testing.assert_close(b["generator"][key], a["generator"][key], msg=key)
+    finally:  # leave the run as the other tests of this module expect it
+        write_config(workdir, shared_dir)
+        shutil.rmtree(out, ignore_errors=True)

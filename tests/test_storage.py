@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from neural_renderer.atomic import sweep_stale_temporaries
+from neural_renderer.atomic import sweep_stale_temporaries, temporary_path
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.storage import (
     assemble_tracking,
@@ -118,6 +118,49 @@ def test_killed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
             raise KeyboardInterrupt  # the job is killed half-way through writing
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["crop.h5"]
+
+
+SIGKILLED_WRITER = """
+import sys
+import numpy as np
+from neural_renderer.storage import write_stage
+t = 6000  # about 34 MB of gzip-compressed landmarks (incompressible): killed after its first megabyte
+rng = np.random.default_rng(1)
+arrays = {"boxes": rng.random((t, 3)), "landmarks": rng.random((t, 478, 3), dtype=np.float32),
+          "valid": np.ones(t, bool)}
+prov = dict(video="v", source_path="/data/v.mp4", source_sha256="cd" * 32, stage_config={"a": 2})
+write_stage(sys.argv[1], "crop", arrays, **prov, attrs={"resolution": 512})
+"""
+
+
+def test_sigkill_mid_write_keeps_the_previous_version_and_the_sweep_removes_the_leftover(tmp_path):
+    """A stage writer (write_stage) in its own process, killed by SIGKILL from outside while its temporary file grows:
+    the previous version stays whole and readable, nothing half-written takes the final name, and the workflow's
+    start-up sweep (sweep_stale_temporaries, rules/common.smk) removes the dead writer's `.crop.h5.tmp-HOST-PID`."""
+    path = tmp_path / "crop.h5"
+    write_stage(path, "crop", _crop_arrays(), **PROV, attrs={"resolution": 256})
+    before = path.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", SIGKILLED_WRITER, str(path)], env=env)
+    tmp = temporary_path(path, pid=proc.pid)  # .crop.h5.tmp-HOST-PID
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp.exists() and tmp.stat().st_size > 1_000_000):
+            assert proc.poll() is None, f"the writer ended ({proc.returncode}) before it was killed"
+            assert time.monotonic() < deadline, "the writer's temporary file did not grow within 120 s"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before  # the final name still holds the previous, complete version
+    assert read_stage(path, "crop")["landmarks"].shape == (5, 478, 3) and read_attrs(path)["resolution"] == 256
+    assert sorted(p.name for p in tmp_path.iterdir()) == [tmp.name, "crop.h5"]  # the killed writer's leftover
+    with pytest.raises(PipelineInputError):  # and it is not a readable stage file
+        read_stage(tmp, "crop")
+    assert sweep_stale_temporaries(tmp_path) == [tmp]
+    assert [p.name for p in tmp_path.iterdir()] == ["crop.h5"] and path.read_bytes() == before
 
 
 def test_corrupt_or_missing_file_gives_clear_error(tmp_path):

@@ -54,6 +54,48 @@ def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, str]]:
     return jobs
 
 
+def profile_dir(name: str = "slurm") -> Path:
+    """A profile shipped in profiles/ (the SLURM one by default: what a cluster run plans and submits)."""
+    path = REPO / "profiles" / name
+    assert path.is_dir(), f"no profile {name!r} in {REPO / 'profiles'}"
+    return path
+
+
+def dry_run_jobs(workdir: Path, *args: str, profile: str = "slurm") -> list[dict]:
+    """The jobs Snakemake plans with a profile (`--dry-run`), as it prints them: rule, wildcards, threads, resources,
+    log, output and benchmark per job (group jobs included). --cores 64 so that no thread count is clamped to the
+    cores of this machine (a cluster job's is not)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(profile_dir(profile))]
+    cmd += ["--dry-run", "--cores", "64", *args]
+    proc = subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600
+    )
+    assert proc.returncode == 0, f"snakemake --dry-run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    jobs = []
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m or m.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^\s+(\w+): (.*)$", block, re.M))
+        resources = {}
+        for item in fields.get("resources", "").split(", "):
+            key, _, value = item.partition("=")
+            if key:
+                resources[key] = int(value) if value.isdigit() else value
+        jobs.append(
+            {
+                "rule": m.group(1),
+                "wildcards": fields.get("wildcards", ""),
+                "threads": int(fields.get("threads", 1)),
+                "resources": resources,
+                "log": fields.get("log", "").split(", ") if fields.get("log") else [],
+                "output": fields.get("output", "").split(", ") if fields.get("output") else [],
+                "benchmark": fields.get("benchmark"),
+            }
+        )
+    return jobs
+
+
 def write_config(workdir: Path, shared: Path, **sections) -> None:
     config = {
         "raw_dir": "data/raw",
