@@ -13,7 +13,6 @@ from neural_renderer.fitting import (
     FitConfig,
     blendshapes_to_expression,
     default_intrinsics,
-    fit_sequence,
     fit_sequence_refined,
     project_model_points,
     select_keyframes,
@@ -131,13 +130,16 @@ def test_blendshape_prior_decides_what_the_landmarks_do_not_see(ict):
     init[:, unseen] = 0.7
     matched = np.zeros(ict.n_expression, bool)
     matched[unseen] = True
-    cfg = FitConfig(identity_frames=10, iterations_identity=5, iterations_sequence=5)
-    res = fit_sequence(s["noisy"], np.ones(20, bool), s["sub"], 512, cfg, init_expression=init, init_matched=matched)
+    cfg = FitConfig(identity_frames=10, iterations_identity=5, iterations_sequence=5, refine_radius=0.0)
+    res = fit_sequence_refined(
+        s["noisy"], np.ones(20, bool), ict, vertices, 512, cfg, init_expression=init, init_matched=matched
+    )
     np.testing.assert_allclose(res.expression[:, unseen], 0.7 * 0.5 / (0.5 + 0.05), atol=0.02)  # prior vs zero prior
-    off = fit_sequence(
+    off = fit_sequence_refined(
         s["noisy"],
         np.ones(20, bool),
-        s["sub"],
+        ict,
+        vertices,
         512,
         replace(cfg, w_blendshape_prior=0.0),
         init_expression=init,
@@ -213,7 +215,7 @@ def test_synthetic_recovery(ict):
     pts = s["noisy"].copy()
     pts[~valid] = np.nan
     pts[5, :7] = np.nan  # a few missing points in a valid frame are ignored
-    res = fit_sequence(pts, valid, s["sub"], 512, FitConfig())
+    res = fit_sequence_refined(pts, valid, ict, vertices, 512, FitConfig(refine_radius=0.0))
     ok = res.valid
     assert (ok == valid).all()
     assert np.nanmean(res.reprojection_error_px) < 1.0
@@ -240,20 +242,18 @@ def test_synthetic_recovery(ict):
 
 
 def test_fit_rejects_bad_input(ict):
-    sub = ict.subset(ict.landmarks_68)
-    with pytest.raises(ValueError, match="subset"):
-        fit_sequence(np.zeros((3, 10, 2)), np.ones(3, bool), sub, 512)
+    with pytest.raises(ValueError, match="68 correspondence vertices but points2d has 10 landmarks"):
+        fit_sequence_refined(np.zeros((3, 10, 2)), np.ones(3, bool), ict, ict.landmarks_68, 512)
     from neural_renderer.errors import PipelineInputError
 
     with pytest.raises(PipelineInputError):
-        fit_sequence(np.full((3, 68, 2), np.nan), np.zeros(3, bool), sub, 512)
+        fit_sequence_refined(np.full((3, 68, 2), np.nan), np.zeros(3, bool), ict, ict.landmarks_68, 512)
 
 
 def test_to_arrays_matches_the_storage_schema(ict):
     s = _synthetic_sequence(ict, ict.landmarks_68, n_frames=8)
-    res = fit_sequence(
-        s["noisy"], np.ones(8, bool), s["sub"], 512, FitConfig(iterations_identity=3, iterations_sequence=2)
-    )
+    cfg = FitConfig(iterations_identity=3, iterations_sequence=2)
+    res = fit_sequence_refined(s["noisy"], np.ones(8, bool), ict, ict.landmarks_68, 512, cfg)
 
     class Corr:
         mediapipe_idx = np.arange(68)
@@ -327,12 +327,13 @@ def test_real_d0_fit_generic_correspondence(d0_track, ict):
     """Without refinement the generic correspondence's per-landmark bias stays in the error (see fit.py)."""
     corr = d0_track["corr"]
     pts = d0_track["crop"][:, corr.mediapipe_idx, :2]
-    res = fit_sequence(
+    res = fit_sequence_refined(
         pts,
         d0_track["valid"],
-        ict.subset(corr.model_vertex),
+        ict,
+        corr.model_vertex,
         512,
-        FitConfig(),
+        FitConfig(refine_radius=0.0),
         init_expression=d0_track["init"],
         point_weights=corr.weight,
     )

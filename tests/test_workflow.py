@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE_RULES = {"ingest", "track", "crop", "fit", "gaze", "assemble", "qc"}
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def snakemake(workdir: Path, *args: str, check: bool = True, repo: Path = REPO) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--cores", "2", *args]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=1200)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -38,9 +38,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, str]]:
-    """(rule, video) pairs that a dry run would execute."""
-    proc = snakemake(workdir, "--dry-run", *args)
+def planned_jobs(workdir: Path, *args: str, repo: Path = REPO) -> set[tuple[str, str]]:
+    """(rule, video) pairs that a dry run would execute (with the workflow and package of `repo`)."""
+    proc = snakemake(workdir, "--dry-run", *args, repo=repo)
     text = proc.stdout + proc.stderr
     if re.search(r"Nothing to be done", text):
         return set()
@@ -301,6 +301,56 @@ def test_override_for_one_video_reruns_only_that_video(workflow):
     finally:
         write_config(workdir, shared)
     assert jobs == {("qc", "d18")}
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    """The workflow and package copied (file times kept: Snakemake reruns a rule whose script is newer than its
+    outputs), so a test can edit the code and ask a dry run what that reruns."""
+    copy = tmp_path_factory.mktemp("repo")
+    for part in ("Snakefile", "config.schema.yaml", "rules", "neural_renderer", "workflow_scripts", "envs", "report"):
+        if (REPO / part).is_dir():
+            shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO / part, copy / part)
+    return copy
+
+
+def planned_after_edit(workdir: Path, repo: Path, path: Path, edit) -> set[tuple[str, str]]:
+    """The dry run's jobs with the file at `path` (inside `repo`) edited by `edit(text)`, then restored."""
+    text = path.read_text()
+    path.write_text(edit(text))
+    try:
+        return planned_jobs(workdir, repo=repo)
+    finally:
+        path.write_text(text)
+
+
+def test_docstring_or_comment_edit_reruns_nothing(workflow, repo_copy):
+    workdir, _, _, _ = workflow
+    config_py = repo_copy / "neural_renderer" / "config.py"
+    assert config_py.read_text().startswith('"""Workflow configuration')
+
+    def reworded(text):
+        return text.replace('"""Workflow configuration', '"""Configuration of the workflow', 1) + "\n# a comment\n"
+
+    assert planned_after_edit(workdir, repo_copy, config_py, reworded) == set()
+
+
+def test_logic_edit_reruns_the_stages_that_import_it(workflow, repo_copy):
+    workdir, _, _, _ = workflow
+    package = repo_copy / "neural_renderer"
+
+    def logic(text):
+        return text + "\n_EDITED = 1\n"
+
+    # config.py is imported by ingest, crop, gaze, qc, ... (the hand-kept table listed none of them)
+    jobs = planned_after_edit(workdir, repo_copy, package / "config.py", logic)
+    assert ("crop", "d0") in jobs and {rule for rule, _ in jobs} == STAGE_RULES
+    # crop's smoothing: crop and what reads its output rerun, tracking does not
+    jobs = planned_after_edit(workdir, repo_copy, package / "crop" / "smoothing.py", logic)
+    assert {rule for rule, _ in jobs} == {"crop", "fit", "gaze", "assemble", "qc"}
+    assert {video for _, video in jobs} == {"d0", "d18", "damaged"}
 
 
 def test_invalid_config_fails_before_any_job(workflow):

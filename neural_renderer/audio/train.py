@@ -19,6 +19,7 @@ from neural_renderer.audio.features import audio_features
 from neural_renderer.audio.model import ExpressionNet, PoseNet, neighbour_index, pose_to_matrix
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.optim import check_finite, optimiser_step
 from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
 from neural_renderer.reenact.transfer import rotation_mean
 from neural_renderer.renderer.data import split_counts
@@ -215,12 +216,9 @@ def train_audio(
             x = x + t.feature_noise * torch.randn_like(x)
         loss, terms = step_loss(centre, x)
         row = {"iteration": it + 1, **{k: v.item() for k, v in terms.items()}}
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimiser_step(opt, loss)
         row["loss"] = loss.item()
-        if not np.isfinite(row["loss"]):
-            raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {row}")
+        check_finite(row, "loss", f"at iteration {it + 1}")
         losses.append(row)
         if t.log_every and (it + 1) % t.log_every == 0:
             log.info(

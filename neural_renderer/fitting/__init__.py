@@ -18,7 +18,6 @@ from .config import FitConfig, GazeConfig
 from .fit import (
     FitResult,
     blendshapes_to_expression,
-    fit_sequence,
     fit_sequence_refined,
     fit_tracked_landmarks,
     interpolate_invalid,
@@ -63,7 +62,6 @@ __all__ = [
     "default_intrinsics",
     "estimate_gaze",
     "eyeball_centers_model",
-    "fit_sequence",
     "fit_sequence_refined",
     "fit_tracked_landmarks",
     "gaze_from_fit",

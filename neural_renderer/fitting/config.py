@@ -10,7 +10,7 @@ __all__ = ["FitConfig", "GazeConfig"]
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Settings of ``fit_sequence``.
+    """Settings of ``fit_sequence_refined``.
 
     Loss weights are relative to the landmark term, which is the weighted mean squared reprojection error in pixels
     of a 512 px crop (residuals are rescaled by 512 / image_size), so the same weights work at every resolution.
@@ -39,9 +39,9 @@ class FitConfig:
     tolerance: float = 1e-3
     """stop a stage when an accepted step lowers the cost by less than this fraction."""
     refine_radius: float = 0.5
-    """fit_sequence_refined: how far (model units, cm for ICT) a correspondence may slide on the mesh; 0 = off."""
+    """How far (model units, cm for ICT) a correspondence may slide on the mesh; 0 = off."""
     refine_rounds: int = 2
-    """fit_sequence_refined: refinement / key-frame refit rounds."""
+    """Refinement / key-frame refit rounds."""
 
     # weights (cost terms in solver.py)
     w_landmark: float = 1.0

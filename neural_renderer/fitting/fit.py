@@ -9,7 +9,8 @@ once rather than a per-frame loop:
 3. all frames, identity fixed: pose and expression with priors and temporal smoothness, started from the key
    frames' values interpolated over time. Frames are then coupled only through smoothness (a banded system), the
    cheapest kind of step.
-``fit_sequence_refined`` adds a per-video correspondence refinement between 2 and 3 (``refine_correspondence``).
+Between 2 and 3, a per-video correspondence refinement (``refine_correspondence``, ``cfg.refine_radius`` > 0) lets
+each landmark's vertex slide to a better one for this face, and the key frames are fitted again.
 Invalid frames contribute no data term; their parameters are interpolated from the nearest valid frames at the end.
 
 Pose convention: see ``camera.py`` (X_cam = R @ X_model + t, R = FLIP_YZ @ R_head).
@@ -36,7 +37,6 @@ from .solver import SequenceProblem, SequenceState, lm_solve, sequence_cost
 
 __all__ = [
     "FitResult",
-    "fit_sequence",
     "fit_sequence_refined",
     "refine_correspondence",
     "project_model_points",
@@ -66,7 +66,7 @@ class FitResult:
     image_size: int
     expression_names: list[str]
     model_vertex: np.ndarray | None = None
-    """(L,) vertex of each correspondence actually used (set by ``fit_sequence_refined``; None: as given)."""
+    """(L,) vertex of each correspondence actually used (the refined ones; None: as given)."""
     keyframes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     loss_history: list[float] = field(default_factory=list)
     """total cost at the start of each stage and after each accepted step, all stages concatenated."""
@@ -83,7 +83,7 @@ class FitResult:
         """Arrays of the ``fit`` storage stage.
 
         ``correspondence`` (with mediapipe_idx, model_vertex) adds correspondence_mediapipe / correspondence_vertex;
-        the vertices are the refined ones when this result comes from ``fit_sequence_refined``.
+        the vertices are the refined ones (``model_vertex``) when the result has them.
         """
         out: dict[str, np.ndarray] = {
             "identity": self.identity.astype(np.float32),
@@ -181,6 +181,31 @@ def select_keyframes(valid: np.ndarray, count: int) -> np.ndarray:
     return idx[np.unique(np.round(np.linspace(0, len(idx) - 1, count)).astype(np.int64))]
 
 
+def _identity_shape(neutral: np.ndarray, identity_basis: np.ndarray, identity: np.ndarray) -> np.ndarray:
+    """s = s_0 + sum_k alpha_k I_k: (N, 3) neutral-expression shape of the identity coefficients (the first
+    len(alpha) of the (Ki, N, 3) basis)."""
+    a = np.asarray(identity, dtype=np.float64)
+    return neutral + np.tensordot(a, identity_basis[: len(a)], axes=1)
+
+
+def _project(
+    shape: np.ndarray,
+    expression_basis: np.ndarray,
+    expression: np.ndarray,
+    rotation: np.ndarray,
+    translation: np.ndarray,
+    intrinsics: np.ndarray,
+) -> np.ndarray:
+    """The model -> camera -> image step: u_tv = pi_K(R_t (s_v + sum_k beta_tk E_kv) + t_t), (T, N, 2) crop px.
+
+    shape (N, 3) (``_identity_shape``), expression_basis (Ke, N, 3), expression (T, Ke), rotation (T, 3, 3) full
+    model -> camera (flip included), translation (T, 3), intrinsics (4,) fx, fy, cx, cy.
+    """
+    verts = shape[None] + np.tensordot(expression, expression_basis, axes=1)
+    cam = np.einsum("tij,tvj->tvi", rotation, verts) + translation[:, None, :]
+    return project_points_np(cam, intrinsics)
+
+
 @dataclass(frozen=True)
 class _Data:
     """Validated inputs of one fit, in the model's restricted bases (numpy, float64)."""
@@ -217,10 +242,7 @@ def _prepare(
     id_full = np.asarray(model.identity_basis)
     exp_full = np.asarray(model.expression_basis)
     if neutral.shape[0] != n_points:
-        raise ValueError(
-            f"model has {neutral.shape[0]} vertices but points2d has {n_points} landmarks; "
-            "pass model.subset(correspondence.model_vertex)"
-        )
+        raise ValueError(f"{neutral.shape[0]} correspondence vertices but points2d has {n_points} landmarks")
     ki = min(cfg.n_identity, id_full.shape[0])
     ke = exp_full.shape[0] if cfg.n_expression is None else min(cfg.n_expression, exp_full.shape[0])
     w = np.ones(n_points) if point_weights is None else np.asarray(point_weights, dtype=np.float64).reshape(-1)
@@ -437,10 +459,8 @@ def _result(
     rotation = FLIP_YZ[None] @ axis_angle_to_matrix(torch.from_numpy(head_aa)).numpy()
 
     # reprojection error of the final parameters: unweighted mean over the frame's landmarks, crop px
-    shape = data.neutral + np.tensordot(alpha, data.id_basis, axes=1)
-    verts = shape[None] + np.tensordot(beta, data.exp_basis, axes=1)
-    cam = np.einsum("tij,tvj->tvi", rotation, verts) + trans[:, None, :]
-    err = np.where(data.point_ok, np.linalg.norm(project_points_np(cam, intr) - data.pts, axis=2), np.nan)
+    uv = _project(_identity_shape(data.neutral, data.id_basis, alpha), data.exp_basis, beta, rotation, trans, intr)
+    err = np.where(data.point_ok, np.linalg.norm(uv - data.pts, axis=2), np.nan)
     frame_err = np.full(n_frames, np.nan)
     frame_err[ok] = np.nanmean(err[ok], axis=1)
 
@@ -488,44 +508,6 @@ class _Threads:
 # ----------------------------------------------------------------------------------------------------- fit
 
 
-def fit_sequence(
-    points2d: np.ndarray,
-    valid: np.ndarray,
-    model: Any,
-    image_size: int,
-    cfg: FitConfig | None = None,
-    init_expression: np.ndarray | None = None,
-    point_weights: np.ndarray | None = None,
-    device: str | None = None,
-    init_matched: np.ndarray | None = None,
-) -> FitResult:
-    """Fit identity, per-frame expression and pose to the 2D landmarks of a whole sequence.
-
-    points2d: (T, L, 2) crop pixels of the L correspondence landmarks (NaN points are ignored).
-    valid: (T,) frames that have landmarks; the others get interpolated parameters.
-    model: LinearMorphableModel restricted to the L correspondence vertices (``model.subset(corr.model_vertex)``).
-    image_size: crop side in pixels (intrinsics are focal_factor * size, principal point at the centre).
-    init_expression: (T, Ke) start values (``blendshapes_to_expression``), used if cfg.init_from_blendshapes; they
-    are also the blendshape prior's targets (cfg.w_blendshape_prior) for the shapes ``init_matched`` (Ke,) marks
-    (``blendshape_matched``; None: all).
-    point_weights: (L,) per-correspondence weights (``Correspondence.weight``); default all ones.
-    device: overrides cfg.device (torch device of the Jacobian products; the linear solves run on the CPU).
-    """
-    cfg = cfg or FitConfig()
-    t0 = time.perf_counter()
-    dev = torch.device(device or cfg.device)
-    with _Threads(cfg.num_threads):
-        data = _prepare(points2d, valid, model, image_size, cfg, init_expression, point_weights, init_matched)
-        keyframes = select_keyframes(data.frame_ok, cfg.identity_frames)
-        history: list[float] = []
-        stages: dict[str, int] = {}
-        key_state, stages["keyframes"] = _fit_keyframes(
-            data, cfg, dev, None, keyframes, cfg.iterations_identity, history
-        )
-        state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
-        return _result(data, cfg, state, keyframes, t0, history, stages, final, None)
-
-
 def refine_correspondence(
     model: Any,
     model_vertex: np.ndarray,
@@ -552,14 +534,12 @@ def refine_correspondence(
     neutral = np.asarray(model.neutral, dtype=np.float64)
     id_basis = np.asarray(model.identity_basis)
     exp_basis = np.asarray(model.expression_basis)
-    a = np.asarray(identity, dtype=np.float64)
-    shape = neutral + np.tensordot(a, id_basis[: len(a)], axes=1)
+    shape = _identity_shape(neutral, id_basis, identity)
     neighbours = scipy.spatial.cKDTree(shape).query_ball_point(shape[mv], r=float(radius))
     cand = np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in neighbours] + [mv]))
     e = np.asarray(expression, dtype=np.float64)
-    verts = shape[cand][None] + np.tensordot(e, exp_basis[: e.shape[1], cand], axes=1)  # (K, C, 3)
-    cam = np.einsum("kij,kcj->kci", np.asarray(rotation, dtype=np.float64), verts) + np.asarray(translation)[:, None]
-    uv = project_points_np(cam, intrinsics)  # (K, C, 2)
+    rot, tr = np.asarray(rotation, dtype=np.float64), np.asarray(translation)
+    uv = _project(shape[cand], exp_basis[: e.shape[1], cand], e, rot, tr, intrinsics)  # (K, C, 2)
     pos = {int(v): i for i, v in enumerate(cand)}
     pts = np.asarray(points2d, dtype=np.float64)
     ok = np.asarray(point_ok, dtype=bool)
@@ -620,12 +600,21 @@ def fit_sequence_refined(
     device: str | None = None,
     init_matched: np.ndarray | None = None,
 ) -> FitResult:
-    """``fit_sequence`` with per-video correspondence refinement (``refine_correspondence``) on the key frames.
+    """Fit identity, per-frame expression and pose to the 2D landmarks of a whole sequence (the one entry point).
 
-    model: the FULL LinearMorphableModel (it is restricted here, to the refined vertices);
+    points2d: (T, L, 2) crop pixels of the L correspondence landmarks (NaN points are ignored).
+    valid: (T,) frames that have landmarks; the others get interpolated parameters.
+    model: the FULL LinearMorphableModel (it is restricted here, to the correspondence's current vertices);
     model_vertex: (L,) the correspondence's vertices (``Correspondence.model_vertex``). The result's
     ``model_vertex`` holds the refined vertices (store them as the fit's correspondence_vertex).
-    cfg.refine_radius (model units, 0 disables) and cfg.refine_rounds control the refinement.
+    image_size: crop side in pixels (intrinsics are focal_factor * size, principal point at the centre).
+    cfg.refine_radius (model units, 0 disables: the generic correspondence as given) and cfg.refine_rounds control
+    the per-video correspondence refinement (``refine_correspondence``) on the key frames.
+    init_expression: (T, Ke) start values (``blendshapes_to_expression``), used if cfg.init_from_blendshapes; they
+    are also the blendshape prior's targets (cfg.w_blendshape_prior) for the shapes ``init_matched`` (Ke,) marks
+    (``blendshape_matched``; None: all).
+    point_weights: (L,) per-correspondence weights (``Correspondence.weight``); default all ones.
+    device: overrides cfg.device (torch device of the Jacobian products; the linear solves run on the CPU).
     """
     cfg = cfg or FitConfig()
     t0 = time.perf_counter()
@@ -694,12 +683,9 @@ def project_model_points(
     neutral = np.asarray(model.neutral, dtype=np.float64)[idx]
     id_basis = np.asarray(model.identity_basis)[:, idx]
     exp_basis = np.asarray(model.expression_basis)[:, idx]
-    a = np.asarray(identity, dtype=np.float64).reshape(-1)
     e = np.asarray(expression, dtype=np.float64)
     e = e.reshape(1, -1) if e.ndim == 1 else e
-    shape = neutral + np.tensordot(a, id_basis[: len(a)], axes=1)
-    verts = shape[None] + np.tensordot(e, exp_basis[: e.shape[1]], axes=1)
+    shape = _identity_shape(neutral, id_basis, np.asarray(identity, dtype=np.float64).reshape(-1))
     rot = np.asarray(rotation, dtype=np.float64).reshape(-1, 3, 3)
     tr = np.asarray(translation, dtype=np.float64).reshape(-1, 3)
-    cam = np.einsum("tij,tvj->tvi", rot, verts) + tr[:, None, :]
-    return project_points_np(cam, intrinsics)
+    return _project(shape, exp_basis[: e.shape[1]], e, rot, tr, intrinsics)

@@ -1,10 +1,13 @@
 """Training: sample a batch, ask the model's losses, step; atomic checkpoints with exact resume.
 
-Structure: `Trainer` owns the generator, the losses (`PortraitLoss`: perceptual network and discriminator), the two
-optimisers and the batch sampler. A checkpoint holds all of them plus every RNG state, and the run's *identity*
-(model and training settings that shape the run, the split, the input file's sha256): a checkpoint of another run is
-never resumed; training starts over with a warning naming what changed. Only `iterations` (train longer) and
-bookkeeping (logging, checkpoint cadence, progress) may change between a checkpoint and its resume.
+Structure: `train` is the loop (sample a batch, the model's losses, step, record), set up by `build_trainer` and
+`resume`. `Trainer` owns the generator, the losses (`PortraitLoss`: perceptual network and discriminator), the two
+optimisers (stepped by `optim.optimiser_step`, shared with the audio networks) and the batch sampler;
+`Bookkeeping` does what follows a step (loss log, progress, samples, checkpoints). A checkpoint holds all of them
+plus every RNG state, and the run's *identity* (model and training settings that shape the run, the split, the input
+file's sha256): a checkpoint of another run is never resumed; training starts over with a warning naming what
+changed. Only `iterations` (train longer) and bookkeeping (logging, checkpoint cadence, progress) may change between
+a checkpoint and its resume.
 
 GPU habits: the losses stay on the device and are read every `log_every` iterations (one host sync per window, not
 per step); frames sit on the device as uint8 (`FrameCache`); bf16 autocast, fused Adam and channels_last on CUDA.
@@ -30,6 +33,7 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.atomic import atomic_path
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.optim import check_finite, optimiser_step
 from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import FrameCache, TrackingData
@@ -182,17 +186,16 @@ class Trainer:
             fake, low = self.forward(cond.pose, cond.gaze, cond.expression, latent)
             return self.loss(fake, low, real, self.mouth[didx], cond.vector(), iteration)
 
-    def step(self, iteration: int) -> dict[str, torch.Tensor]:
-        """One optimisation step at 0-based `iteration` -> detached loss terms (still on the device)."""
-        idx = torch.randint(self.n_train, (self.cfg.train.batch_size,), generator=self.sampler)
-        terms, loss_d = self.losses(idx, iteration)
-        self.opt_g.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        self.opt_g.step()
+    def sample(self) -> torch.Tensor:
+        """A batch of training frames (positions in the training split), from the run's own seeded sampler."""
+        return torch.randint(self.n_train, (self.cfg.train.batch_size,), generator=self.sampler)
+
+    def step(self, terms: dict[str, torch.Tensor], loss_d: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """One optimisation step of the generator (on `terms["total"]`), then of the discriminator (on `loss_d`)
+        -> detached loss terms (still on the device)."""
+        optimiser_step(self.opt_g, terms["total"])
         if loss_d is not None:
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            optimiser_step(self.opt_d, loss_d)
         return {k: v.detach() for k, v in terms.items()}
 
     def state(self, iteration: int, identity: dict[str, Any]) -> dict[str, Any]:
@@ -268,8 +271,7 @@ class LossLog:
         means = torch.stack([torch.stack([p[k].float() for k in keys]) for p in self.pending]).mean(0).cpu().tolist()
         row = {"iteration": iteration, **dict(zip(keys, means))}
         self.pending.clear()
-        if not np.isfinite(row["total"]):
-            raise FloatingPointError(f"non-finite loss before iteration {iteration}: {row}")
+        check_finite(row, "total", f"before iteration {iteration}")
         self.rows.append(row)
         if self.writer is not None:
             for k in keys:
@@ -310,16 +312,37 @@ def train(
     `hook(iteration, terms)` runs after every step (tests raise from it to simulate a crash).
     """
     t = cfg.train
+    work_dir, model_path = Path(work_dir), Path(model_path)
+    trainer, preset = build_trainer(data, cfg, preset)
+    identity = run_identity(cfg, data)
+    start = resume(trainer, work_dir / "checkpoints" / CHECKPOINT, identity)
+    trainer.gen.train()
+    with Bookkeeping(trainer, data, work_dir, identity, start, hook) as books, _out_of_memory_is_input_error(cfg, data):
+        for it in range(start, t.iterations):
+            idx = trainer.sample()  # a batch
+            terms, loss_d = trainer.losses(idx, it)  # the model's losses
+            books.record(it + 1, trainer.step(terms, loss_d))  # step, then log / checkpoint
+    seconds = books.seconds_per_iteration
+    if start >= t.iterations:
+        log.info("checkpoint already at iteration %d >= %d", start, t.iterations)
+    books.losses.save()
+    final_iter = max(start, t.iterations)
+    save_model(model_path, trainer, cfg, data, final_iter, preset)
+    write_training_report(work_dir, books.losses.rows, preset, cfg, final_iter, seconds, test_samples(trainer, data))
+    return TrainResult(final_iter, start, books.losses.rows, model_path, preset, seconds)
+
+
+def build_trainer(data: TrackingData, cfg: RendererConfig, preset: PresetChoice | None) -> tuple[Trainer, PresetChoice]:
+    """The seeded Trainer on the configured device, and the preset (refused up front when it would take too long
+    on a CPU)."""
+    t = cfg.train
     device = resolve_device(t.device)
     preset = preset or choose_preset(cfg.preset, device)
-    work_dir, model_path = Path(work_dir), Path(model_path)
-    ckpt_path = work_dir / "checkpoints" / CHECKPOINT
     _seed(t.seed)
     trainer = Trainer(cfg, data, device)
     if preset.name == "seed" and device.type != "cuda" and not t.allow_slow_cpu:
-        refuse_slow_cpu(
-            preset, device, trainer.seconds_per_step() * t.iterations, f"training the renderer of {data.path}", False
-        )
+        estimate = trainer.seconds_per_step() * t.iterations
+        refuse_slow_cpu(preset, device, estimate, f"training the renderer of {data.path}", False)
     log.info(
         "renderer preset: %s (%s); %d iterations at %d px, batch %d, on %s",
         preset.name,
@@ -329,61 +352,94 @@ def train(
         t.batch_size,
         device,
     )
-    identity = run_identity(cfg, data)
-    start = 0
-    ckpt = load_checkpoint(ckpt_path, device, identity)
-    if ckpt is not None:
-        start = trainer.load_state(ckpt)
-        log.info("resumed from %s at iteration %d", ckpt_path, start)
-    losses = LossLog(work_dir / "losses.jsonl", start, work_dir / "tensorboard" if t.tensorboard else None)
-    bar = None
-    if t.progress:
-        from tqdm import tqdm
+    return trainer, preset
 
-        bar = tqdm(
-            total=t.iterations, initial=start, unit="it", desc="train renderer", dynamic_ncols=True, mininterval=1.0
-        )
-    trainer.gen.train()
-    t0, done = time.perf_counter(), start
+
+def resume(trainer: Trainer, ckpt_path: Path, identity: dict[str, Any]) -> int:
+    """Load this run's checkpoint into `trainer` when there is one -> the iteration to start from (0 without)."""
+    ckpt = load_checkpoint(ckpt_path, trainer.device, identity)
+    if ckpt is None:
+        return 0
+    start = trainer.load_state(ckpt)
+    log.info("resumed from %s at iteration %d", ckpt_path, start)
+    return start
+
+
+@contextlib.contextmanager
+def _out_of_memory_is_input_error(cfg: RendererConfig, data: TrackingData):
     try:
-        for it in range(start, t.iterations):
-            losses.add(trainer.step(it))
-            done = it + 1
-            if bar is not None:
-                bar.update(1)
-            at_checkpoint = done % t.checkpoint_every == 0 or done == t.iterations
-            if (t.log_every and done % t.log_every == 0) or at_checkpoint:
-                row = losses.flush(done)
-                rate = (done - start) / (time.perf_counter() - t0)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{row['total']:.4f}", l1=f"{row['l1']:.4f}", refresh=False)
-                log.info("it %d  %.2f it/s  %s", done, rate, {k: round(v, 5) for k, v in row.items()})
-            if t.sample_every and done % t.sample_every == 0:
-                write_samples(work_dir / "samples" / f"{done:08d}.png", trainer, data)
-            if at_checkpoint:
-                atomic_save(trainer.state(done, identity), ckpt_path)
-                losses.save()
-            if hook is not None:
-                hook(done, {})
+        yield
     except torch.cuda.OutOfMemoryError:
         raise PipelineInputError(
             data.path,
-            f"out of GPU memory at resolution {data.resolution}, batch {t.batch_size}, width {cfg.model.width}: "
-            "lower renderer.train.batch_size or renderer.model.width/decoder_channels "
+            f"out of GPU memory at resolution {data.resolution}, batch {cfg.train.batch_size}, width "
+            f"{cfg.model.width}: lower renderer.train.batch_size or renderer.model.width/decoder_channels "
             "(progress kept in the last checkpoint)",
         ) from None
-    finally:
-        if bar is not None:
-            bar.close()
-        losses.close()
-    seconds = (time.perf_counter() - t0) / (done - start) if done > start else float("nan")
-    if start >= t.iterations:
-        log.info("checkpoint already at iteration %d >= %d", start, t.iterations)
-    losses.save()
-    final_iter = max(start, t.iterations)
-    save_model(model_path, trainer, cfg, data, final_iter, preset)
-    write_training_report(work_dir, losses.rows, preset, cfg, final_iter, seconds, test_samples(trainer, data))
-    return TrainResult(final_iter, start, losses.rows, model_path, preset, seconds)
+
+
+class Bookkeeping:
+    """What happens after each step: the loss log (a window's mean read once per `log_every`), progress bar,
+    sample grids, atomic checkpoints (with losses.jsonl) and the test hook. A context manager: closes the bar and
+    the TensorBoard writer however the loop ends."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        data: TrackingData,
+        work_dir: Path,
+        identity: dict[str, Any],
+        start: int,
+        hook: Callable[[int, dict[str, torch.Tensor]], None] | None,
+    ):
+        self.t = t = trainer.cfg.train
+        self.trainer, self.data, self.work_dir, self.identity, self.hook = trainer, data, work_dir, identity, hook
+        self.ckpt_path = work_dir / "checkpoints" / CHECKPOINT
+        self.losses = LossLog(work_dir / "losses.jsonl", start, work_dir / "tensorboard" if t.tensorboard else None)
+        self.bar = None
+        if t.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=t.iterations, initial=start, unit="it", desc="train renderer", dynamic_ncols=True, mininterval=1.0
+            )
+        self.start = self.done = start
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> Bookkeeping:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.losses.close()
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        steps = self.done - self.start
+        return (time.perf_counter() - self.t0) / steps if steps > 0 else float("nan")
+
+    def record(self, done: int, terms: dict[str, torch.Tensor]) -> None:
+        """After iteration `done` (1-based count of finished steps) with its detached loss terms."""
+        t = self.t
+        self.losses.add(terms)
+        self.done = done
+        if self.bar is not None:
+            self.bar.update(1)
+        at_checkpoint = done % t.checkpoint_every == 0 or done == t.iterations
+        if (t.log_every and done % t.log_every == 0) or at_checkpoint:
+            row = self.losses.flush(done)
+            rate = (done - self.start) / (time.perf_counter() - self.t0)
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{row['total']:.4f}", l1=f"{row['l1']:.4f}", refresh=False)
+            log.info("it %d  %.2f it/s  %s", done, rate, {k: round(v, 5) for k, v in row.items()})
+        if t.sample_every and done % t.sample_every == 0:
+            write_samples(self.work_dir / "samples" / f"{done:08d}.png", self.trainer, self.data)
+        if at_checkpoint:
+            atomic_save(self.trainer.state(done, self.identity), self.ckpt_path)
+            self.losses.save()
+        if self.hook is not None:
+            self.hook(done, {})
 
 
 @torch.no_grad()
