@@ -36,16 +36,31 @@ SECTIONS = {
     "audio": AUDIO_TINY,
     "metrics": {"enabled": True, "device": "cpu", "batch_size": 8},
     # d6 keeps enough test frames for FVD (2 clips of 16); d0 keeps TINY's 6 (FVD must then say n/a, not fake a value).
-    # d6's renderer trains long enough (about 50 s) to draw a face that dlib finds, so CSIM is measured for real.
+    # d6's renderer is the preview preset's network at 128 px for 600 steps (about a minute and a half on 2 cores),
+    # so that it draws a face dlib finds (CSIM measured for real) and beats the mean frame (the trivial-render test;
+    # the paper's tiny network at 256 px for 600 steps did not: L1 0.0591 against the mean frame's 0.0589).
     "overrides": {
         "d6": {
             "renderer": {
-                "model": {"width": 32, "decoder_channels": 16},
+                "preset": "preview",
+                "model": {
+                    "resolution": 128,
+                    "width": 128,
+                    "feature_dim": 16,
+                    "pixel_freqs": 6,
+                    "pose_freqs": 4,
+                    "gaze_freqs": 4,
+                    "latent_dim": 16,
+                    "decoder_channels": 32,
+                    "decoder_res_blocks": 3,
+                },
                 "train": {
                     "train_frames": 180,
                     "test_frames": 40,
                     "iterations": 600,
                     "batch_size": 4,
+                    "checkpoint_every": 200,
+                    "log_every": 50,
                     "w_adv": 0.0,
                     "w_fm": 0.0,
                 },
@@ -134,7 +149,7 @@ def test_outputs_follow_the_schema_and_records_say_how(evaluation):
     workdir, _, _ = evaluation
     res = workdir / "results"
     cross = read_stage(res / "d6" / "reenact" / "d0" / "reenacted.h5", "rendered")
-    assert cross["frames"].shape == (78, 256, 256, 3) and list(cross["frame_index"]) == list(range(78))
+    assert cross["frames"].shape == (78, 128, 128, 3) and list(cross["frame_index"]) == list(range(78))
     feats = read_stage(res / "d6" / "metrics" / "real_test.features.h5", "features")
     assert feats["inception"].shape == (40, 2048) and feats["i3d"].shape == (2, 400)
     assert feats["identity_valid"].mean() > 0.9 and feats["motion_valid"].mean() > 0.9  # real faces are found
@@ -193,15 +208,18 @@ def test_report_shows_the_metrics_table_and_plot(evaluation):
 def test_the_render_beats_a_mean_frame_render_scored_by_the_same_rules(evaluation):
     """d6's self-reenactment against a trivial render, the mean training frame written over the render's frames (the
     same file, schema and frame indices): Snakemake reruns its `rendered_features` and `metrics` jobs, and every
-    metric that compares with the real frames must favour the trained renderer. Kept last in this module: it puts
+    frame-for-frame metric must favour the trained renderer. Kept last in this module: it puts
     the real render back afterwards (same bytes and times), so that nothing is planned again."""
     workdir, _, _ = evaluation
     out = workdir / "results" / "d6" / "renderer"
     real = json.loads((out / "test_render.metrics.json").read_text())
     kept = {name: (out / name).read_bytes() for name in TRIVIAL_REPLACED}
     times = {name: (os.stat(out / name).st_atime_ns, os.stat(out / name).st_mtime_ns) for name in TRIVIAL_REPLACED}
-    train = SECTIONS["overrides"]["d6"]["renderer"]["train"]
-    data = load_tracking(workdir / "results" / "d6" / "tracking.h5", train["train_frames"], train["test_frames"], 8)
+    d6 = SECTIONS["overrides"]["d6"]["renderer"]
+    train, res = d6["train"], d6["model"]["resolution"]
+    data = load_tracking(
+        workdir / "results" / "d6" / "tracking.h5", train["train_frames"], train["test_frames"], 8, res
+    )
     try:
         with h5py.File(out / "test_render.h5", "r+") as f:
             assert list(f["frame_index"][()]) == list(data.test_idx)  # the frames the renderer was scored on
@@ -217,7 +235,11 @@ def test_the_render_beats_a_mean_frame_render_scored_by_the_same_rules(evaluatio
     ours, mean = real["metrics"], trivial["metrics"]
     for metric in ("l1", "psnr", "ssim", "lpips", "fid", "fvd", "csim"):
         assert math.isfinite(ours[metric]) and math.isfinite(mean[metric]), (metric, ours, mean)
-    lower_is_better, higher_is_better = ("l1", "lpips", "fid", "fvd"), ("psnr", "ssim", "csim")
+    # Frame-for-frame metrics must favour the renderer. The set metrics are only required finite: over 40 frames
+    # FID's covariance has rank <= 39 in 2048 dimensions and a constant render has none, so a constant image scores
+    # well (measured: FID 158 for the mean frame vs 262 for the render, FVD 1103 vs 1583, CSIM 0.964 vs 0.959: dlib
+    # finds the same person in the blurred mean face), which says nothing about the renderer.
+    lower_is_better, higher_is_better = ("l1", "lpips"), ("psnr", "ssim")
     assert all(ours[m] < mean[m] for m in lower_is_better), (ours, mean)
     assert all(ours[m] > mean[m] for m in higher_is_better), (ours, mean)
     assert planned_jobs(workdir) == set()  # the real render is back in place
