@@ -24,9 +24,8 @@ class FeatureConfig:
     # Mel frames per video frame, centred on the frame's timestamp: 32 x 10 ms = 320 ms of context, the span of
     # AD-NeRF's 16 DeepSpeech windows of 20 ms (enough for a phoneme on either side of the current one).
     window: int = 32
-    normalise: str = (
-        "utterance"  # utterance: per-clip mean/variance per mel bin (robust to recording level/channel) | none
-    )
+    # utterance: per-clip mean/variance per mel bin (robust to recording level/channel) | none
+    normalise: str = "utterance"
 
     def __post_init__(self) -> None:
         if self.normalise not in ("utterance", "none"):

@@ -76,9 +76,8 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA only (it is slower on the CPU)
     compile: bool = False  # torch.compile the generator
-    gpu_cache: str = (
-        "auto"  # auto: training frames on the GPU as uint8 when they fit, else pinned host memory | gpu | host
-    )
+    # auto: training frames on the GPU as uint8 when they fit, else pinned host memory | gpu | host
+    gpu_cache: str = "auto"
     tensorboard: bool = False  # also log to renderer/tensorboard/ (needs the optional `tensorboard` package)
     seed: int = 0
     progress: bool = True  # tqdm bar with it/s and loss
