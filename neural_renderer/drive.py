@@ -22,6 +22,7 @@ import numpy as np
 from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.motion_file import align_expression, read_motion_file
+from neural_renderer.outputs import CROSS, SELF
 from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.render import render_params
 from neural_renderer.reenact.transfer import motion_stats, transfer_motion
@@ -148,7 +149,7 @@ def drive(
             attrs={
                 "fps": rate,
                 "resolution": r,
-                "kind": "self" if same else "cross",
+                "kind": SELF.name if same else CROSS.name,
                 "driver": str(motion_path),
                 "target": str(model),
                 "target_model": str(model),

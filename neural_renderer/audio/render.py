@@ -18,6 +18,7 @@ from neural_renderer.audio.train import FORMAT, build_nets
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.outputs import AUDIO
 from neural_renderer.reenact.transfer import (
     motion_stats,
     project_to_rotation,
@@ -126,7 +127,7 @@ def render_audio(
         attrs={
             "fps": fps,
             "resolution": r,
-            "kind": "audio",
+            "kind": AUDIO.name,
             "driver": clip,
             "target": target,
             "audio_model": str(audio_model),

@@ -12,6 +12,7 @@ import numpy as np
 from neural_renderer.assets import sha256_file
 from neural_renderer.config import to_json
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.outputs import CROSS
 from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.transfer import Transferred, check_expression_names, motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer
@@ -91,7 +92,7 @@ def reenact(
         attrs={
             "fps": fps,
             "resolution": r,
-            "kind": "cross",
+            "kind": CROSS.name,
             "driver": driver,
             "target": target,
             "target_model": str(target_model),

@@ -11,6 +11,7 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.outputs import SELF
 from neural_renderer.progress import progress
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData, pose_features, standardise
@@ -144,7 +145,7 @@ def render_test_frames(
         attrs={
             "fps": data.fps,
             "resolution": r,
-            "kind": "self",
+            "kind": SELF.name,
             "driver": video,
             "target": video,
             "test_latent": renderer.cfg.render.test_latent,
