@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 SR = 16000
 TINY_AUDIO = {
     "features": {"n_mels": 40},
-    "model": {"channels": 32, "code_dim": 32, "smooth_frames": 8},
+    "model": {"channels": 32, "code_dim": 32, "smooth_frames": 8, "pose": True},  # N_pose too (off by default)
     "train": {"iterations": 400, "batch_size": 32, "lr": 1e-3, "device": "cpu", "log_every": 0},
     "render": {"device": "cpu"},
 }
@@ -115,6 +115,23 @@ def test_real_speech_from_a_talking_head_clip(tmp_path):
     assert rms.max() > 0.02 and np.percentile(rms, 90) > 4 * np.percentile(rms, 10)
 
 
+def test_expression_net_starts_as_the_mean_and_drives_only_its_coefficients():
+    from neural_renderer.audio.config import AudioNetConfig
+    from neural_renderer.audio.model import ExpressionNet
+
+    torch.manual_seed(0)
+    mean = np.array([0.0, 0.2, 0.5, 0.9, 1.0], np.float32)
+    driven = np.array([False, True, False, True, True])
+    net = ExpressionNet(8, 16, mean, driven, AudioNetConfig(channels=4, code_dim=8, smooth_frames=3))
+    x = torch.randn(6, 3, 8, 16)
+    out = net(x).detach().numpy()
+    assert out.shape == (6, 5) and np.array_equal(out[:, ~driven], np.broadcast_to(mean[~driven], (6, 2)))
+    assert out[:, driven].std(0).min() > 1e-4  # random weights: the driven ones follow the input
+    net.start_at_mean()
+    out = net(x).detach().numpy()  # the mean predictor, up to the clamp to [1e-3, 1 - 1e-3] of the logit
+    assert np.allclose(out, np.broadcast_to(np.clip(mean, 0, 1 - 1e-3) * driven + mean * ~driven, (6, 5)), atol=1e-6)
+
+
 def test_neighbour_indices_stay_inside_the_split():
     idx = neighbour_index(torch.tensor([0, 5, 9]), 4, 0, 10)
     assert idx.tolist() == [[0, 0, 0, 1], [3, 4, 5, 6], [7, 8, 9, 9]]
@@ -152,17 +169,38 @@ def test_audio_model_training_fits_the_training_split(d6_audio_model):
     assert len(loss) == 400 and np.isfinite(loss).all()
     assert loss[-50:].mean() < 0.3 * loss[:20].mean()
     blob = torch.load(path, weights_only=True)
-    assert blob["format"] == "portrait-audio/1" and blob["pose_net"] is not None
+    assert blob["format"] == "portrait-audio/2" and blob["pose_net"] is not None
     assert blob["metrics"]["preset"]["name"] == "preview"  # auto on a CPU
     assert blob["config"]["train"]["iterations"] == 400
-    train, test = blob["metrics"]["train"], blob["metrics"]["test"]
-    # fits what it was trained on: clearly better than predicting the mean expression and pose
-    assert train["expression_mse"] < 0.8 * train["expression_mse_mean_baseline"]
-    assert train["translation_error"] < 0.8 * train["translation_error_mean_baseline"]
-    # held out: the renderer's test split (last 10 % = 60 frames). 18 s of speech is far too little to generalise
-    # (measured: about the mean baseline), so only its presence and sanity are asserted.
-    assert test["n_frames"] == 60 and all(np.isfinite(v) for v in test.values())
+    metrics = blob["metrics"]
+    train, val, test = metrics["train"], metrics["validation"], metrics["test"]
+    # the split: 540 training frames, the last 10 % of them (54) held out for early stopping, the renderer's test split
+    assert blob["train_idx"].max() < 486 <= blob["val_idx"].min() and blob["val_idx"].max() < 540
+    assert val["n_frames"] == len(blob["val_idx"]) >= 50 and test["n_frames"] == 60
+    # N_exp drives the speech coefficients only; the others are the training mean (for every input)
+    driven = blob["expression_driven"].numpy()
+    names = np.array(blob["expression_names"])
+    assert driven.tolist() == [n.startswith(("jaw", "mouth")) for n in names] and driven.sum() == 27  # of ARKit's 52
+    # learnt something from the audio: on the frames it trained on, clearly better than predicting the mean
+    assert train["mouth_mse"] < 0.9 * train["mouth_mse_mean_baseline"]
+    assert train["translation_error"] < 0.9 * train["translation_error_mean_baseline"]
+    # held out: the weights kept by early stopping beat "predict the training mean", scored by the same code on
+    # frames it never saw (validation chose them, the test split did not): the speech coefficients and all of them
+    assert 0 < metrics["kept_iteration"]["expression"] < 400
+    assert test["mouth_mse"] < 0.97 * test["mouth_mse_mean_baseline"]
+    assert test["expression_mse"] < test["expression_mse_mean_baseline"]
     assert blob["test_idx"].tolist() == list(range(540, 600))
+
+
+def test_audio_training_stops_once_validation_stops_improving(d6_audio_model, tmp_path):
+    d6, _, full = d6_audio_model
+    cfg = {**TINY_AUDIO, "train": {**TINY_AUDIO["train"], "patience": 100, "val_every": 25}}
+    result = train_audio.run(d6["tracking"], d6["audio"], tmp_path / "a.pt", cfg=cfg, renderer_cfg={})
+    kept = result.metrics["kept_iteration"]
+    # the same run as the fixture's up to the stop (same seed), ended 100 iterations after the last improvement
+    assert len(result.losses) == max(kept.values()) + 100 < 400 and result.metrics["iterations"] == len(result.losses)
+    assert kept == full.metrics["kept_iteration"] or max(kept.values()) < max(full.metrics["kept_iteration"].values())
+    assert [r["loss"] for r in result.losses] == [r["loss"] for r in full.losses[: len(result.losses)]]
 
 
 def test_audio_render_from_a_talking_head_clip(d6_audio_model, tmp_path):

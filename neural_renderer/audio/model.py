@@ -13,6 +13,7 @@ the mean pose) + translation offset from the mean in standardised units.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,10 +85,29 @@ class AudioRegressor(nn.Module):
 
 
 class ExpressionNet(AudioRegressor):
-    """N_exp: -> (B, Ke) coefficients in [0, 1]."""
+    """N_exp: -> (B, Ke) coefficients in [0, 1]: the `driven` ones from the audio (sigmoid outputs), the others at
+    the identity's `mean` (what predicting from audio would converge to for coefficients speech does not move)."""
+
+    def __init__(self, n_mels: int, window: int, mean: np.ndarray, driven: np.ndarray, cfg: AudioNetConfig):
+        driven = np.asarray(driven, bool)
+        if driven.shape != np.shape(mean) or not driven.any():
+            raise ValueError(f"driven must be a non-empty mask of the {np.size(mean)} coefficients")
+        super().__init__(n_mels, window, int(driven.sum()), cfg)
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean, np.float32)), persistent=False)
+        self.register_buffer("driven_index", torch.from_numpy(np.flatnonzero(driven)), persistent=False)
+
+    @torch.no_grad()
+    def start_at_mean(self) -> None:
+        """The mean predictor: zero output weights, bias = logit(mean) (mean clipped to [1e-3, 1 - 1e-3])."""
+        m = self.mean[self.driven_index].clamp(1e-3, 1 - 1e-3)
+        self.head.weight.zero_()
+        self.head.bias.copy_(torch.log(m / (1 - m)))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(super().forward(windows))
+        driven = torch.sigmoid(super().forward(windows))
+        out = self.mean.expand(len(driven), -1).clone()
+        out[:, self.driven_index] = driven
+        return out
 
 
 class PoseNet(AudioRegressor):
@@ -96,6 +116,12 @@ class PoseNet(AudioRegressor):
     def __init__(self, n_mels: int, window: int, cfg: AudioNetConfig):
         super().__init__(n_mels, window, POSE_OUT, cfg)
         self.register_buffer("identity6", torch.tensor(IDENTITY_6D), persistent=False)
+
+    @torch.no_grad()
+    def start_at_mean(self) -> None:
+        """Zero output layer: the mean pose (identity rotation, zero offset) for every input."""
+        self.head.weight.zero_()
+        self.head.bias.zero_()
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         out = super().forward(windows)

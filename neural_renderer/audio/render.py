@@ -53,13 +53,15 @@ class AudioDriver:
         self.path = path
         self.cfg = build_dataclass(AudioConfig, blob["config"])
         self.device = resolve_device(device)
-        self.exp_net, self.pose_net = build_nets(self.cfg, blob["n_expression"])
+        self.norm = {k: v.numpy() for k, v in blob["norm"].items()}
+        self.exp_net, self.pose_net = build_nets(
+            self.cfg, self.norm["expression_mean"], blob["expression_driven"].numpy()
+        )
         self.exp_net.load_state_dict(blob["exp_net"])
         self.exp_net.to(self.device).eval()
         if self.pose_net is not None:
             self.pose_net.load_state_dict(blob["pose_net"])
             self.pose_net.to(self.device).eval()
-        self.norm = {k: v.numpy() for k, v in blob["norm"].items()}
         self.expression_names = list(blob["expression_names"])
         self.metrics = blob.get("metrics", {})
         self.fps = float(blob["fps"])
