@@ -230,8 +230,21 @@ def test_audio_render_from_a_talking_head_clip(d6_audio_model, tmp_path):
     info = probe_video(tmp_path / "out.mp4")
     assert info.has_audio and (info.width, info.height, info.fps) == (256, 256, 30.0)
     assert sum(1 for _ in iter_frames(tmp_path / "out.mp4", info)) == n_expected
-    # the audio drives the output: frames change over time (not one frame repeated)
+    # the audio drives the output: frames change over time with speech (not one frame repeated) ...
     assert np.abs(frames[1:].astype(int) - frames[:-1]).mean() > 0.5
+    # ... and not without it: a second of silence gives the same features at every frame, so the same frame
+    silence = audio_render.run(
+        write_wav(tmp_path / "silence.wav", np.zeros(SR)),
+        d6["tracking"],
+        d6["model"],
+        audio_model,
+        tmp_path / "silence.mp4",
+        tmp_path / "silence.h5",
+        cfg=TINY_AUDIO,
+        clip="silence",
+        target="d6",
+    )
+    assert len(silence) == 30 and np.abs(silence[1:].astype(int) - silence[:-1]).max() <= 1
 
 
 def test_video_without_audio_is_refused(d6_audio_model, tmp_path, shared_dir, videos_dir):
