@@ -90,9 +90,10 @@ def prepare(
     train_idx = np.flatnonzero(motion.valid[:n_fit])
     val_idx = n_fit + np.flatnonzero(motion.valid[n_fit:n_train])
     test_idx = np.arange(t - n_test, t)
-    if len(train_idx) < min_train_frames:
+    if len(train_idx) + len(val_idx) < min_train_frames:  # the renderer's rule, on the whole training range
         raise PipelineInputError(
-            source, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}"
+            source,
+            f"too few valid training frames: {len(train_idx) + len(val_idx)} < min_train_frames {min_train_frames}",
         )
     feats = audio_features(samples, motion.fps, cfg.features, n_frames=t, times_s=times_s)
     r_mean = rotation_mean(motion.rotation[train_idx])
