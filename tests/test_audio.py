@@ -186,7 +186,7 @@ def test_audio_model_training_fits_the_training_split(d6_audio_model):
     assert train["translation_error"] < 0.9 * train["translation_error_mean_baseline"]
     # held out: the weights kept by early stopping beat "predict the training mean", scored by the same code on
     # frames it never saw (validation chose them, the test split did not): the speech coefficients and all of them
-    assert 0 < metrics["kept_iteration"]["expression"] < 400
+    assert metrics["kept_iteration"]["expression"] > 0  # not the mean predictor it started as
     assert test["mouth_mse"] < 0.97 * test["mouth_mse_mean_baseline"]
     assert test["expression_mse"] < test["expression_mse_mean_baseline"]
     assert blob["test_idx"].tolist() == list(range(540, 600))
