@@ -113,7 +113,7 @@ class AudioConfig:
 
 # What each preset changes from the defaults above. 20K iterations take ~35 min to ~1.8 h on 2 CPU cores (batch 64,
 # smoothing over 8 frames); 2K take a few minutes. Early stopping ends either once `patience` iterations bring no
-# better validation error (on 18-34 s of speech the best came within 300 iterations).
+# better validation error (on 18-34 s of speech N_exp's best came within 300 iterations).
 PRESETS: dict[str, dict[str, Any]] = {"seed": {}, "preview": {"train": {"iterations": 2000, "log_every": 250}}}
 
 
