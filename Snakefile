@@ -1,7 +1,10 @@
 # Portrait pipeline: raw portrait videos in data/raw/ -> tracked, cropped, 3DMM-fitted HDF5 per video, a trained
 # renderer per identity, reenactments, audio-driven renders and an evaluation table.
-# This file only loads and validates the configuration and includes one rules/*.smk per stage.
-from snakemake.utils import min_version, validate
+# This file only loads and validates the configuration (defaults: neural_renderer/sections.py) and includes one
+# rules/*.smk per stage.
+from snakemake.utils import min_version
+
+from neural_renderer.sections import complete_config
 
 min_version("9.0")
 
@@ -9,7 +12,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "config.schema.yaml")
+complete_config(config)  # validates against config.schema.yaml; defaults live in the config dataclasses alone
 
 
 include: "rules/common.smk"

@@ -41,6 +41,7 @@ from neural_renderer.renderer.baselines import jaw_sweep, mean_frame, mouth_l1, 
 from neural_renderer.renderer.config import resolve_renderer_config
 from neural_renderer.renderer.data import load_tracking
 from neural_renderer.renderer.render import PortraitRenderer
+from neural_renderer.sections import ModelsConfig
 from neural_renderer.stages import train_renderer
 from neural_renderer.stages.pipeline import PreprocessModels, preprocess
 
@@ -86,7 +87,7 @@ def bench_video(
         if iterations:
             cfg["train"]["iterations"] = iterations
         if "w_adv" in cfg["train"]:
-            n = cfg["train"].get("iterations") or resolve_renderer_config(cfg, torch.device("cpu"))[0].train.iterations
+            n = cfg["train"].get("iterations") or resolve_renderer_config(cfg)[0].train.iterations
             cfg["train"].update(adv_warmup=n // 2, adv_ramp=n // 4)
         model = work / video.stem / f"renderer_{variant}" / "model.pt"
         t1 = time.perf_counter()
@@ -184,7 +185,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        models = PreprocessModels(args.landmarker, args.model, work / "correspondence.npz")
+        models = PreprocessModels(
+            args.landmarker, args.model, work / "correspondence.npz", ModelsConfig().morphable_model_kind
+        )
         for video in args.video:
             rows.append(
                 bench_video(

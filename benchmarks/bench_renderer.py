@@ -18,7 +18,7 @@ import torch
 
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
-from neural_renderer.renderer.config import RendererConfig
+from neural_renderer.renderer.config import RendererConfig, resolve_renderer_config
 from neural_renderer.renderer.data import TrackingData
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.renderer.train import train
@@ -72,8 +72,8 @@ def bench_train(cfg: dict, res: int, steps: int, warmup: int, compile_: bool, tm
             "progress": False,
         },
     }
-    rcfg = build_dataclass(RendererConfig, cfg)
-    device = resolve_device(rcfg.train.device)
+    rcfg, placement = resolve_renderer_config(cfg)
+    device = placement.device
     data = synthetic(max(64, rcfg.train.batch_size * 4) if res <= 512 else 32, res)
     stamps = {}
 
@@ -82,7 +82,7 @@ def bench_train(cfg: dict, res: int, steps: int, warmup: int, compile_: bool, tm
             _sync(device)
             stamps[it] = time.perf_counter()
 
-    train(data, rcfg, f"{tmp}/model.pt", tmp, hook=hook)
+    train(data, rcfg, f"{tmp}/model.pt", tmp, placement, hook=hook)
     return steps / (stamps[warmup + steps] - stamps[warmup])
 
 

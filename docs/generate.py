@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
-GLUE = {"neural_renderer.threads", "neural_renderer.workflow"}  # every entry script imports these
+GLUE = {"neural_renderer.threads", "neural_renderer.snakemake_glue"}  # every entry script imports these
 
 
 def _strip_constraints(pattern: str) -> str:

@@ -8,7 +8,6 @@ and the reason: `PipelineInputError`), 2 wrong usage (argparse), 130 interrupted
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -133,36 +132,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from neural_renderer.config import REPO_ROOT, load_config, stage_config
-    from neural_renderer.stages.pipeline import models_from_config, preprocess
+    from neural_renderer.config import REPO_ROOT
+    from neural_renderer.stages.pipeline import Overrides, preprocess, setup
 
     local = Path("config.yaml")
     config_path = Path(args.config) if args.config else (local if local.is_file() else REPO_ROOT / "config.yaml")
-    config = load_config(config_path)
     out = Path(args.out)
-    base = config_path.resolve().parent
-    workflow_corr = base / config.get("results_dir", "results") / "_models" / "correspondence.npz"
-    corr = args.correspondence or (workflow_corr if workflow_corr.is_file() else out / "correspondence.npz")
-    models = models_from_config(config, base, corr)
-    models = dataclasses.replace(
-        models,
-        landmarker=Path(args.landmarker or models.landmarker),
-        morphable=Path(args.morphable or models.morphable),
-        kind=args.kind or models.kind,
-    )
-    for path, option in ((models.landmarker, "--landmarker"), (models.morphable, "--morphable")):
-        if not path.is_file():
-            raise PipelineInputError(
-                path,
-                f"model file not found: pass {option}, or fetch the workflow's models with "
-                "`snakemake --cores 1 resources/models/face_landmarker.task "
-                "resources/models/ict_face_light_face.npz`",
-            )
-    cfg = {s: stage_config(config, s, out.name) for s in ("track", "crop", "fit", "gaze", "qc")}
-    if args.resolution:
-        cfg["crop"]["resolution"] = args.resolution
-    if args.device:
-        cfg["fit"]["device"] = args.device
+    given = Overrides(args.landmarker, args.morphable, args.kind, args.correspondence, args.resolution, args.device)
+    models, cfg = setup(config_path, out, given)
     tracking = preprocess(args.video, out, models, cfg)
     stats = json.loads((out / "qc" / "stats.json").read_text())
     print(

@@ -1,7 +1,8 @@
 """Workflow configuration: schema validation, per-video overrides and typed stage configs.
 
-The YAML file is validated against `config.schema.yaml` (the same call Snakemake uses, which also fills in
-defaults), so a wrong value fails before any job starts, with the offending key in the message.
+The YAML file is validated against `config.schema.yaml` (the same call Snakemake uses), so a wrong value fails before
+any job starts, with the offending key in the message. The schema holds no defaults: the config dataclasses do,
+registered in `neural_renderer/sections.py`, which also fills the top-level keys (`complete_config`).
 """
 
 from __future__ import annotations
@@ -24,20 +25,19 @@ T = TypeVar("T")
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Validate in place (filling defaults) and return `config`; raise PipelineInputError naming the bad key."""
+    """Validate and return `config` (unchanged); raise PipelineInputError naming the bad key."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     try:
-        validate(config, str(schema_path), set_default=True)
+        validate(config, str(schema_path), set_default=False)
     except WorkflowError as exc:
         raise PipelineInputError(schema_path, f"invalid configuration: {exc}") from None
     return check_overrides(config)
 
 
 def check_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    """The check beyond the JSON schema (overrides name stage sections only); the workflow runs only this one, after
-    the Snakefile's own `validate` (validating twice cost a fixed ~0.3 s per run)."""
+    """The check beyond the JSON schema: overrides name stage sections only."""
     unknown = [
         (video, key)
         for video, sections in (config.get("overrides") or {}).items()
@@ -49,13 +49,23 @@ def check_overrides(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The file as the user wrote it, validated (nothing filled in: `portrait config` tells set keys from defaults)."""
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise PipelineInputError(path, f"cannot read configuration ({exc})") from None
+    if not isinstance(config, dict):
+        raise PipelineInputError(path, "cannot read configuration (not a mapping of keys to values)")
     return validate_config(config)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """The configuration a run uses: `read_config`, with the top-level keys' defaults filled in."""
+    from neural_renderer.sections import complete_config
+
+    return complete_config(read_config(path))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

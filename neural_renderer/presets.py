@@ -38,6 +38,23 @@ class PresetChoice:
         return {"requested": self.requested, "name": self.name, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a trained network runs and the preset that runs there: resolved once, by the stage, where the job runs,
+    and passed down (the training loops never resolve either again)."""
+
+    device: torch.device
+    preset: PresetChoice
+
+
+def place(requested_preset: str, requested_device: str) -> Placement:
+    """The configured device (auto | cpu | cuda) and preset (auto | seed | preview) -> what runs."""
+    from neural_renderer.device import resolve_device
+
+    device = resolve_device(requested_device)
+    return Placement(device, choose_preset(requested_preset, device))
+
+
 def choose_preset(requested: str, device: torch.device) -> PresetChoice:
     """auto -> seed on CUDA, preview elsewhere; an explicit name is kept (and said so)."""
     if requested not in PRESET_NAMES:

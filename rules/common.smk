@@ -5,14 +5,12 @@ import sys
 from pathlib import Path
 
 from neural_renderer.atomic import sweep_stale_temporaries
-from neural_renderer.config import check_overrides, stage_config
+from neural_renderer.config import stage_config
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.outputs import AUDIO, BY_STEM, CROSS, DRIVING, REAL_TEST_FEATURES, SELF, wildcard_constraints
-from neural_renderer.renderer.config import RendererConfig
+from neural_renderer.sections import effective_section
 from neural_renderer.stages.code_version import code_hash
 from neural_renderer.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, VIDEO_NAME_PATTERN, scan_videos
-
-check_overrides(config)  # beyond the JSON schema, which the Snakefile has validated (filling defaults)
 
 # HDF5's file locking fails or hangs on many shared file systems (NFS, Lustre); our writes are atomic renames of
 # private temporary files, so the locks protect nothing here. Jobs inherit this, locally and on a cluster.
@@ -100,9 +98,16 @@ def all_targets():
     )
 
 
+# The workflow keys that choose the targets, read once (defaults: the config dataclasses).
+RENDERER_ENABLED = effective_section(config, "renderer")["enabled"]
+METRICS_ENABLED = effective_section(config, "metrics")["enabled"]
+REENACT_PAIRS = effective_section(config, "reenact")["pairs"]
+AUDIO_TARGETS = effective_section(config, "audio")["targets"]
+
+
 def renderer_targets():
-    """Trained renderer and test renders per video, when `renderer.enabled` (schema default: off)."""
-    if not config.get("renderer", {}).get("enabled", False):
+    """Trained renderer and test renders per video, when `renderer.enabled`."""
+    if not RENDERER_ENABLED:
         return []
     return [
         target
@@ -113,18 +118,14 @@ def renderer_targets():
 
 def renderer_variant(video):
     """The renderer variant of a video (full | cnn), names the method in the metrics table."""
-    return video_stage_config("renderer", video).get("model", {}).get("variant", RendererConfig().model.variant)
+    return effective_section(config, "renderer", video)["model"]["variant"]
 
 
 def rendered_outputs():
     """(kind, target video, driver) of every rendered output the run makes (kinds: neural_renderer.outputs)."""
-    outputs = (
-        [(SELF, video, None) for video in sorted(VIDEOS)] if config.get("renderer", {}).get("enabled", False) else []
-    )
-    outputs += [(CROSS, p["target"], p["driver"]) for p in config.get("reenact", {}).get("pairs", [])]
-    outputs += [
-        (AUDIO, target, clip) for target in config.get("audio", {}).get("targets", []) for clip in sorted(AUDIO_CLIPS)
-    ]
+    outputs = [(SELF, video, None) for video in sorted(VIDEOS)] if RENDERER_ENABLED else []
+    outputs += [(CROSS, p["target"], p["driver"]) for p in REENACT_PAIRS]
+    outputs += [(AUDIO, target, clip) for target in AUDIO_TARGETS for clip in sorted(AUDIO_CLIPS)]
     return outputs
 
 
@@ -145,7 +146,7 @@ def audio_targets():
 
 def metrics_targets():
     """Metrics of every rendered output plus the summary table, when `metrics.enabled`."""
-    if not config.get("metrics", {}).get("enabled", False) or not rendered_outputs():
+    if not METRICS_ENABLED or not rendered_outputs():
         return []
     return [f"{RESULTS}/metrics/summary.csv"]
 
@@ -171,12 +172,12 @@ def arcface_model_of(video):
     """csim_backend arcface: the ONNX file as an input (rule fetch_arcface downloads it to the default path)."""
     if csim_backend_of(video) != "arcface":
         return []
-    from neural_renderer.metrics.config import ARCFACE_DEFAULT
-
-    return [video_stage_config("metrics", video).get("arcface_model") or ARCFACE_DEFAULT]
+    return [effective_section(config, "metrics", video)["arcface_model"]]
 
 
 CSIM_BACKEND = per_video(csim_backend_of)
+# Re-extracted motion is fitted as the video was (metrics/motion.py); changing fit or gaze reruns the features.
+MOTION_CFG = per_video(lambda video: {s: video_stage_config(s, video) for s in ("fit", "gaze")})
 ARCFACE_MODEL = per_video(arcface_model_of)
 
 
@@ -202,10 +203,10 @@ def check_named_videos():
     """Reenactment pairs and audio targets must name videos in raw_dir (a typo would otherwise be a MissingInput)."""
     named = [
         (f"reenact.pairs[{i}].{role}", p[role])
-        for i, p in enumerate(config.get("reenact", {}).get("pairs", []))
+        for i, p in enumerate(REENACT_PAIRS)
         for role in ("driver", "target")
     ]
-    named += [(f"audio.targets[{i}]", t) for i, t in enumerate(config.get("audio", {}).get("targets", []))]
+    named += [(f"audio.targets[{i}]", t) for i, t in enumerate(AUDIO_TARGETS)]
     unknown = [f"{where}={name!r}" for where, name in named if name not in VIDEOS]
     if unknown:
         raise PipelineInputError(

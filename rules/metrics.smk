@@ -28,6 +28,7 @@ rule real_features:
     params:
         frames="real_test",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        motion=MOTION_CFG,
         csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
@@ -59,6 +60,7 @@ rule rendered_features:
     params:
         frames="rendered",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        motion=MOTION_CFG,
         csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:
@@ -87,6 +89,7 @@ rule driving_features:
     params:
         frames="driving",
         cfg=cfg("metrics", drop=FEATURES_IGNORE),
+        motion=MOTION_CFG,
         csim=CSIM_BACKEND,
         code=code_hash("metric_features"),
     script:

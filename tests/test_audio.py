@@ -144,9 +144,10 @@ def test_neighbour_indices_stay_inside_the_split():
 def test_audio_presets_follow_the_hardware_and_the_users_keys_win(requested, expected, iterations):
     from neural_renderer.audio.config import resolve_audio_config
 
-    cfg, choice = resolve_audio_config({"preset": requested, "train": {"batch_size": 8}}, torch.device("cpu"))
+    cfg, placement = resolve_audio_config({"preset": requested, "train": {"batch_size": 8, "device": "cpu"}})
+    choice = placement.preset
     assert choice.name == expected == cfg.preset and cfg.train.iterations == iterations and cfg.train.batch_size == 8
-    cfg, _ = resolve_audio_config({"preset": requested, "train": {"iterations": 7}}, torch.device("cpu"))
+    cfg, _ = resolve_audio_config({"preset": requested, "train": {"iterations": 7, "device": "cpu"}})
     assert cfg.train.iterations == 7
 
 

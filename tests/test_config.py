@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import re
 import shutil
 
+import jsonschema
 import pytest
 import yaml
 
-from neural_renderer.config import build_dataclass, load_config, stage_config, validate_config
+from neural_renderer.config import (
+    STAGE_SECTIONS,
+    build_dataclass,
+    load_config,
+    read_config,
+    stage_config,
+    validate_config,
+)
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.qc import QcConfig
+from neural_renderer.sections import (
+    WorkflowConfig,
+    effective_section,
+    explain,
+    section_class,
+    section_defaults,
+    workflow_defaults,
+)
 from neural_renderer.stages.code_version import code_hash, stage_files
 
 
@@ -24,7 +39,7 @@ def config(repo_dir):
 
 def test_shipped_config_validates_and_defaults_are_filled(config):
     assert config["crop"]["resolution"] in (256, 512, 1024)
-    assert config["results_dir"] == "results"  # top-level defaults come from the schema
+    assert config["results_dir"] == "results"  # top-level defaults come from WorkflowConfig
     assert config["models"]["morphable_model_kind"] == "auto"
 
 
@@ -72,13 +87,6 @@ def _schema_props(repo_dir, section):
     return set(schema["$defs"][section]["properties"])
 
 
-def test_schema_track_section_matches_track_frames_options(repo_dir):
-    from neural_renderer.tracking import track_frames
-
-    kwonly = {n for n, p in inspect.signature(track_frames).parameters.items() if p.kind is p.KEYWORD_ONLY}
-    assert _schema_props(repo_dir, "track") == kwonly | {"mirror_average"}  # the stage's own option (stages/track.py)
-
-
 def test_schema_defaults_build_valid_dataclasses(config):
     assert build_dataclass(QcConfig, config["qc"]) == QcConfig(**config["qc"])
     with pytest.raises(PipelineInputError, match="unknown QcConfig option"):
@@ -97,7 +105,7 @@ def test_stage_files_are_the_closure_of_the_real_imports(repo_dir):
 
     crop, qc, features, track = rel("crop"), rel("qc"), rel("metric_features"), rel("track")
     # the imports the hand-kept table had missed
-    assert {"neural_renderer/config.py", "workflow_scripts/crop.py", "neural_renderer/workflow.py"} <= crop
+    assert {"neural_renderer/config.py", "workflow_scripts/crop.py", "neural_renderer/snakemake_glue.py"} <= crop
     assert {"neural_renderer/config.py", "neural_renderer/tracking/landmarker.py"} <= qc
     assert {"neural_renderer/storage/motion.py", "neural_renderer/morphable/correspondence.py"} <= features
     assert {"neural_renderer/__init__.py", "neural_renderer/tracking/__init__.py"} <= track  # parent packages run too
@@ -154,14 +162,10 @@ def test_code_hash_follows_logic_not_docstrings_or_comments(tmp_path, repo_dir):
         code_hash("no_such_stage")
 
 
-# Keys the workflow reads itself (which videos to pair or drive); not options of the stage's dataclass.
-WORKFLOW_KEYS = {"reenact": {"pairs"}, "audio": {"targets"}}
-
-
 def _compare_nested(schema_def, cls, where):
     props = schema_def["properties"]
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    assert set(props) - WORKFLOW_KEYS.get(where, set()) == set(fields), where
+    assert set(props) == set(fields), where
     assert schema_def.get("additionalProperties") is False, f"{where}: typos must be rejected"
     for name, f in fields.items():
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -169,24 +173,67 @@ def _compare_nested(schema_def, cls, where):
             _compare_nested(props[name], type(default), f"{where}.{name}")
 
 
-@pytest.mark.parametrize(
-    "section, cls_path",
-    [
-        ("ingest", "neural_renderer.video.config.IngestConfig"),
-        ("qc", "neural_renderer.qc.QcConfig"),
-        ("crop", "neural_renderer.crop.CropConfig"),
-        ("fit", "neural_renderer.fitting.FitConfig"),
-        ("gaze", "neural_renderer.fitting.GazeConfig"),
-        ("renderer", "neural_renderer.renderer.config.RendererConfig"),
-        ("metrics", "neural_renderer.metrics.config.MetricsConfig"),
-        ("reenact", "neural_renderer.reenact.config.ReenactConfig"),
-        ("audio", "neural_renderer.audio.config.AudioConfig"),
-    ],
-)
-def test_schema_sections_match_dataclasses(repo_dir, section, cls_path):
+def _schema(repo_dir):
+    return yaml.safe_load((repo_dir / "config.schema.yaml").read_text())
+
+
+@pytest.mark.parametrize("section", STAGE_SECTIONS)
+def test_schema_sections_match_dataclasses(repo_dir, section):
     """The dataclasses hold the defaults; the schema must know exactly their fields, nested sections included (no
-    silent typos)."""
-    module, name = cls_path.rsplit(".", 1)
-    cls = getattr(__import__(module, fromlist=[name]), name)
-    schema = yaml.safe_load((repo_dir / "config.schema.yaml").read_text())
+    silent typos), and every default must pass it (a default the schema refuses could not be written in config.yaml)."""
+    cls = section_class(section)
+    schema = _schema(repo_dir)
     _compare_nested(schema["$defs"][section], cls, section)
+    jsonschema.validate({section: section_defaults(section)}, schema)
+
+
+def test_workflow_keys_match_their_dataclass(repo_dir):
+    schema = _schema(repo_dir)
+    top = {k: v for k, v in schema["properties"].items() if k not in (*STAGE_SECTIONS, "overrides")}
+    _compare_nested({"properties": top, "additionalProperties": schema["additionalProperties"]}, WorkflowConfig, "/")
+    jsonschema.validate(workflow_defaults(), schema)
+
+
+def test_the_schema_writes_no_default(repo_dir):
+    """One place per default: a `default:` in the schema would be a second one (and Snakemake would fill it in)."""
+
+    def defaults(node, where=""):
+        if isinstance(node, dict):
+            found = [where] if "default" in node else []
+            return found + [d for k, v in node.items() for d in defaults(v, f"{where}/{k}")]
+        return []
+
+    assert defaults(_schema(repo_dir)) == []
+
+
+def test_defaults_come_from_the_dataclasses_alone(tmp_path):
+    """An empty config.yaml runs on the dataclasses' defaults: the top-level keys are filled in, the stage sections
+    stay empty (the presets lie between defaults and user keys) and read back through their dataclasses."""
+    path = tmp_path / "config.yaml"
+    path.write_text("crop: {resolution: 256}\n")
+    config = load_config(path)
+    assert config["results_dir"] == WorkflowConfig().results_dir
+    assert config["models"]["face_landmarker"] == WorkflowConfig().models.face_landmarker
+    assert config["crop"] == {"resolution": 256} and config["fit"] == {}
+    assert effective_section(config, "crop")["margin"] == section_class("crop")().margin
+    assert effective_section(config, "renderer")["enabled"] is True  # as the shipped config.yaml had it
+    assert effective_section(config, "fit")["device"] == "auto"  # was "cpu" in the dataclass, "auto" elsewhere
+
+
+def test_explain_names_where_each_value_comes_from(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "results_dir: out\ncrop: {resolution: 256}\nrenderer: {train: {iterations: 7}}\n"
+        "overrides: {v1: {crop: {margin: 0.9}}}\n"
+    )
+    raw = read_config(path)
+    rows = {r.key: (r.value, r.source) for r in explain(raw, "v1", presets={"renderer": "preview"})}
+    assert rows["results_dir"] == ("out", "config") and rows["raw_dir"] == ("data/raw", "default")
+    assert rows["crop.resolution"] == (256, "config") and rows["crop.margin"] == (0.9, "override")
+    assert rows["crop.smoothing"] == ("savgol", "default")
+    assert rows["renderer.train.iterations"] == (7, "config")  # the user's key wins over the preset
+    assert rows["renderer.train.batch_size"] == (4, "preset preview")
+    assert rows["renderer.train.lr"] == (5e-4, "default")
+    other = {r.key: r for r in explain(raw, "v2")}
+    assert other["crop.margin"].source == "default"  # the override is v1's alone
+    assert len(rows) == len(other) > 150  # every key of every section

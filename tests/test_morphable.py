@@ -21,8 +21,8 @@ from neural_renderer.morphable import (
     LinearMorphableModel,
     convert_ict_objs,
     load_morphable_model,
+    protobuf,
     save_morphable_model,
-    wire,
 )
 from neural_renderer.morphable.ict import region_faces
 
@@ -48,42 +48,42 @@ def _tiny_model(rng: np.random.Generator, v: int = 6, ki: int = 3, ke: int = 2) 
 # ------------------------------------------------------------------------------------------------------ wire format
 
 
-def test_wire_reader_hand_encoded_message():
-    key = wire.encode_key
+def test_protobuf_reader_hand_encoded_message():
+    key = protobuf.encode_key
     floats = np.array([1.5, -2.25, 3.0], dtype="<f4")
-    nested = key(1, wire.VARINT) + wire.encode_varint(7)
+    nested = key(1, protobuf.VARINT) + protobuf.encode_varint(7)
     msg = (
         bytes([0x08, 0x96, 0x01])  # field 1 varint 150 (the protobuf docs' example)
         + bytes([0x12, 0x07])
         + b"testing"  # field 2 string
-        + key(3, wire.LEN)
-        + wire.encode_varint(floats.nbytes)
+        + key(3, protobuf.LEN)
+        + protobuf.encode_varint(floats.nbytes)
         + floats.tobytes()  # packed floats
-        + key(3, wire.FIXED32)
-        + wire.encode_float(4.5)  # one more, unpacked: both forms concatenate
+        + key(3, protobuf.FIXED32)
+        + protobuf.encode_float(4.5)  # one more, unpacked: both forms concatenate
         + bytes([0x22, 0x06, 0x03, 0x8E, 0x02, 0x9E, 0xA7, 0x05])  # field 4 packed varints 3, 270, 86942
-        + key(4, wire.VARINT)
-        + wire.encode_varint(2**35)  # and an unpacked one
-        + key(5, wire.LEN)
-        + wire.encode_varint(len(nested))
+        + key(4, protobuf.VARINT)
+        + protobuf.encode_varint(2**35)  # and an unpacked one
+        + key(5, protobuf.LEN)
+        + protobuf.encode_varint(len(nested))
         + nested  # embedded message
-        + key(6, wire.FIXED64)
+        + key(6, protobuf.FIXED64)
         + (1).to_bytes(8, "little")
     )
-    f = wire.parse_message(msg)
-    assert wire.single_varint(f, 1) == 150
-    assert f[2] == [(wire.LEN, b"testing")]
-    np.testing.assert_array_equal(wire.repeated_floats(f, 3), [1.5, -2.25, 3.0, 4.5])
-    np.testing.assert_array_equal(wire.repeated_varints(f, 4), [3, 270, 86942, 2**35])
-    assert wire.single_varint(wire.submessages(f, 5)[0], 1) == 7
-    assert wire.single_varint(f, 99, default=-1) == -1
-    assert wire.read_varint(wire.encode_varint(300), 0) == (300, 2)
+    f = protobuf.parse_message(msg)
+    assert protobuf.single_varint(f, 1) == 150
+    assert f[2] == [(protobuf.LEN, b"testing")]
+    np.testing.assert_array_equal(protobuf.repeated_floats(f, 3), [1.5, -2.25, 3.0, 4.5])
+    np.testing.assert_array_equal(protobuf.repeated_varints(f, 4), [3, 270, 86942, 2**35])
+    assert protobuf.single_varint(protobuf.submessages(f, 5)[0], 1) == 7
+    assert protobuf.single_varint(f, 99, default=-1) == -1
+    assert protobuf.read_varint(protobuf.encode_varint(300), 0) == (300, 2)
 
 
 @pytest.mark.parametrize("bad", [b"\x08\x96", b"\x12\x07abc", b"\x0b\x00", b"\x00\x01"])
-def test_wire_reader_rejects_malformed(bad):
+def test_protobuf_reader_rejects_malformed(bad):
     with pytest.raises(ValueError):
-        wire.parse_message(bad)
+        protobuf.parse_message(bad)
 
 
 # ------------------------------------------------------------------------------------------------------------ model

@@ -342,7 +342,9 @@ def test_the_seed_preset_on_a_cpu_is_refused_with_a_time_estimate_unless_forced(
 def test_presets_lie_under_the_users_keys(requested, cuda, expected):
     from neural_renderer.renderer.config import PRESETS, resolve_renderer_config
 
-    cfg, choice = resolve_renderer_config({"preset": requested, "train": {"iterations": 7}}, torch.device("cpu"))
+    cfg, placement = resolve_renderer_config({"preset": requested, "train": {"iterations": 7, "device": "cpu"}})
+    choice = placement.preset
+    assert placement.device == torch.device("cpu") and cfg.train.device == "cpu"
     assert choice.name == expected and cfg.preset == expected and cfg.train.iterations == 7  # the user's key wins
     want = PRESETS[expected].get("model", {}).get("resolution", None)
     assert cfg.model.resolution == want and cfg.train.batch_size == PRESETS[expected].get("train", {}).get(

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from neural_renderer.config import build_dataclass
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.tracking import (
     BLENDSHAPE_NAMES,
@@ -18,6 +19,7 @@ from neural_renderer.tracking import (
     RIGHT_IRIS,
     RIGHT_IRIS_CENTER,
     LandmarkTrack,
+    TrackConfig,
     frame_timestamp_ms,
     track_frames,
 )
@@ -178,7 +180,7 @@ def test_two_faces_warn_and_track_the_chosen_one_in_every_frame(two_faces, landm
     info, frames = two_faces
     assert (info.width, info.height, info.n_frames) == (1280, 512, 12)
     with caplog.at_level("WARNING", logger="neural_renderer.tracking.landmarker"):
-        track = track_frames(frames, info.fps, landmarker_model, face=face)
+        track = track_frames(frames, info.fps, landmarker_model, TrackConfig(face=face))
     assert "2 faces found" in caplog.text and f"tracking the {face} one" in caplog.text
     assert track.n_faces.max() == 2 and track.detection_rate == 1.0
     x = track.landmarks[..., 0]
@@ -188,10 +190,10 @@ def test_two_faces_warn_and_track_the_chosen_one_in_every_frame(two_faces, landm
 def test_an_iterator_cannot_be_tracked_twice_so_the_single_face_pass_is_kept(two_faces, landmarker_model, caplog):
     info, frames = two_faces
     with caplog.at_level("WARNING", logger="neural_renderer.tracking.landmarker"):
-        track = track_frames(iter(frames), info.fps, landmarker_model, face="centre")
+        track = track_frames(iter(frames), info.fps, landmarker_model, TrackConfig(face="centre"))
     assert "frames cannot be read twice" in caplog.text and track.n_frames == 12 and track.valid.any()
 
 
-def test_unknown_face_rule_is_rejected(landmarker_model):
-    with pytest.raises(PipelineInputError, match="track.face must be one of"):
-        track_frames([], 25.0, landmarker_model, face="left")
+def test_unknown_face_rule_is_rejected():
+    with pytest.raises(PipelineInputError, match="invalid TrackConfig: face must be one of"):
+        build_dataclass(TrackConfig, {"face": "left"})

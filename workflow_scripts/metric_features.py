@@ -12,15 +12,14 @@ from neural_renderer.threads import limit_threads
 
 limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools read the limit once
 
-from neural_renderer.metrics.features import MotionModels
+from neural_renderer.snakemake_glue import run_stage
 from neural_renderer.stages import metric_features
-from neural_renderer.workflow import run_stage
 
-models = MotionModels(sm.input.landmarker, sm.input.model, sm.input.correspondence)
-common = dict(cfg=sm.params.cfg, name=sm.wildcards.video, models=models)
-jobs = {
-    "real_test": lambda: metric_features.run_real(sm.input.tracking, sm.input.renderer, sm.output[0], **common),
-    "rendered": lambda: metric_features.run_rendered(sm.input.rendered, sm.output[0], **common),
-    "driving": lambda: metric_features.run_driving(sm.input.tracking, sm.input.rendered, sm.output[0], **common),
-}
-run_stage(sm, sm.rule, jobs[sm.params.frames])
+inputs = {key: str(value) for key, value in sm.input.items()}
+run_stage(
+    sm,
+    sm.rule,
+    lambda: metric_features.run(
+        sm.params.frames, inputs, sm.output[0], cfg=sm.params.cfg, motion_cfg=sm.params.motion, name=sm.wildcards.video
+    ),
+)

@@ -9,8 +9,8 @@ from neural_renderer.threads import limit_threads
 
 limit_threads(sm.threads)  # before numpy/torch/cv2 load: their thread pools read the limit once
 
+from neural_renderer.snakemake_glue import run_stage
 from neural_renderer.stages import qc
-from neural_renderer.workflow import run_stage
 
 run_stage(
     sm,

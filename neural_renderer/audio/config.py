@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from neural_renderer.config import build_dataclass
-from neural_renderer.presets import PresetChoice, apply_preset, choose_preset
+from neural_renderer.presets import Placement, apply_preset, place
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureConfig:
     sample_rate: int = 16000  # the ingest stage's WAV rate; other inputs are resampled to it
     n_mels: int = 80
@@ -36,7 +36,7 @@ class FeatureConfig:
             raise ValueError(f"need 0 < fmin < fmax <= sample_rate / 2, got {self.fmin}, {self.fmax}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioNetConfig:
     channels: int = 128  # 1D conv channels over the window (time axis; mel bins are the input channels)
     code_dim: int = 64  # per-frame audio code
@@ -57,7 +57,7 @@ class AudioNetConfig:
             raise ValueError(f"expression must be speech or all, got {self.expression!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioTrainConfig:
     iterations: int = 20000
     batch_size: int = 64
@@ -84,7 +84,7 @@ class AudioTrainConfig:
             raise ValueError(f"need val_every >= 1 and patience >= 0, got {self.val_every}, {self.patience}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioRenderConfig:
     smoothing_sigma: float = 0.0  # extra Gaussian smoothing of the predicted parameters (frames; 0 = off)
     batch_size: int = 8
@@ -99,8 +99,9 @@ class AudioRenderConfig:
             raise ValueError(f"test_latent must be mean, first, zero or null, got {self.test_latent!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioConfig:
+    targets: tuple[str, ...] = ()  # workflow key: identities that get N_exp/N_pose and a render of every clip
     preset: str = "auto"  # auto (seed on CUDA, preview on CPU) | seed (20K iterations) | preview (2K)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: AudioNetConfig = field(default_factory=AudioNetConfig)
@@ -117,7 +118,9 @@ class AudioConfig:
 PRESETS: dict[str, dict[str, Any]] = {"seed": {}, "preview": {"train": {"iterations": 2000, "log_every": 250}}}
 
 
-def resolve_audio_config(section: dict[str, Any], device: torch.device) -> tuple[AudioConfig, PresetChoice]:
-    """The audio section as configured (without the workflow key `targets`) -> the typed config that runs."""
-    choice = choose_preset(section.get("preset", AudioConfig.preset), device)
-    return build_dataclass(AudioConfig, apply_preset(PRESETS, section, choice)), choice
+def resolve_audio_config(section: dict[str, Any]) -> tuple[AudioConfig, Placement]:
+    """The audio section as configured (`preset`, `train.device`) -> the typed config that runs and where it runs.
+    Called once per job, by the stage."""
+    requested = build_dataclass(AudioConfig, section)
+    placement = place(requested.preset, requested.train.device)
+    return build_dataclass(AudioConfig, apply_preset(PRESETS, section, placement.preset)), placement

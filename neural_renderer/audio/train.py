@@ -29,10 +29,9 @@ from neural_renderer.atomic import atomic_path
 from neural_renderer.audio.config import AudioConfig
 from neural_renderer.audio.features import audio_features
 from neural_renderer.audio.model import ExpressionNet, PoseNet, neighbour_index, pose_to_matrix
-from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.optim import check_finite, optimiser_step
-from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
+from neural_renderer.presets import Placement, refuse_slow_cpu
 from neural_renderer.reenact.transfer import rotation_mean
 from neural_renderer.renderer.data import split_counts
 from neural_renderer.storage import Motion
@@ -225,11 +224,11 @@ def train_audio(
     *,
     expression_names: list[str],
     tracking_sha256: str = "",
-    preset: PresetChoice | None = None,
+    placement: Placement,
 ) -> AudioTrainResult:
+    """Train N_exp (and N_pose) on the placement's device and preset, resolved by the stage."""
     t = cfg.train
-    device = resolve_device(t.device)
-    preset = preset or choose_preset(cfg.preset, device)
+    device, preset = placement.device, placement.preset
     torch.manual_seed(t.seed)
     gen = torch.Generator().manual_seed(t.seed)
     driven = driven_coefficients(cfg, expression_names, data.expression.shape[1])

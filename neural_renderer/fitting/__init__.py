@@ -14,7 +14,7 @@ from .camera import (
     project_points_np,
     transform_points,
 )
-from .config import FitConfig, GazeConfig
+from .config import FitConfig, GazeConfig, resolved_fit_config
 from .fit import (
     FitResult,
     blendshapes_to_expression,
@@ -49,6 +49,7 @@ from .rotation import (
 __all__ = [
     "FLIP_YZ",
     "FitConfig",
+    "resolved_fit_config",
     "FitResult",
     "GazeConfig",
     "blink_scores",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-__all__ = ["FitConfig", "GazeConfig"]
+__all__ = ["FitConfig", "GazeConfig", "resolved_fit_config"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class FitConfig:
     # init / runtime
     init_from_blendshapes: bool = True
     """start expressions from MediaPipe blendshapes mapped by ARKit name (when given)."""
-    device: str = "cpu"
+    device: str = "auto"
+    """torch device of the Jacobian products: auto (cuda when a GPU is visible) | cpu | cuda."""
     jacobian_dtype: Literal["float32", "float64"] = "float32"
     """dtype of the big Jacobian products (the solve is always float64); float32 halves the time."""
     chunk_frames: int = 256
@@ -85,6 +86,8 @@ class FitConfig:
                 raise ValueError(f"{name} must be an integer >= 0")
         if self.tolerance < 0 or self.refine_radius < 0 or self.chunk_frames < 1:
             raise ValueError("tolerance and refine_radius must be >= 0, chunk_frames >= 1")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.jacobian_dtype not in ("float32", "float64"):
             raise ValueError(f"jacobian_dtype must be 'float32' or 'float64', got {self.jacobian_dtype!r}")
         for name in (
@@ -114,6 +117,19 @@ class FitConfig:
         if d.get("expression_bounds") is not None:
             d["expression_bounds"] = tuple(float(v) for v in d["expression_bounds"])
         return cls(**d)
+
+
+def resolved_fit_config(section: dict[str, Any]) -> FitConfig:
+    """The `fit:` section as the stage runs it: typed, with `device` resolved (auto -> cuda or cpu), so the file's
+    provenance records the device that ran. Shared by the fit stage and the metrics' re-extracted motion."""
+    from neural_renderer.device import resolve_device
+    from neural_renderer.errors import PipelineInputError
+
+    try:
+        cfg = FitConfig.from_dict(section)
+    except (TypeError, ValueError) as exc:
+        raise PipelineInputError(None, f"invalid fit configuration: {exc}") from None
+    return replace(cfg, device=str(resolve_device(cfg.device)))
 
 
 def _checked(cls: type, d: dict[str, Any]) -> dict[str, Any]:

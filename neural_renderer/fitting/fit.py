@@ -28,6 +28,7 @@ import numpy as np
 import scipy.spatial
 import torch
 
+from ..device import resolve_device
 from ..errors import PipelineInputError
 from ..progress import progress
 from .camera import FLIP_YZ, default_intrinsics, project_points_np
@@ -618,7 +619,7 @@ def fit_sequence_refined(
     """
     cfg = cfg or FitConfig()
     t0 = time.perf_counter()
-    dev = torch.device(device or cfg.device)
+    dev = resolve_device(str(device or cfg.device))
     vertices = np.asarray(model_vertex, dtype=np.int64)
     with _Threads(cfg.num_threads):
         data = _prepare(

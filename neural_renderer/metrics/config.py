@@ -13,7 +13,7 @@ ARCFACE_DEFAULT = "resources/models/w600k_r50.onnx"
 """where `rule fetch_arcface` (rules/models.smk) puts insightface's buffalo_l ArcFace model."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class WeightsConfig:
     """Optional paths overriding the weight files found inside the packages of requirements-weights.txt."""
 
@@ -26,9 +26,9 @@ class WeightsConfig:
     # (+ shape_predictor_68_face_landmarks.dat if ArcFace is aligned without MediaPipe)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetricsConfig:
-    enabled: bool = False  # add metrics of every rendered output and the summary table to the default targets
+    enabled: bool = True  # workflow key: add metrics of every rendered output and the summary table to the targets
     device: str = "auto"  # auto | cpu | cuda (feature extraction is batched on the GPU when there is one)
     batch_size: int = 16
     lpips_net: str = "alex"  # alex (LPIPS default) | vgg

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.fitting.config import FitConfig, GazeConfig
 from neural_renderer.metrics.config import MetricsConfig
 from neural_renderer.progress import progress
 from neural_renderer.storage import motion_feature_arrays, open_h5, read_attrs, read_stage, write_stage
@@ -32,11 +33,14 @@ FEATURE_KEYS = (
 
 @dataclass(frozen=True)
 class MotionModels:
-    """The files the project's own tracker and fitter need to re-extract motion from frames."""
+    """The files and settings the project's own tracker and fitter re-extract motion from frames with: the same as
+    the video's fit and gaze stages (its `fit:` and `gaze:` sections), so re-extracted and tracked motion compare."""
 
     landmarker: str | Path
     morphable_model: str | Path
     correspondence: str | Path
+    fit: FitConfig | None = None  # None: the fit stage's defaults (device resolved)
+    gaze: GazeConfig = field(default_factory=GazeConfig)
 
 
 def read_rendered(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -133,7 +137,8 @@ class FeatureExtractor:
             landmarker_model=m.landmarker,
             morphable_model=m.morphable_model,
             correspondence=m.correspondence,
-            device="cpu",
+            fit_cfg=m.fit,
+            gaze_cfg=m.gaze,
         )
 
     def __call__(self, frames: np.ndarray, fps: float) -> dict[str, np.ndarray]:

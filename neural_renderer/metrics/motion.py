@@ -3,9 +3,9 @@ available), and the per-frame distances between two such sequences.
 
 `extract_motion` runs the track -> (identity) crop -> fit -> gaze chain of the pipeline's stages on in-memory frames:
 one MediaPipe FaceLandmarker in VIDEO mode per call (`track_frames`, which opens and closes it as a context manager),
-`fit_sequence_refined` with the fit stage's configuration (FitConfig defaults; identity fitted over the frames of the
-call, as the fit stage does per video, expressions initialised from the blendshapes) and `gaze_from_fit` with the gaze
-stage's defaults. The frames are square crops already, so the tracker's pixel landmarks are the crop-space landmarks.
+`fit_sequence_refined` with the fit stage's configuration (the `fit:` section the workflow passes; identity fitted over
+the frames of the call, as the fit stage does per video) and `gaze_from_fit` with the `gaze:` section's. The frames
+are square crops already, so the tracker's pixel landmarks are the crop-space landmarks.
 Frames without a face are invalid (NaN rows), never an error. The result is the pipeline's one motion value,
 `storage.Motion` (float32 arrays, as the `features` schema stores them; frame times frame / fps).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neural_renderer.fitting.config import FitConfig, GazeConfig
 from neural_renderer.fitting.gaze import vectors_from_pitch_yaw
 from neural_renderer.storage.motion import Motion, unknown_times
 
@@ -41,17 +42,18 @@ def extract_motion(
     landmarker_model: str | Path,
     morphable_model: str | Path,
     correspondence: str | Path | None = None,
-    device: str = "cpu",
+    fit_cfg: FitConfig | None = None,
+    gaze_cfg: GazeConfig | None = None,
     kind: str = "auto",
 ) -> Motion:
     """Track, fit and estimate gaze on (N, R, R, 3) uint8 RGB crops.
 
     correspondence: the correspondence stage's .npz for this model and landmarker (refused if built for another
     model); None builds it in memory (a second or two: pass the file when calling repeatedly).
-    device: cpu | cuda | auto, for the fit. kind: the morphable model loader's kind (auto from the file).
+    fit_cfg, gaze_cfg: the fit and gaze stages' settings (None: their defaults, device resolved).
+    kind: the morphable model loader's kind (auto from the file).
     """
-    from neural_renderer.device import resolve_device
-    from neural_renderer.fitting import FitConfig, GazeConfig, blink_scores, fit_tracked_landmarks, gaze_from_fit
+    from neural_renderer.fitting import blink_scores, fit_tracked_landmarks, gaze_from_fit, resolved_fit_config
     from neural_renderer.morphable import build_correspondence, load_correspondence, load_morphable_model
     from neural_renderer.tracking import track_frames
 
@@ -71,7 +73,7 @@ def extract_motion(
         corr = build_correspondence(model, landmarker_model, dense=True)
     else:
         corr = load_correspondence(correspondence, morphable_model)
-    cfg = FitConfig(device=str(resolve_device(device)))  # the fit stage's configuration (config.yaml sets only device)
+    cfg = fit_cfg or resolved_fit_config({})
     # crop step = identity: the tracker ran on the crops, so its pixel landmarks are already crop-space landmarks
     fit = fit_tracked_landmarks(
         track.landmarks, valid, model, corr, res, cfg, track.blendshapes, track.blendshape_names
@@ -80,7 +82,7 @@ def extract_motion(
         track.landmarks,
         fit,
         model,
-        GazeConfig(),
+        gaze_cfg or GazeConfig(),
         valid=valid,
         blink_score=blink_scores(track.blendshapes, track.blendshape_names),
     )

@@ -14,7 +14,7 @@ import numpy as np
 
 from neural_renderer.errors import PipelineInputError
 
-from . import wire
+from . import protobuf
 from .geometry import boundary_loops
 
 METADATA_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
@@ -160,33 +160,33 @@ class CanonicalFaceGeometry:
 
 def parse_geometry_metadata(data: bytes) -> CanonicalFaceGeometry:
     """Decode a serialized GeometryPipelineMetadata message (pure: bytes in, arrays out)."""
-    meta = wire.parse_message(data)
-    meshes = wire.submessages(meta, _META_CANONICAL_MESH)
+    meta = protobuf.parse_message(data)
+    meshes = protobuf.submessages(meta, _META_CANONICAL_MESH)
     if len(meshes) != 1:
         raise ValueError(f"expected one canonical_mesh, found {len(meshes)}")
     mesh = meshes[0]
-    vertex_type = wire.single_varint(mesh, _MESH_VERTEX_TYPE)
-    primitive = wire.single_varint(mesh, _MESH_PRIMITIVE_TYPE)
+    vertex_type = protobuf.single_varint(mesh, _MESH_VERTEX_TYPE)
+    primitive = protobuf.single_varint(mesh, _MESH_PRIMITIVE_TYPE)
     if vertex_type != _VERTEX_PT or primitive != _TRIANGLE:
         raise ValueError(f"unsupported canonical mesh (vertex_type {vertex_type}, primitive_type {primitive})")
-    vb = wire.repeated_floats(mesh, _MESH_VERTEX_BUFFER)
-    ib = wire.repeated_varints(mesh, _MESH_INDEX_BUFFER)
+    vb = protobuf.repeated_floats(mesh, _MESH_VERTEX_BUFFER)
+    ib = protobuf.repeated_varints(mesh, _MESH_INDEX_BUFFER)
     if vb.size % 5 or ib.size % 3:
         raise ValueError(f"vertex buffer of {vb.size} floats / index buffer of {ib.size} is not VERTEX_PT / TRIANGLE")
     vpt = vb.reshape(-1, 5)
     tris = ib.reshape(-1, 3)
     if tris.size and tris.max() >= len(vpt):
         raise ValueError("triangle index beyond the vertex buffer")
-    refs = wire.submessages(meta, _META_PROCRUSTES)
-    ids = np.array([wire.single_varint(r, _LMREF_ID) for r in refs], dtype=np.int64)
-    weights = np.array([wire.single_float(r, _LMREF_WEIGHT) for r in refs], dtype=np.float32)
+    refs = protobuf.submessages(meta, _META_PROCRUSTES)
+    ids = np.array([protobuf.single_varint(r, _LMREF_ID) for r in refs], dtype=np.int64)
+    weights = np.array([protobuf.single_float(r, _LMREF_WEIGHT) for r in refs], dtype=np.float32)
     return CanonicalFaceGeometry(
         vertices=np.ascontiguousarray(vpt[:, :3], dtype=np.float32),
         uv=np.ascontiguousarray(vpt[:, 3:], dtype=np.float32),
         triangles=tris,
         procrustes_ids=ids,
         procrustes_weights=weights,
-        input_source=wire.single_varint(meta, _META_INPUT_SOURCE),
+        input_source=protobuf.single_varint(meta, _META_INPUT_SOURCE),
     )
 
 

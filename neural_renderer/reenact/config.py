@@ -9,8 +9,10 @@ from typing import Any
 MODES = ("absolute", "relative")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReenactConfig:
+    # workflow key: (driver, target) pairs to render, e.g. ({"driver": "d0", "target": "d6"},); both videos in raw_dir
+    pairs: tuple[dict[str, str], ...] = ()
     # absolute: the driver's coefficients as they are | relative: driver - driver neutral + target neutral
     expression: str = "relative"
     # Per-coefficient "neutral" = this percentile over the valid frames. ARKit coefficients are one-sided activations

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from neural_renderer.config import build_dataclass
-from neural_renderer.presets import PresetChoice, apply_preset, choose_preset
+from neural_renderer.presets import Placement, apply_preset, place
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     variant: str = "full"  # full: MLP + pix2pixHD decoder | cnn: ablation "CNN decoder only"
     resolution: int | None = None  # output side (px); null = the crop resolution (frames are resized to it)
@@ -44,7 +44,7 @@ class ModelConfig:
             raise ValueError(f"resolution must be >= 16 and divisible by 4, got {self.resolution}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     iterations: int = 100000
     batch_size: int = 16
@@ -84,7 +84,7 @@ class TrainConfig:
     allow_slow_cpu: bool = False  # run the seed preset on a CPU anyway (refused by default, with a time estimate)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RenderConfig:
     test_latent: str = "mean"  # latent code at test time: mean of the training codes | first | zero
     crf: int = 18
@@ -96,9 +96,9 @@ class RenderConfig:
             raise ValueError(f"test_latent must be mean, first or zero, got {self.test_latent!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RendererConfig:
-    enabled: bool = False  # add trained renderers and renders of every video to the default targets
+    enabled: bool = True  # workflow key: add trained renderers and renders of every video to the default targets
     preset: str = "auto"  # auto (seed on CUDA, preview on CPU) | seed (the paper's settings) | preview
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -139,7 +139,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve_renderer_config(section: dict[str, Any], device: torch.device) -> tuple[RendererConfig, PresetChoice]:
-    """The renderer section as configured (`preset` auto | seed | preview) -> the typed config that runs."""
-    choice = choose_preset(section.get("preset", RendererConfig.preset), device)
-    return build_dataclass(RendererConfig, apply_preset(PRESETS, section, choice)), choice
+def resolve_renderer_config(section: dict[str, Any]) -> tuple[RendererConfig, Placement]:
+    """The renderer section as configured (`preset` auto | seed | preview, `train.device`) -> the typed config that
+    runs and where it runs. Called once per job, by the stage."""
+    requested = build_dataclass(RendererConfig, section)
+    placement = place(requested.preset, requested.train.device)
+    return build_dataclass(RendererConfig, apply_preset(PRESETS, section, placement.preset)), placement

@@ -31,10 +31,9 @@ import torch
 
 from neural_renderer.assets import sha256_file
 from neural_renderer.atomic import atomic_path
-from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.optim import check_finite, optimiser_step
-from neural_renderer.presets import PresetChoice, choose_preset, refuse_slow_cpu
+from neural_renderer.presets import Placement, PresetChoice, refuse_slow_cpu
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import FrameCache, TrackingData
 from neural_renderer.renderer.losses import PortraitLoss
@@ -303,17 +302,19 @@ def train(
     cfg: RendererConfig,
     model_path: str | Path,
     work_dir: str | Path,
+    placement: Placement,
     hook: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
-    preset: PresetChoice | None = None,
 ) -> TrainResult:
     """Train (or resume from `work_dir/checkpoints/last.pt`) and write the final model to `model_path` atomically.
 
     `work_dir` (not a declared output) holds checkpoints/, losses.jsonl, samples/ and the report figures.
+    `placement`: the device and preset the stage resolved (`resolve_renderer_config`).
     `hook(iteration, terms)` runs after every step (tests raise from it to simulate a crash).
     """
     t = cfg.train
     work_dir, model_path = Path(work_dir), Path(model_path)
-    trainer, preset = build_trainer(data, cfg, preset)
+    trainer = build_trainer(data, cfg, placement)
+    preset = placement.preset
     identity = run_identity(cfg, data)
     start = resume(trainer, work_dir / "checkpoints" / CHECKPOINT, identity)
     trainer.gen.train()
@@ -332,12 +333,11 @@ def train(
     return TrainResult(final_iter, start, books.losses.rows, model_path, preset, seconds)
 
 
-def build_trainer(data: TrackingData, cfg: RendererConfig, preset: PresetChoice | None) -> tuple[Trainer, PresetChoice]:
-    """The seeded Trainer on the configured device, and the preset (refused up front when it would take too long
-    on a CPU)."""
+def build_trainer(data: TrackingData, cfg: RendererConfig, placement: Placement) -> Trainer:
+    """The seeded Trainer on the placement's device (refused up front when the preset would take too long on a
+    CPU)."""
     t = cfg.train
-    device = resolve_device(t.device)
-    preset = preset or choose_preset(cfg.preset, device)
+    device, preset = placement.device, placement.preset
     _seed(t.seed)
     trainer = Trainer(cfg, data, device)
     if preset.name == "seed" and device.type != "cuda" and not t.allow_slow_cpu:
@@ -352,7 +352,7 @@ def build_trainer(data: TrackingData, cfg: RendererConfig, preset: PresetChoice 
         t.batch_size,
         device,
     )
-    return trainer, preset
+    return trainer
 
 
 def resume(trainer: Trainer, ckpt_path: Path, identity: dict[str, Any]) -> int:

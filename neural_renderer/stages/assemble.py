@@ -9,9 +9,8 @@ import numpy as np
 
 from neural_renderer.crop import crop_frame
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import assemble_tracking, read_attrs, read_stage
-from neural_renderer.video import decode_frames
+from neural_renderer.video import decode_frames, load_probe
 
 
 def run(

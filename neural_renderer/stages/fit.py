@@ -6,19 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from neural_renderer.assets import sha256_file
-from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.fitting import FitConfig, FitResult, fit_tracked_landmarks
+from neural_renderer.fitting import FitResult, fit_tracked_landmarks, resolved_fit_config
 from neural_renderer.morphable import load_correspondence, load_morphable_model
 from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
-
-
-def fit_config(cfg: dict[str, Any]) -> FitConfig:
-    values = {**cfg, "device": str(resolve_device(cfg.get("device", "auto")))}
-    try:
-        return FitConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise PipelineInputError(None, f"invalid fit configuration: {exc}") from None
 
 
 def run(
@@ -31,7 +22,7 @@ def run(
     cfg: dict[str, Any],
     kind: str = "auto",
 ) -> FitResult:
-    fit_cfg = fit_config(cfg)
+    fit_cfg = resolved_fit_config(cfg)
     model = load_morphable_model(model_path, kind=kind)
     corr = load_correspondence(correspondence_npz, model_path)
     crop = read_stage(crop_h5, "crop")

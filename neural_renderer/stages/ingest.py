@@ -17,7 +17,7 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.storage import atomic_path
-from neural_renderer.video import VideoInfo, extract_audio, probe_video
+from neural_renderer.video import extract_audio, probe_video
 from neural_renderer.video.config import IngestConfig
 
 AUDIO_SAMPLE_RATE = 16000
@@ -50,13 +50,3 @@ def run(
     with atomic_path(probe_json) as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
-
-
-def load_probe(probe_json: str | Path) -> tuple[VideoInfo, str]:
-    """Read `probe.json` back into a VideoInfo plus the video's sha256."""
-    try:
-        record = json.loads(Path(probe_json).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PipelineInputError(probe_json, f"unreadable probe file ({exc})") from None
-    names = {f.name for f in dataclasses.fields(VideoInfo)}
-    return VideoInfo(**{k: v for k, v in record.items() if k in names}), record["sha256"]

@@ -9,11 +9,13 @@ is compared with which: neural_renderer.outputs).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 
 from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
+from neural_renderer.fitting.config import GazeConfig, resolved_fit_config
 from neural_renderer.metrics.config import MetricsConfig
 from neural_renderer.metrics.features import (
     FeatureExtractor,
@@ -25,6 +27,31 @@ from neural_renderer.metrics.features import (
 )
 
 log = logging.getLogger(__name__)
+
+SETS = ("real_test", "rendered", "driving")
+
+
+def run(which: str, inputs: Mapping[str, str], out_h5, *, cfg: dict, motion_cfg: dict, name: str) -> None:
+    """One set of frames (`which`, the rules' `frames` param) from the rule's named inputs.
+
+    motion_cfg: the video's `fit:` and `gaze:` sections, so re-extracted motion is fitted as the video was.
+    """
+    if which not in SETS:
+        raise ValueError(f"unknown set of frames {which!r}; expected one of {SETS}")
+    models = MotionModels(
+        inputs["landmarker"],
+        inputs["model"],
+        inputs["correspondence"],
+        fit=resolved_fit_config(motion_cfg["fit"]),
+        gaze=build_dataclass(GazeConfig, motion_cfg["gaze"]),
+    )
+    common = {"cfg": cfg, "name": name, "models": models}
+    if which == "real_test":
+        run_real(inputs["tracking"], inputs["renderer"], out_h5, **common)
+    elif which == "rendered":
+        run_rendered(inputs["rendered"], out_h5, **common)
+    else:
+        run_driving(inputs["tracking"], inputs["rendered"], out_h5, **common)
 
 
 def _extract(

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from neural_renderer.assets import sha256_file
+from neural_renderer.config import build_dataclass
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.progress import progress
-from neural_renderer.stages.ingest import load_probe
 from neural_renderer.storage import write_stage
-from neural_renderer.tracking import track_frames
+from neural_renderer.tracking import TrackConfig, track_frames
 from neural_renderer.tracking.mirror import mirror_averaged
-from neural_renderer.video import decode_frames
+from neural_renderer.video import decode_frames, load_probe
 
 
 def run(
@@ -30,10 +30,10 @@ def run(
     """Track all frames; fail (naming the video) only if no frame has a face. Returns the detection rate.
 
     `ffmpeg` is unused (frames are decoded in-process); kept so the rule's call stays the same.
-    cfg mirror_average (default true): also track the mirrored frames and average (``tracking/mirror.py``).
+    With `mirror_average` the mirrored frames are tracked too and averaged in (``tracking/mirror.py``).
     """
+    track_cfg = build_dataclass(TrackConfig, cfg)
     info, sha = load_probe(probe_json)
-    opts = {k: v for k, v in cfg.items() if k != "mirror_average"}
     times: list[float] = []
 
     def frames():  # a fresh decode per tracking pass (a second pass runs only when several faces are seen)
@@ -44,8 +44,8 @@ def run(
             times.append(t)
             yield frame
 
-    track = track_frames(frames, info.fps, model_path, **opts)
-    if cfg.get("mirror_average", True):
+    track = track_frames(frames, info.fps, model_path, track_cfg)
+    if track_cfg.mirror_average:
         width = {"px": info.width}
 
         def flipped():
@@ -58,7 +58,7 @@ def run(
                 width["px"] = frame.shape[1]  # as decoded (after any rotation), the width the landmarks live in
                 yield np.ascontiguousarray(frame[:, ::-1])
 
-        mirrored = track_frames(flipped, info.fps, model_path, **opts)
+        mirrored = track_frames(flipped, info.fps, model_path, track_cfg)
         track = mirror_averaged(track, mirrored, width["px"], model_path)
     n = len(track.valid)
     if n == 0:

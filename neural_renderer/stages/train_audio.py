@@ -15,7 +15,6 @@ from neural_renderer.audio.config import resolve_audio_config
 from neural_renderer.audio.features import load_audio
 from neural_renderer.audio.train import AudioTrainResult, prepare, train_audio
 from neural_renderer.config import build_dataclass
-from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.storage import read_driving_motion
@@ -31,8 +30,7 @@ def run(
     renderer_cfg: dict[str, Any],
     probe_json: str | Path | None = None,
 ) -> AudioTrainResult:
-    cfg = cfg or {}
-    acfg, preset = resolve_audio_config(cfg, resolve_device(cfg.get("train", {}).get("device", "auto")))
+    acfg, placement = resolve_audio_config(cfg)
     rcfg = build_dataclass(RendererConfig, renderer_cfg or {})
     if probe_json is not None and Path(probe_json).is_file() and not has_audio(probe_json):
         raise PipelineInputError(
@@ -57,5 +55,5 @@ def run(
         out_model,
         expression_names=motion.expression_names,
         tracking_sha256=sha256_file(tracking_h5),
-        preset=preset,
+        placement=placement,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from neural_renderer.device import resolve_device
 from neural_renderer.renderer.config import resolve_renderer_config
 from neural_renderer.renderer.data import load_tracking
 from neural_renderer.renderer.train import TrainResult, train
@@ -24,8 +23,7 @@ def run(
     hook=None,
 ) -> TrainResult:
     """`work_dir` (default: `<model dir>/`) holds checkpoints/, losses.jsonl, samples/ and the report figures."""
-    device = resolve_device(cfg.get("train", {}).get("device", "auto"))
-    rcfg, preset = resolve_renderer_config(cfg, device)
+    rcfg, placement = resolve_renderer_config(cfg)
     t = rcfg.train
     data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames, rcfg.model.resolution)
-    return train(data, rcfg, out_model, work_dir or Path(out_model).parent, hook=hook, preset=preset)
+    return train(data, rcfg, out_model, work_dir or Path(out_model).parent, placement, hook=hook)

@@ -1,5 +1,6 @@
 """Face tracking: MediaPipe FaceLandmarker per frame -> LandmarkTrack (478 landmarks, blendshapes, head transform)."""
 
+from neural_renderer.tracking.config import TrackConfig
 from neural_renderer.tracking.landmarker import (
     BLENDSHAPE_NAMES,
     LEFT_EYE_CORNERS,
@@ -24,6 +25,7 @@ __all__ = [
     "RIGHT_IRIS",
     "RIGHT_IRIS_CENTER",
     "LandmarkTrack",
+    "TrackConfig",
     "frame_timestamp_ms",
     "track_frames",
 ]

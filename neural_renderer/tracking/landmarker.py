@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
+from neural_renderer.tracking.config import TrackConfig
 
 log = logging.getLogger(__name__)
 
 N_LANDMARKS = 478  # 468 mesh points + 2 x 5 iris points
 MAX_FACES = 4  # faces the landmarker looks for; one of them is tracked (`face`)
-FACE_CHOICES = ("largest", "centre")
 RIGHT_IRIS: tuple[int, ...] = (468, 469, 470, 471, 472)  # subject's right eye; image-left when not mirrored
 LEFT_IRIS: tuple[int, ...] = (473, 474, 475, 476, 477)  # subject's left eye; image-right when not mirrored
 RIGHT_IRIS_CENTER = RIGHT_IRIS[0]
@@ -106,13 +106,9 @@ def track_frames(
     frames: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]],
     fps: float,
     model_path: str | Path,
-    *,
-    min_detection_confidence: float = 0.5,
-    min_presence_confidence: float = 0.5,
-    min_tracking_confidence: float = 0.5,
-    face: str = "largest",
+    cfg: TrackConfig = TrackConfig(),  # noqa: B008 - frozen, so one shared default instance is safe
 ) -> LandmarkTrack:
-    """Run one FaceLandmarker (VIDEO mode) over `frames` (RGB uint8, all the same size); track one face (`face`).
+    """Run one FaceLandmarker (VIDEO mode) over `frames` (RGB uint8, all the same size); track one face (`cfg.face`).
 
     Pass 1 tracks a single face (MediaPipe then follows it from frame to frame: the steadiest landmarks) and looks for
     more faces once a second. If it finds several, pass 2 tracks up to MAX_FACES and keeps the chosen one; that needs
@@ -122,9 +118,7 @@ def track_frames(
     """
     if not fps or fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    if face not in FACE_CHOICES:
-        raise PipelineInputError(None, f"track.face must be one of {FACE_CHOICES}, got {face!r}")
-    confidences = (float(min_detection_confidence), float(min_presence_confidence), float(min_tracking_confidence))
+    face, confidences = cfg.face, cfg.confidences
     source = frames if callable(frames) else (lambda: frames)
     track = _track(source(), fps, model_path, confidences, num_faces=1, face=face)
     most = int(track.n_faces.max()) if track.n_frames else 0

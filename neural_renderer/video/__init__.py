@@ -10,7 +10,7 @@ from neural_renderer.video.discover import (
     scan_videos,
 )
 from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
-from neural_renderer.video.probe import VideoInfo, probe_video
+from neural_renderer.video.probe import VideoInfo, load_probe, probe_video
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -23,6 +23,7 @@ __all__ = [
     "extract_audio",
     "has_audio_stream",
     "iter_frames",
+    "load_probe",
     "probe_video",
     "resolve_ffmpeg",
     "scan_videos",

@@ -29,6 +29,8 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -174,6 +176,16 @@ def probe_video(
         cut_s=cut_s,
         damage=damage,
     )
+
+
+def load_probe(probe_json: str | Path) -> tuple[VideoInfo, str]:
+    """Read the ingest stage's `probe.json` back into a VideoInfo plus the video's sha256."""
+    try:
+        record = json.loads(Path(probe_json).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PipelineInputError(probe_json, f"unreadable probe file ({exc})") from None
+    names = {f.name for f in dataclasses.fields(VideoInfo)}
+    return VideoInfo(**{k: v for k, v in record.items() if k in names}), record["sha256"]
 
 
 def find_damage(

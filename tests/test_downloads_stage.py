@@ -14,7 +14,7 @@ from test_workflow import dry_run_jobs
 from neural_renderer.assets import ASSETS, ICT_FACEKIT_COMMIT
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.morphable import convert_ict_objs
-from neural_renderer.stages.models import ICT_MODEL_FILES, extract_facexmodel
+from neural_renderer.stages.downloads import ICT_MODEL_FILES, extract_facexmodel
 
 MODEL_RULES = {"download_face_landmarker", "build_ict_model", "fetch_arcface"}
 TWO = {k: ICT_MODEL_FILES[k] for k in ("FaceXModel/generic_neutral_mesh.obj", "FaceXModel/jawOpen.obj")}
@@ -131,7 +131,7 @@ def _buffalo_zip(path, payload: bytes, member: str = "w600k_r50.onnx"):
 def test_arcface_is_extracted_from_the_buffalo_pack_and_verified(tmp_path):
     import hashlib
 
-    from neural_renderer.stages.models import ARCFACE_SHA256, extract_arcface
+    from neural_renderer.stages.downloads import ARCFACE_SHA256, extract_arcface
 
     payload = b"stand-in for the 174 MB ONNX file"
     out = extract_arcface(

@@ -1,5 +1,6 @@
-"""Model preparation on users' machines: fetch the ICT-FaceKit archive (MIT) and convert it to the face-region npz;
-fetch insightface's buffalo_l pack and take its ArcFace model (w600k_r50.onnx) for CSIM.
+"""Model downloads on users' machines (rules/models.smk): a pinned file as it is (`download`); the ICT-FaceKit
+archive (MIT), converted to the face-region npz; insightface's buffalo_l pack, of which the ArcFace model
+(w600k_r50.onnx) is kept for CSIM.
 
 The ICT archive is that of a pinned commit; the OBJ files used are verified by sha256 as they are extracted (see
 `neural_renderer.assets`). An archive whose files do not verify is deleted, so the next run downloads it again.
@@ -21,6 +22,11 @@ from neural_renderer.morphable import convert_ict_objs
 ICT_MODEL_FILES: Mapping[str, str] = {
     k: v for k, v in ASSETS["ict_facekit"].members.items() if k.startswith("FaceXModel/") and k.endswith(".obj")
 }
+
+
+def download(name: str, out: str | Path) -> Path:
+    """The pinned asset `name` (neural_renderer.assets: URL, sha256) as `out`, downloaded and verified if missing."""
+    return ensure_asset(name, Path(out).parent)
 
 
 def extract_facexmodel(archive: str | Path, dest: str | Path, pinned: Mapping[str, str] = ICT_MODEL_FILES) -> Path:
