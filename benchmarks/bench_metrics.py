@@ -28,8 +28,8 @@ from neural_renderer.metrics.i3d import I3DFeatures  # noqa: E402
 from neural_renderer.metrics.identity import make_embedder  # noqa: E402
 from neural_renderer.metrics.image import l1, psnr, ssim  # noqa: E402
 from neural_renderer.metrics.inception import InceptionFeatures  # noqa: E402
-from neural_renderer.metrics.lpips import LPIPS, lpips_frames  # noqa: E402
 from neural_renderer.metrics.motion import extract_motion  # noqa: E402
+from neural_renderer.perceptual.lpips import LPIPS, lpips_frames  # noqa: E402
 from neural_renderer.stages import correspondence  # noqa: E402
 
 

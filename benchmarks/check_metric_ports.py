@@ -96,7 +96,7 @@ def run_fid_helper(data: dict) -> dict:
 def compare(path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from neural_renderer.metrics.i3d import I3DFeatures
-    from neural_renderer.metrics.lpips import lpips_frames
+    from neural_renderer.perceptual.lpips import lpips_frames
 
     data = dict(np.load(path))
     for ours, theirs in (("alex", "alexnet"), ("vgg", "vgg16")):

@@ -19,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.motion_file import align_expression, read_motion_file
 from neural_renderer.outputs import CROSS, SELF
@@ -27,7 +26,7 @@ from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.render import render_params
 from neural_renderer.reenact.transfer import motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer
-from neural_renderer.storage import read_driving_motion, read_frames, write_stage
+from neural_renderer.storage import read_driving_motion, read_frames, write_rendered
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -138,23 +137,19 @@ def drive(
         frame_of, width = (lambda i: frames[i]), r
     if out_h5 is not None:
         same = target is not None and target.resolve() == motion_path.resolve()
-        write_stage(
+        write_rendered(
             out_h5,
-            "rendered",
-            {"frames": frames, "frame_index": np.arange(first, last, dtype=np.int64)},
+            frames,
+            np.arange(first, last),
+            kind=SELF.name if same else CROSS.name,
             video=f"{motion_path.stem}_to_{model.parent.parent.name or model.stem}",
-            source_path=str(motion_path),
-            source_sha256=sha256_file(motion_path),
+            source_path=motion_path,
             stage_config=cfg.to_dict(),
-            attrs={
-                "fps": rate,
-                "resolution": r,
-                "kind": SELF.name if same else CROSS.name,
-                "driver": str(motion_path),
-                "target": str(model),
-                "target_model": str(model),
-                "target_tracking": str(target or ""),
-            },
+            fps=rate,
+            driver=str(motion_path),
+            target=str(model),
+            target_model=str(model),
+            target_tracking=str(target or ""),
         )
     try:
         start_s = first / rate if audio_start_s is None else audio_start_s

@@ -58,7 +58,7 @@ def test_every_rule_has_a_log(repo_dir):
 def test_weight_packages_pinned_alike_everywhere(repo_dir):
     """requirements-weights.txt (installed with --no-deps), the metrics env's post-deploy script and the package's
     own table of weight packages (used in its 'how to install' errors) pin the same versions."""
-    from neural_renderer.metrics.weights import WEIGHT_PACKAGES
+    from neural_renderer.perceptual.weights import WEIGHT_PACKAGES
 
     weights = _pins((repo_dir / "requirements-weights.txt").read_text().splitlines())
     assert weights == {k.lower(): v for k, v in WEIGHT_PACKAGES.items()}

@@ -15,8 +15,8 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.metrics.frechet import fid, frechet_distance
 from neural_renderer.metrics.i3d import I3DFeatures
 from neural_renderer.metrics.inception import InceptionFeatures
-from neural_renderer.metrics.lpips import LPIPS, lpips_frames
-from neural_renderer.metrics.weights import load_numpy_pickle, package_file
+from neural_renderer.perceptual.lpips import LPIPS, lpips_frames
+from neural_renderer.perceptual.weights import load_numpy_pickle, package_file
 
 BLUR = (1.0, 2.5, 6.0)
 NOISE = (8.0, 24.0, 64.0)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neural_renderer.assets import sha256_file
 from neural_renderer.audio.config import AudioConfig, AudioRenderConfig
 from neural_renderer.audio.features import audio_features, load_audio
 from neural_renderer.audio.model import pose_to_matrix, predict_sequence
@@ -26,7 +25,7 @@ from neural_renderer.reenact.transfer import (
     smooth_sequence,
 )
 from neural_renderer.renderer.render import PortraitRenderer
-from neural_renderer.storage import read_driving_motion, write_stage
+from neural_renderer.storage import read_driving_motion, write_rendered
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -118,23 +117,19 @@ def render_audio(
         translation = smooth_sequence(translation, cfg.smoothing_sigma)
     frames = renderer.render_motion(expression, rotation, translation, gaze, cfg.batch_size)
     n, r = len(frames), renderer.resolution
-    write_stage(
+    write_rendered(
         out_h5,
-        "rendered",
-        {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
+        frames,
+        np.arange(n),
+        kind=AUDIO.name,
         video=f"{clip}_to_{target}",
-        source_path=str(audio_path),
-        source_sha256=sha256_file(audio_path),
+        source_path=audio_path,
         stage_config=driver.cfg.to_dict() | {"render": dataclasses.asdict(cfg)},
-        attrs={
-            "fps": fps,
-            "resolution": r,
-            "kind": AUDIO.name,
-            "driver": clip,
-            "target": target,
-            "audio_model": str(audio_model),
-            "renderer_model": str(renderer_model),
-        },
+        fps=fps,
+        driver=clip,
+        target=target,
+        audio_model=str(audio_model),
+        renderer_model=str(renderer_model),
     )
     try:
         write_mp4(out_mp4, n, lambda i: frames[i], r, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=Path(audio_path))

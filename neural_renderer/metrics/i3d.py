@@ -18,7 +18,7 @@ from torch import nn
 
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.metrics.weights import load_numpy_pickle, package_file
+from neural_renderer.perceptual.weights import load_numpy_pickle, package_file
 
 EPS = 1e-3
 SIZE = 224

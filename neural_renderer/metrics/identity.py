@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.metrics.weights import package_file
+from neural_renderer.perceptual.weights import package_file
 
 DLIB_FILES = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
 DLIB_68_FILE = "shape_predictor_68_face_landmarks.dat"

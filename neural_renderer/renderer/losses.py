@@ -87,7 +87,7 @@ class PortraitLoss(nn.Module):
         self.t = t
         self.perceptual = None
         if t.w_perceptual > 0:
-            from neural_renderer.metrics.lpips import LPIPS
+            from neural_renderer.perceptual.lpips import LPIPS
 
             self.perceptual = LPIPS("vgg")
         self.disc = None

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neural_renderer.assets import sha256_file
 from neural_renderer.config import build_dataclass
 from neural_renderer.device import resolve_device
 from neural_renderer.errors import PipelineInputError
@@ -17,7 +16,7 @@ from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import TrackingData, pose_features, standardise
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.renderer.train import MODEL_FORMAT
-from neural_renderer.storage import read_timestamps, write_stage
+from neural_renderer.storage import read_timestamps, write_rendered
 from neural_renderer.video.mp4 import write_mp4
 
 
@@ -134,22 +133,18 @@ def render_test_frames(
     start_s = float(read_timestamps(data.path)[idx[0]])  # the file's clock (the audio's), not idx / fps
     out_mp4, out_h5 = Path(out_mp4), Path(out_h5)
     rendered = renderer.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx], batch_size)
-    write_stage(
+    write_rendered(
         out_h5,
-        "rendered",
-        {"frames": rendered, "frame_index": idx.astype(np.int64)},
+        rendered,
+        idx,
+        kind=SELF.name,
         video=video,
-        source_path=str(data.path),
-        source_sha256=sha256_file(data.path),
+        source_path=data.path,
         stage_config=renderer.cfg.to_dict(),
-        attrs={
-            "fps": data.fps,
-            "resolution": r,
-            "kind": SELF.name,
-            "driver": video,
-            "target": video,
-            "test_latent": renderer.cfg.render.test_latent,
-        },
+        fps=data.fps,
+        driver=video,
+        target=video,
+        test_latent=renderer.cfg.render.test_latent,
     )
     outputs = [(out_mp4, lambda i: rendered[i], r)]
     if side_by_side_mp4 is not None:

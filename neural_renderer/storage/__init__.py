@@ -23,6 +23,7 @@ from neural_renderer.storage.motion import (
     read_driving_motion,
     read_motion,
 )
+from neural_renderer.storage.rendered import write_rendered
 from neural_renderer.storage.schema import SCHEMA_VERSION, STAGES, markdown, schema_for, validate_arrays
 
 __all__ = [
@@ -47,5 +48,6 @@ __all__ = [
     "read_timestamps",
     "schema_for",
     "validate_arrays",
+    "write_rendered",
     "write_stage",
 ]

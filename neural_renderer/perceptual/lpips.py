@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from neural_renderer.device import resolve_device
-from neural_renderer.metrics.weights import load_numpy_pickle, package_file
+from neural_renderer.perceptual.weights import load_numpy_pickle, package_file
 
 SHIFT = (-0.030, -0.088, -0.188)  # lpips ScalingLayer
 SCALE = (0.458, 0.448, 0.450)
