@@ -202,9 +202,7 @@ def metrics_inputs(wildcards):
 def check_named_videos():
     """Reenactment pairs and audio targets must name videos in raw_dir (a typo would otherwise be a MissingInput)."""
     named = [
-        (f"reenact.pairs[{i}].{role}", p[role])
-        for i, p in enumerate(REENACT_PAIRS)
-        for role in ("driver", "target")
+        (f"reenact.pairs[{i}].{role}", p[role]) for i, p in enumerate(REENACT_PAIRS) for role in ("driver", "target")
     ]
     named += [(f"audio.targets[{i}]", t) for i, t in enumerate(AUDIO_TARGETS)]
     unknown = [f"{where}={name!r}" for where, name in named if name not in VIDEOS]
