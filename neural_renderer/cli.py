@@ -1,8 +1,9 @@
 """`portrait`: the command line for what users do outside the Snakemake DAG (also `python -m neural_renderer`).
 
-Argument parsing only: each subcommand calls one package function (`drive.drive`, `describe.describe`,
-`stages.pipeline.preprocess`, `demo.run_demo`). Exit codes: 0 done, 1 bad input (one line on stderr naming the file
-and the reason: `PipelineInputError`), 2 wrong usage (argparse), 130 interrupted.
+Argument parsing and printing: each subcommand calls the package (`drive.drive`, `describe.describe`,
+`stages.pipeline.setup` and `preprocess`, `sections.explain`, `demo.run_demo`); no setting is resolved here. Exit
+codes: 0 done, 1 bad input (one line on stderr naming the file and the reason: `PipelineInputError`), 2 wrong usage
+(argparse), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ workflow. Model files default to the config's `models:` (fetch them once with
 example:
   portrait track data/raw/me.mp4 --out results/me
   portrait track clip.mov --out /tmp/clip --resolution 256 --device cpu"""
+
+CONFIG_HELP = """\
+Print the configuration a video runs with: every key, its effective value, and where the value comes from
+(default: the config dataclasses, the one place defaults are written; preset NAME: the renderer/audio preset that
+runs (`auto`: as resolved on this machine); config: config.yaml; override: the video's `overrides:` entry).
+docs/CONFIG.md lists every key with its type, default and meaning.
+
+example:
+  portrait config                      # the settings every video shares
+  portrait config --video d6           # with d6's overrides
+  portrait config --video d6 --json    # for scripts
+  portrait config --changed            # only what config.yaml and the overrides set"""
 
 DEMO_HELP = """\
 Run the README's demo: the shipped sample clip (data/raw/sample.mp4) through the whole workflow
@@ -132,14 +145,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from neural_renderer.config import REPO_ROOT
     from neural_renderer.stages.pipeline import Overrides, preprocess, setup
 
-    local = Path("config.yaml")
-    config_path = Path(args.config) if args.config else (local if local.is_file() else REPO_ROOT / "config.yaml")
     out = Path(args.out)
     given = Overrides(args.landmarker, args.morphable, args.kind, args.correspondence, args.resolution, args.device)
-    models, cfg = setup(config_path, out, given)
+    models, cfg = setup(_config_path(args.config), out, given)
     tracking = preprocess(args.video, out, models, cfg)
     stats = json.loads((out / "qc" / "stats.json").read_text())
     print(
@@ -148,6 +158,32 @@ def cmd_track(args: argparse.Namespace) -> int:
         f"{out / 'qc' / 'contact_sheet.png'}"
     )
     return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from neural_renderer.config import read_config
+    from neural_renderer.presets import place
+    from neural_renderer.sections import explain
+
+    config_path = _config_path(args.config)
+    rows = explain(read_config(config_path), args.video, place("auto", "auto").preset.name)
+    if args.changed:
+        rows = [r for r in rows if r.source in ("config", "override")]
+    if args.json:
+        print(json.dumps([{"key": r.key, "value": r.value, "source": r.source} for r in rows], indent=2))
+        return 0
+    print(f"# {config_path}" + (f", video {args.video}" if args.video else ""))
+    width = max((len(r.key) for r in rows), default=0)
+    for r in rows:
+        print(f"{r.key:<{width}}  {json.dumps(r.value):<24}  {r.source}")
+    return 0
+
+
+def _config_path(given: str | None) -> Path:
+    from neural_renderer.config import REPO_ROOT
+
+    local = Path("config.yaml")
+    return Path(given) if given else (local if local.is_file() else REPO_ROOT / "config.yaml")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -159,6 +195,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from neural_renderer.reenact.config import ReenactConfig  # light: the defaults quoted in --help
+
     parser = argparse.ArgumentParser(
         prog="portrait",
         formatter_class=RAW,
@@ -194,12 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             f"--{name}", choices=("relative", "absolute"), help=f"{name} transfer mode (overrides --transfer)"
         )
-    p.add_argument("--neutral-percentile", type=float, help="percentile taken as the neutral expression (default 10)")
-    p.add_argument("--smoothing-sigma", type=float, help="temporal Gaussian smoothing in frames (default 0)")
+    p.add_argument(
+        "--neutral-percentile",
+        type=float,
+        help=f"percentile taken as the neutral expression (default {ReenactConfig.neutral_percentile})",
+    )
+    p.add_argument(
+        "--smoothing-sigma",
+        type=float,
+        help=f"temporal Gaussian smoothing in frames (default {ReenactConfig.smoothing_sigma})",
+    )
     p.add_argument("--side-by-side", action="store_true", help="driver crop | render (tracking.h5 motions only)")
     p.add_argument("--h5", help="also write the frames as a `rendered` HDF5")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--crf", type=int, help="H.264 quality (default 18)")
+    p.add_argument("--crf", type=int, help=f"H.264 quality (default {ReenactConfig.crf})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: the one shipped by imageio-ffmpeg)")
     p.set_defaults(func=cmd_render)
@@ -224,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, choices=(256, 512, 1024), help="crop resolution (default: config)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="fit device (default: config)")
     p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser(
+        "config", help="print a video's effective configuration", description=CONFIG_HELP, formatter_class=RAW
+    )
+    p.add_argument("--video", help="apply this video's overrides (its name in data/raw/, without the extension)")
+    p.add_argument("--config", help="workflow config (default: ./config.yaml, else the repository's)")
+    p.add_argument("--changed", action="store_true", help="only the keys config.yaml or the overrides set")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(
         "demo", help="run the README's demo on the shipped sample", description=DEMO_HELP, formatter_class=RAW

@@ -25,6 +25,7 @@ from neural_renderer.sections import (
     WorkflowConfig,
     effective_section,
     explain,
+    markdown,
     section_class,
     section_defaults,
     workflow_defaults,
@@ -227,7 +228,7 @@ def test_explain_names_where_each_value_comes_from(tmp_path):
         "overrides: {v1: {crop: {margin: 0.9}}}\n"
     )
     raw = read_config(path)
-    rows = {r.key: (r.value, r.source) for r in explain(raw, "v1", presets={"renderer": "preview"})}
+    rows = {r.key: (r.value, r.source) for r in explain(raw, "v1", auto_preset="preview")}
     assert rows["results_dir"] == ("out", "config") and rows["raw_dir"] == ("data/raw", "default")
     assert rows["crop.resolution"] == (256, "config") and rows["crop.margin"] == (0.9, "override")
     assert rows["crop.smoothing"] == ("savgol", "default")
@@ -237,3 +238,52 @@ def test_explain_names_where_each_value_comes_from(tmp_path):
     other = {r.key: r for r in explain(raw, "v2")}
     assert other["crop.margin"].source == "default"  # the override is v1's alone
     assert len(rows) == len(other) > 150  # every key of every section
+
+
+def test_config_doc_is_current_and_every_key_has_a_meaning(repo_dir):
+    """docs/CONFIG.md is what `python -m neural_renderer.sections` prints, and no key is left unexplained."""
+    text = markdown()
+    assert (repo_dir / "docs" / "CONFIG.md").read_text() == text, (
+        "docs/CONFIG.md is stale: python -m neural_renderer.sections > docs/CONFIG.md"
+    )
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) > 150
+    unexplained = [row[0] for row in rows if not row[-1].strip(" |")]
+    assert unexplained == []
+    assert "| `crop.resolution` | 256 \\| 512 \\| 1024 | `512` | px |" in text
+
+
+def _leaves(values, prefix=()):
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key != "overrides":
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def test_config_yaml_shows_the_defaults_it_names(repo_dir):
+    """config.yaml shows the keys users change at their defaults; were a dataclass default changed and config.yaml
+    not, the file would silently override the new default (the drift this layout exists to stop)."""
+    raw = read_config(repo_dir / "config.yaml")
+    defaults = {
+        key: value
+        for key, value in _leaves({**workflow_defaults(), **{s: section_defaults(s) for s in STAGE_SECTIONS}})
+    }
+    shown = dict(_leaves({k: v for k, v in raw.items() if k != "overrides"}))
+    assert shown, "config.yaml names no key"
+    differ = {
+        ".".join(k): (v, defaults.get(k, "<no such key>")) for k, v in shown.items() if defaults.get(k, object()) != v
+    }
+    assert differ == {}
+
+
+def test_config_field_notes_read_the_three_comment_styles():
+    from neural_renderer.fitting.config import FitConfig
+    from neural_renderer.sections import field_notes
+
+    fit = field_notes(FitConfig)  # attribute docstrings
+    assert fit["tolerance"].startswith("stop a stage when an accepted step lowers the cost")
+    renderer = field_notes(section_class("renderer"))  # a comment on the field's line
+    assert renderer["preset"].startswith("auto (seed on CUDA, preview on CPU)")
+    audio_features = field_notes(type(section_class("audio")().features))  # comment lines above the field
+    assert audio_features["window"].startswith("Mel frames per video frame, centred on the frame's timestamp")
