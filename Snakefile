@@ -12,7 +12,8 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-complete_config(config)  # validates against config.schema.yaml; defaults live in the config dataclasses alone
+# validates against config.schema.yaml; defaults live in the config dataclasses alone
+complete_config(config, source=", ".join(map(str, workflow.configfiles)) or None)
 
 
 include: "rules/common.smk"

@@ -24,15 +24,18 @@ STAGE_SECTIONS = ("ingest", "track", "crop", "fit", "gaze", "qc", "renderer", "r
 T = TypeVar("T")
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Validate and return `config` (unchanged); raise PipelineInputError naming the bad key."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+def validate_config(
+    config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, source: str | Path | None = None
+) -> dict[str, Any]:
+    """Validate and return `config` (unchanged); raise PipelineInputError naming the file (`source`, the config
+    file, when known) and the offending key, e.g. `config.yaml: crop.resolution: 300 is not one of [256, 512, 1024]`."""
+    import jsonschema
 
-    try:
-        validate(config, str(schema_path), set_default=False)
-    except WorkflowError as exc:
-        raise PipelineInputError(schema_path, f"invalid configuration: {exc}") from None
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PipelineInputError(source or "configuration", f"invalid configuration: {where}: {error.message}")
     return check_overrides(config)
 
 
@@ -45,7 +48,9 @@ def check_overrides(config: dict[str, Any]) -> dict[str, Any]:
         if key not in STAGE_SECTIONS
     ]
     if unknown:
-        raise PipelineInputError(None, f"overrides name unknown stage sections {unknown}; allowed {STAGE_SECTIONS}")
+        raise PipelineInputError(
+            None, f"invalid configuration: overrides name unknown stage sections {unknown}; allowed {STAGE_SECTIONS}"
+        )
     return config
 
 
@@ -58,14 +63,14 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise PipelineInputError(path, f"cannot read configuration ({exc})") from None
     if not isinstance(config, dict):
         raise PipelineInputError(path, "cannot read configuration (not a mapping of keys to values)")
-    return validate_config(config)
+    return validate_config(config, source=path)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The configuration a run uses: `read_config`, with the top-level keys' defaults filled in."""
     from neural_renderer.sections import complete_config
 
-    return complete_config(read_config(path))
+    return complete_config(read_config(path), source=str(path))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

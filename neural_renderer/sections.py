@@ -80,10 +80,10 @@ def workflow_defaults() -> dict[str, Any]:
     return _plain(dataclasses.asdict(WorkflowConfig()))
 
 
-def complete_config(config: dict[str, Any]) -> dict[str, Any]:
+def complete_config(config: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """Validate `config` (in place, e.g. Snakemake's) and fill the top-level keys' defaults; stage sections become
-    `{}` when absent and otherwise stay as set (see the module docstring). Returns `config`."""
-    validate_config(config)
+    `{}` when absent and otherwise stay as set (see the module docstring). `source` names the file(s) in errors."""
+    validate_config(config, source=source)
     for key, value in deep_merge(workflow_defaults(), config).items():
         config[key] = value
     for section in STAGE_SECTIONS:

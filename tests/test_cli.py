@@ -30,7 +30,7 @@ from neural_renderer.video import probe_video, resolve_ffmpeg
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ("render", "inspect", "track", "demo")
+SUBCOMMANDS = ("render", "inspect", "track", "config", "demo")
 
 
 def portrait(capfd, *args: str) -> tuple[int, str, str]:
@@ -327,6 +327,22 @@ def test_track_gives_the_stage_runners_outputs(d0, tmp_path, capfd, shared_dir):
     assert rc == 1 and "none.mp4" in error_line(err)
     rc, _, err = portrait(capfd, "track", d0["video"], "--out", tmp_path / "y", "--landmarker", tmp_path / "no.task")
     assert rc == 1 and "model file not found" in error_line(err)
+
+
+def test_config_prints_each_keys_value_and_source(tmp_path, capfd):
+    config = tmp_path / "config.yaml"
+    config.write_text("crop: {resolution: 256}\nfit: {w_landmark: 2.0}\noverrides: {clip: {crop: {margin: 0.9}}}\n")
+    rc, out, _ = portrait(capfd, "config", "--config", config, "--video", "clip", "--json")
+    rows = {r["key"]: (r["value"], r["source"]) for r in json.loads(out)}
+    assert rc == 0 and rows["crop.resolution"] == (256, "config") and rows["crop.margin"] == (0.9, "override")
+    assert rows["fit.w_landmark"] == (2.0, "config") and rows["fit.tolerance"][1] == "default"
+    assert rows["renderer.train.iterations"] == (9000, "preset preview")  # no GPU here: auto -> preview
+    rc, out, _ = portrait(capfd, "config", "--config", config, "--changed")
+    keys = [line.split()[0] for line in out.splitlines() if not line.startswith("#")]
+    assert rc == 0 and keys == ["crop.resolution", "fit.w_landmark"]  # the other video's override is not shown
+    config.write_text("crop: {resolution: 300}\n")
+    rc, _, err = portrait(capfd, "config", "--config", config)
+    assert rc == 1 and "resolution" in error_line(err) and str(config) in error_line(err)
 
 
 def test_demo_plans_the_whole_workflow_on_the_sample(tmp_path, capfd):

@@ -44,7 +44,7 @@ class AudioNetConfig:
     # attention and summed before the output layer (0 or 1 = per-frame, no temporal smoothing).
     smooth_frames: int = 8
     # Train N_pose as well (False: render with the identity's mean pose). Off by default: on held-out frames of d6 it
-    # was further from the tracked pose than the mean pose (rotation 7.1 vs 6.3 deg; README, audio section).
+    # was further from the tracked pose than the mean pose (rotation 7.1 vs 6.3 deg; docs/BENCHMARKS.md, audio).
     pose: bool = False
     # Which expression coefficients N_exp predicts: speech (those speech moves: ARKit jaw* and mouth*; every one when
     # the basis is unnamed), the others held at the identity's mean | all (eyes and brows from the audio too).

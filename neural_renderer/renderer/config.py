@@ -112,7 +112,7 @@ class RendererConfig:
 # 128 px for 9000 steps (d18: held-out LPIPS 0.110 after 3000 steps, 0.074 after 9000; about 11 min on 2 CPU cores)
 # without the adversarial terms (they need tens of thousands of iterations to pay off and cost a second network) and
 # without the perceptual loss (LPIPS-VGG16 costs ~10x the generator's step on a CPU: 3.2 s vs 0.34 s, one thread);
-# measured by benchmarks/bench_quality.py, documented in the README.
+# measured by benchmarks/bench_quality.py, recorded in docs/BENCHMARKS.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
     "preview": {

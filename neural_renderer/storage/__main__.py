@@ -1,4 +1,4 @@
-"""`python -m neural_renderer.storage` prints the schema as Markdown (the README section)."""
+"""`python -m neural_renderer.storage` prints the schema as Markdown (docs/SCHEMA.md holds it)."""
 
 from neural_renderer.storage.schema import markdown
 

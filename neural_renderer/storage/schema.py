@@ -2,8 +2,8 @@
 
 Each stage writes one file per video (`results/{video}/{stage}.h5`); the `assemble` stage merges them into
 `tracking.h5`, one group per stage plus the cropped frames. Declaring every dataset here (dtype, symbolic shape,
-unit, meaning) lets `write_stage` reject a malformed array before it reaches disk, and lets the README's schema
-table be generated from the same source (`python -m neural_renderer.storage`).
+unit, meaning) lets `write_stage` reject a malformed array before it reaches disk, and lets the schema's
+tables (docs/SCHEMA.md) be generated from the same source (`python -m neural_renderer.storage`).
 
 Symbolic dimensions: T frames, R crop resolution, Ki identity and Ke expression coefficients, L correspondences,
 B blendshapes (52). Dimensions with the same symbol must agree within a file.
@@ -259,7 +259,7 @@ def validate_arrays(stage: str, arrays: dict[str, np.ndarray]) -> dict[str, int]
 
 
 def markdown() -> str:
-    """The schema as Markdown tables (pasted into the README; a test keeps them in sync)."""
+    """The schema as Markdown tables (docs/SCHEMA.md, written by docs/generate.py; a test keeps it current)."""
     lines = ["Attributes on every file: " + ", ".join(f"`{k}`" for k in COMMON_ATTRS) + "."]
     for schema in STAGES.values():
         filename = schema.filename or f"{schema.stage}.h5"
