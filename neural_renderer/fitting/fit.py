@@ -40,6 +40,7 @@ __all__ = [
     "fit_sequence_refined",
     "refine_correspondence",
     "project_model_points",
+    "fitted_landmarks_68",
     "blendshapes_to_expression",
     "blendshape_matched",
     "interpolate_invalid",
@@ -74,6 +75,9 @@ class FitResult:
     final_cost: dict[str, float] = field(default_factory=dict)
     """each cost term of the last stage at its solution (before interpolation), see solver.py."""
     fit_seconds: float = float("nan")
+    landmarks_68: np.ndarray | None = None
+    """(T, 68, 2) float32 crop px: the model's Multi-PIE landmarks projected with the fitted parameters (every frame,
+    interpolated ones too); None when the model has no 68-point embedding."""
 
     @property
     def n_frames(self) -> int:
@@ -100,6 +104,8 @@ class FitResult:
             vertex = correspondence.model_vertex if self.model_vertex is None else self.model_vertex
             out["correspondence_mediapipe"] = np.asarray(correspondence.mediapipe_idx, dtype=np.int32)
             out["correspondence_vertex"] = np.asarray(vertex, dtype=np.int32)
+        if self.landmarks_68 is not None:
+            out["landmarks_68"] = self.landmarks_68.astype(np.float32)
         return out
 
 
@@ -662,7 +668,25 @@ def fit_sequence_refined(
         state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
         bar.update(bar.total - bar.n)
         bar.close()
-        return _result(data, cfg, state, keyframes, t0, history, stages, final, vertices)
+        result = _result(data, cfg, state, keyframes, t0, history, stages, final, vertices)
+        result.landmarks_68 = fitted_landmarks_68(model, result)
+        return result
+
+
+def fitted_landmarks_68(model: Any, result: FitResult) -> np.ndarray | None:
+    """(T, 68, 2) float32 crop px of the model's 68 Multi-PIE landmark vertices under the fitted parameters (what the
+    fit stage stores as ``landmarks_68``), or None for a model without a 68-point embedding."""
+    if getattr(model, "landmarks_68", None) is None:
+        return None
+    return project_model_points(
+        model,
+        result.identity,
+        result.expression,
+        result.rotation,
+        result.translation,
+        result.intrinsics,
+        vertex_indices=model.landmarks_68,
+    ).astype(np.float32)
 
 
 def project_model_points(
