@@ -380,9 +380,18 @@ def agreement(video: Path, work: Path, model_path: Path, step: int = 1) -> dict[
         )
     names = [str(n) for n in fit["expression_names"]]
     open_shape = model.vertices(expression=np.eye(model.n_expression)[model.expression_index("jawOpen")])
-    mp_idx = mediapipe_68_indices(
-        open_shape, model.landmarks_68, fit["correspondence_mediapipe"], fit["correspondence_vertex"]
-    )
+    # MediaPipe's nearest points through the generic correspondence (beside the stage folder), so that the reference
+    # does not move with the fit being measured; the fit's refined one (as `qc` does) when there is none
+    generic = work.parent / "correspondence.npz"
+    if generic.is_file():
+        from neural_renderer.morphable import load_correspondence
+
+        corr = load_correspondence(generic, model_path)
+        mp_idx = mediapipe_68_indices(open_shape, model.landmarks_68, corr.mediapipe_idx, corr.model_vertex)
+    else:
+        mp_idx = mediapipe_68_indices(
+            open_shape, model.landmarks_68, fit["correspondence_mediapipe"], fit["correspondence_vertex"]
+        )
     index = np.flatnonzero(fit["valid"] & crop["valid"])[::step]
     frames = dict(crop_frames_at(video, work, index))
     predictor = dlib_68_predictor()

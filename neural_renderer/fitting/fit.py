@@ -278,6 +278,12 @@ def _prepare(
     if prior_weight is not None:
         prior_target = beta0
     names = getattr(model, "expression_names", None) or [f"expression{i:03d}" for i in range(len(exp_full))]
+    extra = np.array([cfg.w_expression_prior_extra.get(str(n), 0.0) for n in names[:ke]])
+    if extra.any():  # w (b - x)^2 + c x^2 = (w + c) (w b / (w + c) - x)^2 + const: one term of the solver's form
+        w_b = np.zeros(ke) if prior_weight is None else prior_weight
+        b = np.zeros((n_frames, ke)) if prior_target is None else prior_target
+        prior_weight = w_b + extra
+        prior_target = np.where(prior_weight > 0, w_b * b / np.where(prior_weight > 0, prior_weight, 1.0), 0.0)
     return _Data(
         pts=pts,
         point_ok=point_ok,
