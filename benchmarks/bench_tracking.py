@@ -359,8 +359,8 @@ def agreement(video: Path, work: Path, model_path: Path, step: int = 1) -> dict[
     plus the gaze's angle to the camera: the numbers of issue 26's table."""
     from neural_renderer.fitting import project_model_points
     from neural_renderer.metrics.identity import dlib_68_predictor
-    from neural_renderer.morphable import load_morphable_model
-    from neural_renderer.qc import INNER_51, JAW_17, OUTER_EYE_CORNERS, dlib_box, dlib_landmarks, mediapipe_68_indices
+    from neural_renderer.morphable import MEDIAPIPE_68, load_morphable_model
+    from neural_renderer.qc import INNER_51, JAW_17, OUTER_EYE_CORNERS, dlib_box, dlib_landmarks
     from neural_renderer.qc import nme as qc_nme
     from neural_renderer.storage import read_stage
 
@@ -379,25 +379,12 @@ def agreement(video: Path, work: Path, model_path: Path, step: int = 1) -> dict[
             vertex_indices=model.landmarks_68,
         )
     names = [str(n) for n in fit["expression_names"]]
-    open_shape = model.vertices(expression=np.eye(model.n_expression)[model.expression_index("jawOpen")])
-    # MediaPipe's nearest points through the generic correspondence (beside the stage folder), so that the reference
-    # does not move with the fit being measured; the fit's refined one (as `qc` does) when there is none
-    generic = work.parent / "correspondence.npz"
-    if generic.is_file():
-        from neural_renderer.morphable import load_correspondence
-
-        corr = load_correspondence(generic, model_path)
-        mp_idx = mediapipe_68_indices(open_shape, model.landmarks_68, corr.mediapipe_idx, corr.model_vertex)
-    else:
-        mp_idx = mediapipe_68_indices(
-            open_shape, model.landmarks_68, fit["correspondence_mediapipe"], fit["correspondence_vertex"]
-        )
     index = np.flatnonzero(fit["valid"] & crop["valid"])[::step]
     frames = dict(crop_frames_at(video, work, index))
     predictor = dlib_68_predictor()
     d68 = dlib_landmarks([frames[i] for i in index], [dlib_box(fit68[i]) for i in index], predictor)
     f68 = fit68[index].astype(np.float64)
-    m68 = crop["landmarks"][index][:, mp_idx, :2].astype(np.float64)
+    m68 = crop["landmarks"][index][:, list(MEDIAPIPE_68), :2].astype(np.float64)
     norm = np.linalg.norm(d68[:, OUTER_EYE_CORNERS[0]] - d68[:, OUTER_EYE_CORNERS[1]], axis=1)
     gap_dlib, gap_fit, gap_mp = (lip_gap(p, norm) for p in (d68, f68, m68))
     expr = fit["expression"][index].astype(np.float64)

@@ -8,7 +8,7 @@ second detector the fit never sees. On every `dlib_frame_step`-th frame it place
 box derived from the fit's own 68 landmarks (`fit/landmarks_68`; no second face detector, so it measures the
 same face the fit tracked), and the normalised mean error (NME: mean point distance / distance between the outer eye
 corners 36 and 45 of dlib's points) of the fit's inner 51 points (brows, nose, eyes, mouth: 17-67) and jaw 17 (0-16)
-is computed, and the same for MediaPipe's points nearest to the 68 on the model (`mediapipe_68_indices`). A frame
+is computed, and the same for MediaPipe's points that stand for the 68 (`morphable.MEDIAPIPE_68`). A frame
 whose fit inner-51 NME exceeds `nme_threshold` is flagged. Tried and dropped: dlib's own HOG detector for the box
 (misses turned heads, and on a found face its box is a fixed affine function of the landmark box anyway:
 `DLIB_BOX_FROM_LANDMARKS`); the jaw in the flag (dlib's jaw follows the face's silhouette, the model's jaw vertices
@@ -248,18 +248,6 @@ def dlib_landmarks(frames: np.ndarray, boxes: list[tuple[int, int, int, int]], p
         shape = predictor(np.ascontiguousarray(frame), dlib.rectangle(*box))
         out[i] = [(shape.part(k).x, shape.part(k).y) for k in range(68)]
     return out
-
-
-def mediapipe_68_indices(
-    model_points: np.ndarray, landmark_vertices: np.ndarray, mediapipe_idx: np.ndarray, model_vertex: np.ndarray
-) -> np.ndarray:
-    """(68,) MediaPipe landmark nearest to each of the model's 68 landmark vertices, through the correspondence
-    (mediapipe_idx[k] <-> model_vertex[k]), nearest in 3D on ``model_points`` (V, 3): a model shape with the mouth
-    open (e.g. neutral + jawOpen), so the inner upper and lower lips, which touch on the closed neutral, get their own
-    MediaPipe points."""
-    pts = np.asarray(model_points, np.float64)
-    d = np.linalg.norm(pts[np.asarray(landmark_vertices)][:, None] - pts[np.asarray(model_vertex)][None], axis=2)
-    return np.asarray(mediapipe_idx)[d.argmin(axis=1)]
 
 
 def independent_check(

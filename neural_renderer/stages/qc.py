@@ -11,7 +11,7 @@ import numpy as np
 
 from neural_renderer.config import build_dataclass
 from neural_renderer.fitting import project_model_points
-from neural_renderer.morphable import load_morphable_model
+from neural_renderer.morphable import MEDIAPIPE_68, load_morphable_model
 from neural_renderer.qc import (
     QcConfig,
     contact_sheet,
@@ -20,7 +20,6 @@ from neural_renderer.qc import (
     draw_comparison_tile,
     draw_tile,
     independent_check,
-    mediapipe_68_indices,
     nme,
     sheet_indices,
     tracking_stats,
@@ -42,7 +41,7 @@ def ingest_stats(track_attrs, timestamps_s) -> dict[str, Any]:
 
 
 def check_against_dlib(
-    tracking_h5: str | Path, model: Any, crop: dict, fit: dict, cfg: QcConfig
+    tracking_h5: str | Path, crop: dict, fit: dict, cfg: QcConfig
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The independent check (``neural_renderer.qc``): its ``qc/stats.json`` entry and the contact sheet's tiles of
     the worst checked frames (the fit's 68 points red, dlib's blue)."""
@@ -57,16 +56,8 @@ def check_against_dlib(
     with open_h5(tracking_h5) as f:
         frames = [f["frames"][t] for t in index]  # one chunk each
     dlib68 = dlib_landmarks(frames, [dlib_box(fit68[t]) for t in index], dlib_68_predictor())
-    # MediaPipe's points nearest to the 68 on the model with the mouth open (the lips apart)
-    names = model.expression_names
-    shape = model.vertices(expression=np.eye(len(names))[names.index("jawOpen")]) if "jawOpen" in names else None
-    mp_idx = mediapipe_68_indices(
-        model.neutral if shape is None else shape,
-        model.landmarks_68,
-        fit["correspondence_mediapipe"],
-        fit["correspondence_vertex"],
-    )
-    stats = independent_check(index, fit68[index], dlib68, crop["landmarks"][index][:, mp_idx, :2], cfg.nme_threshold)
+    mediapipe68 = crop["landmarks"][index][:, list(MEDIAPIPE_68), :2]
+    stats = independent_check(index, fit68[index], dlib68, mediapipe68, cfg.nme_threshold)
     stats["frame_step"] = cfg.dlib_frame_step
     per_frame = nme(fit68[index], dlib68)
     tiles = [
@@ -137,7 +128,7 @@ def run(
                 gaze_measured=bool(gaze["valid"][t]),
             )
         )
-    stats["independent_check"], worst = check_against_dlib(tracking_h5, model, crop, fit, qc_cfg)
+    stats["independent_check"], worst = check_against_dlib(tracking_h5, crop, fit, qc_cfg)
     if worst:  # a row of their own: pad the evenly spaced frames to full rows
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % qc_cfg.columns) + worst
     sheet = contact_sheet(tiles, qc_cfg.columns)
