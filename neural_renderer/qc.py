@@ -36,10 +36,10 @@ JAW_17 = np.arange(0, 17)
 OUTER_EYE_CORNERS = (36, 45)
 """outer corner of the subject's right eye (image left) and left eye: the NME's normaliser."""
 
-DLIB_BOX_FROM_LANDMARKS = (-0.01, -0.02, 1.06, 0.94)
-"""(left, top, right, bottom) of the box given to dlib as fractions of the fit's 68-point bounding box (x of its
-width, y of its height): where dlib's own HOG detector puts its box on the shared clips (median per clip of every
-5th frame with a detection, then the median of the four clips; docs/BENCHMARKS.md)."""
+DLIB_BOX_FROM_LANDMARKS = (-0.01, -0.06, 1.06, 0.92)
+"""(left, top, right, bottom) of the box given to dlib as fractions of the bounding box of the fit's 68 points
+(`fit/landmarks_68`; x of its width, y of its height): where dlib's own HOG detector puts its box on the shared clips
+(median per clip of every 5th frame with a detection, then the median of the four clips; docs/BENCHMARKS.md)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class QcConfig:
     gaze_arrow_px: float = 60.0  # arrow length at crop resolution
     dlib_frame_step: int = 5
     """the independent check (dlib's 68 points) runs on every this-many-th frame; 0 = off."""
-    nme_threshold: float = 0.08
-    """frames whose fit inner-51 NME against dlib exceeds this are flagged (placeholder until measured)."""
+    nme_threshold: float = 0.07
+    """frames whose fit inner-51 NME against dlib exceeds this are flagged: the 99th percentile of the per-frame NME on
+    the four shared clips (0.068, rounded; docs/BENCHMARKS.md), whose tracking is usable throughout."""
     worst_frames: int = 4
     """checked frames with the largest NME shown (fit's and dlib's 68 points) in an extra row of the contact sheet."""
 

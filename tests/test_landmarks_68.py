@@ -13,6 +13,7 @@ from neural_renderer.fitting import FitConfig, default_intrinsics, fit_sequence_
 from neural_renderer.fitting.camera import FLIP_YZ
 from neural_renderer.metrics.identity import dlib_68_predictor
 from neural_renderer.morphable import load_morphable_model
+from neural_renderer.morphable.ict import ICT_LANDMARKS_68, ICT_LANDMARKS_68_DLIB, output_landmarks_68
 from neural_renderer.qc import QcConfig, dlib_box, dlib_landmarks, independent_check, nme
 from neural_renderer.storage import read_stage, write_stage
 
@@ -61,8 +62,10 @@ def test_stored_landmarks_68_are_the_models_landmark_vertices_projected(ict, tmp
     assert lm.shape == (8, 68, 2) and lm.dtype == np.float32
     # projected here from the full mesh (model.vertices), not through the fitter's projection helper
     fx, fy, cx, cy = stored["intrinsics"].astype(np.float64)
+    points = output_landmarks_68(ict)  # ICT's model: the dlib-aligned vertices (the correspondence keeps ICT's)
+    assert points.tolist() == list(ICT_LANDMARKS_68_DLIB) and ict.landmarks_68.tolist() == list(ICT_LANDMARKS_68)
     for t in range(8):
-        mesh = ict.vertices(stored["identity"], stored["expression"][t]).astype(np.float64)[ict.landmarks_68]
+        mesh = ict.vertices(stored["identity"], stored["expression"][t]).astype(np.float64)[points]
         cam = mesh @ stored["rotation"][t].astype(np.float64).T + stored["translation"][t]
         uv = np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], axis=1)
         np.testing.assert_allclose(lm[t], uv, atol=0.02)
@@ -85,12 +88,14 @@ def _align(src: np.ndarray, dst: np.ndarray, on: np.ndarray) -> np.ndarray:
     return (src - src[on].mean(0)) @ (u @ vt) * (s.sum() / (a**2).sum()) + dst[on].mean(0)
 
 
+@pytest.mark.parametrize("embedding", [ICT_LANDMARKS_68, ICT_LANDMARKS_68_DLIB], ids=["ict", "dlib_aligned"])
 @pytest.mark.parametrize("video", ["d0", "d18"])
-def test_landmarks_68_are_in_multi_pie_order(ict, face_frames, predictor, video):
-    """The model's 68 points, seen frontally, match dlib's (Multi-PIE order by definition) on a real face point by
-    point: 36 is the outer corner of the subject's right eye, on the image's left."""
+def test_landmarks_68_are_in_multi_pie_order(ict, face_frames, predictor, video, embedding):
+    """The model's 68 points (ICT's embedding and the dlib-aligned one `fit/landmarks_68` uses), seen frontally, match
+    dlib's (Multi-PIE order by definition) on a real face point by point: 36 is the outer corner of the subject's
+    right eye, on the image's left."""
     frontal = project_model_points(
-        ict, np.zeros(0), np.zeros(0), FLIP_YZ, [0, 0, 60.0], default_intrinsics(256), ict.landmarks_68
+        ict, np.zeros(0), np.zeros(0), FLIP_YZ, [0, 0, 60.0], default_intrinsics(256), list(embedding)
     )[0]
     frame = face_frames[video][0]
     box = max(dlib.get_frontal_face_detector()(frame, 1), key=lambda r: r.area())

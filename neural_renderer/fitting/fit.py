@@ -681,8 +681,12 @@ def fit_sequence_refined(
 
 def fitted_landmarks_68(model: Any, result: FitResult) -> np.ndarray | None:
     """(T, 68, 2) float32 crop px of the model's 68 Multi-PIE landmark vertices under the fitted parameters (what the
-    fit stage stores as ``landmarks_68``), or None for a model without a 68-point embedding."""
-    if getattr(model, "landmarks_68", None) is None:
+    fit stage stores as ``landmarks_68``; ICT: the dlib-aligned embedding, ``morphable.ict.output_landmarks_68``), or
+    None for a model without a 68-point embedding."""
+    from ..morphable.ict import output_landmarks_68
+
+    vertices = output_landmarks_68(model) if getattr(model, "landmarks_68", None) is not None else None
+    if vertices is None:
         return None
     return project_model_points(
         model,
@@ -691,7 +695,7 @@ def fitted_landmarks_68(model: Any, result: FitResult) -> np.ndarray | None:
         result.rotation,
         result.translation,
         result.intrinsics,
-        vertex_indices=model.landmarks_68,
+        vertex_indices=vertices,
     ).astype(np.float32)
 
 
