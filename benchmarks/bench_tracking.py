@@ -313,7 +313,10 @@ TARGET_INNER_RATIO = 0.97  # inner-51 NME of the fit <= 0.97 x MediaPipe's neare
 TARGET_R_LIP_GAP = 0.95  # r(inner-lip gap: fit's 68 points vs dlib's)
 TARGET_R_JAW_OPEN = 0.85  # r(the fit's jawOpen coefficient vs dlib's inner-lip gap)
 MOUTH_PREFIXES = ("jaw", "mouth")
-TUNED_ON = {"gaze (eyeballs, blink threshold)": "d18"}
+TUNED_ON = {
+    "gaze (eyeballs, blink threshold)": "d18",
+    "68-point output vertices (ICT_LANDMARKS_68_DLIB)": "d6",
+}
 """the shared clip each setting was tuned on (the others are held out for it)."""
 
 

@@ -157,10 +157,10 @@ FIT = StageSchema(
         "landmarks_68": DatasetSpec(
             F32,
             ("T", 68, 2),
-            "the fitted model's 68 Multi-PIE landmarks (the model file's `landmarks_68` vertices) projected with the "
-            "fitted pose and camera, x, y crop pixels, in Multi-PIE order (0-16 jaw from the image's left, 36 = outer "
-            "corner of the subject's right eye); every frame (interpolated ones too); absent when the model has no "
-            "68-point embedding",
+            "the fitted model's 68 Multi-PIE landmarks projected with the fitted pose and camera, x, y crop pixels, in "
+            "Multi-PIE order (0-16 jaw from the image's left, 36 = outer corner of the subject's right eye); ICT: the "
+            "dlib-aligned vertices `ICT_LANDMARKS_68_DLIB`, other models their file's `landmarks_68`; every frame "
+            "(interpolated ones too); absent when the model has no 68-point embedding",
             "px",
             optional=True,
         ),
