@@ -240,13 +240,7 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
 
     # gaze statistics of the original video
     g_ok = _gaze_ok(go)
-    from neural_renderer.fitting.gaze import pitch_yaw_from_vectors
-
-    to_cam = -eye_positions(fo, model_path)
-    to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
-    gv = go["vector"].astype(np.float64)
-    cam_angle = np.degrees(np.arccos(np.clip((gv * to_cam).sum(1), -1, 1)))[g_ok]
-    cam_rel = (go["pitch_yaw_deg"].astype(np.float64) - pitch_yaw_from_vectors(to_cam))[g_ok]
+    cam_angle, cam_rel = angle_to_camera(fo, go, model_path)
     eyes = go["eye_pitch_yaw_deg"][g_ok].astype(np.float64)
     ev = go["eye_vectors"][g_ok].astype(np.float64)
     cosang = np.clip((ev[:, 0] * ev[:, 1]).sum(-1), -1, 1)
@@ -283,12 +277,174 @@ def evaluate(orig: dict, flip: dict, model_path: Path) -> dict[str, object]:
                 float(np.median(vergence[uncrossed])) if uncrossed.any() else float("nan")
             ),
             "median_head_pitch_yaw_deg": np.median(go["head_pitch_yaw_deg"][g_ok], axis=0).tolist(),
-            "median_minus_camera_direction_pitch_yaw_deg": np.median(cam_rel, axis=0).tolist(),
-            "median_angle_to_camera_deg": float(np.median(cam_angle)),
-            "p90_angle_to_camera_deg": float(np.quantile(cam_angle, 0.9)) if len(cam_angle) else float("nan"),
-            "fraction_within_3deg_of_camera": float((cam_angle < 3).mean()) if len(cam_angle) else float("nan"),
+            **camera_stats(cam_angle, cam_rel),
         },
     }
+
+
+def angle_to_camera(fit: dict[str, np.ndarray], gaze: dict[str, np.ndarray], model_path: Path):
+    """On the frames with a measured gaze: (N,) angle (deg) between the gaze and the direction from the eyes to the
+    camera, and (N, 2) gaze pitch / yaw minus that direction's."""
+    from neural_renderer.fitting.gaze import pitch_yaw_from_vectors
+
+    g_ok = _gaze_ok(gaze)
+    to_cam = -eye_positions(fit, model_path)
+    to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
+    gv = gaze["vector"].astype(np.float64)
+    cam_angle = np.degrees(np.arccos(np.clip((gv * to_cam).sum(1), -1, 1)))[g_ok]
+    cam_rel = (gaze["pitch_yaw_deg"].astype(np.float64) - pitch_yaw_from_vectors(to_cam))[g_ok]
+    return cam_angle, cam_rel
+
+
+def camera_stats(cam_angle: np.ndarray, cam_rel: np.ndarray) -> dict[str, object]:
+    some = len(cam_angle) > 0
+    return {
+        "median_minus_camera_direction_pitch_yaw_deg": np.median(cam_rel, axis=0).tolist() if some else [np.nan] * 2,
+        "median_angle_to_camera_deg": float(np.median(cam_angle)) if some else float("nan"),
+        "p90_angle_to_camera_deg": float(np.quantile(cam_angle, 0.9)) if some else float("nan"),
+        "fraction_within_3deg_of_camera": float((cam_angle < 3).mean()) if some else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------- agreement with an independent detector (#26)
+
+# Agreement targets (issue 26): the fit against dlib's 68-point shape predictor, a detector it never fits to.
+TARGET_INNER_RATIO = 0.97  # inner-51 NME of the fit <= 0.97 x MediaPipe's nearest points'
+TARGET_R_LIP_GAP = 0.95  # r(inner-lip gap: fit's 68 points vs dlib's)
+TARGET_R_JAW_OPEN = 0.85  # r(the fit's jawOpen coefficient vs dlib's inner-lip gap)
+MOUTH_PREFIXES = ("jaw", "mouth")
+TUNED_ON = {
+    "gaze (eyeballs, blink threshold)": "d18",
+    "68-point output vertices (ICT_LANDMARKS_68_DLIB)": "d6",
+}
+"""the shared clip each setting was tuned on (the others are held out for it)."""
+
+
+def lip_gap(p68: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """(T,) inner-lip opening: mean distance of the inner-lip pairs (61-67, 62-66, 63-65), over ``norm`` (T,)."""
+    pairs = np.array([(61, 67), (62, 66), (63, 65)])
+    return np.linalg.norm(p68[:, pairs[:, 0]] - p68[:, pairs[:, 1]], axis=2).mean(axis=1) / norm
+
+
+def eye_aspect_ratio(p68: np.ndarray) -> np.ndarray:
+    """(T,) eye aspect ratio (Soukupova & Cech 2016), mean of both eyes: lid distances over the corner distance."""
+    out = np.zeros(len(p68))
+    for e in (np.arange(36, 42), np.arange(42, 48)):
+        q = p68[:, e]
+        lids = np.linalg.norm(q[:, 1] - q[:, 5], axis=1) + np.linalg.norm(q[:, 2] - q[:, 4], axis=1)
+        out += lids / (2 * np.linalg.norm(q[:, 0] - q[:, 3], axis=1)) / 2
+    return out
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 and np.std(a[ok]) > 0 else float("nan")
+
+
+def crop_frames_at(video: Path, work: Path, index: np.ndarray):
+    """Yield (frame index, RGB crop) for the listed frames, cut as `assemble` cuts them."""
+    from neural_renderer.crop import crop_frame
+    from neural_renderer.stages.ingest import load_probe
+    from neural_renderer.storage import read_attrs, read_stage
+    from neural_renderer.video import decode_frames
+
+    info, _ = load_probe(work / "probe.json")
+    boxes = read_stage(work / "crop.h5", "crop")["boxes"]
+    resolution = int(read_attrs(work / "crop.h5")["resolution"])
+    wanted = set(int(i) for i in index)
+    for i, (_, frame) in enumerate(decode_frames(video, info)):
+        if i in wanted:
+            yield i, crop_frame(frame, boxes[i], resolution)
+
+
+def agreement(video: Path, work: Path, model_path: Path, step: int = 1) -> dict[str, object]:
+    """The fit (``fit/landmarks_68``, expression) and MediaPipe against dlib's 68 points on every step-th valid frame,
+    plus the gaze's angle to the camera: the numbers of issue 26's table."""
+    from neural_renderer.fitting import project_model_points
+    from neural_renderer.metrics.identity import dlib_68_predictor
+    from neural_renderer.morphable import MEDIAPIPE_68, load_morphable_model
+    from neural_renderer.qc import INNER_51, JAW_17, OUTER_EYE_CORNERS, dlib_box, dlib_landmarks
+    from neural_renderer.qc import nme as qc_nme
+    from neural_renderer.storage import read_stage
+
+    model = load_morphable_model(model_path)
+    fit, crop, track = (read_stage(work / f"{s}.h5", s) for s in ("fit", "crop", "track"))
+    gaze = read_stage(work / "gaze.h5", "gaze")
+    fit68 = fit.get("landmarks_68")
+    if fit68 is None:
+        fit68 = project_model_points(
+            model,
+            fit["identity"],
+            fit["expression"],
+            fit["rotation"],
+            fit["translation"],
+            fit["intrinsics"],
+            vertex_indices=model.landmarks_68,
+        )
+    names = [str(n) for n in fit["expression_names"]]
+    index = np.flatnonzero(fit["valid"] & crop["valid"])[::step]
+    frames = dict(crop_frames_at(video, work, index))
+    predictor = dlib_68_predictor()
+    d68 = dlib_landmarks([frames[i] for i in index], [dlib_box(fit68[i]) for i in index], predictor)
+    f68 = fit68[index].astype(np.float64)
+    m68 = crop["landmarks"][index][:, list(MEDIAPIPE_68), :2].astype(np.float64)
+    norm = np.linalg.norm(d68[:, OUTER_EYE_CORNERS[0]] - d68[:, OUTER_EYE_CORNERS[1]], axis=1)
+    gap_dlib, gap_fit, gap_mp = (lip_gap(p, norm) for p in (d68, f68, m68))
+    expr = fit["expression"][index].astype(np.float64)
+    jaw_open = expr[:, names.index("jawOpen")]
+    blink = expr[:, [names.index("eyeBlink_L"), names.index("eyeBlink_R")]].mean(axis=1)
+    ear = eye_aspect_ratio(d68)
+    bs_names = [str(n) for n in track["blendshape_names"]]
+    bs = track["blendshapes"][index].astype(np.float64)
+    mouth = {n: _r(expr[:, k], gap_dlib) for k, n in enumerate(names) if n.startswith(MOUTH_PREFIXES)}
+    inner = {k: float(np.mean(qc_nme(p, d68, INNER_51))) for k, p in (("fit", f68), ("mediapipe", m68))}
+    jaw = {k: float(np.mean(qc_nme(p, d68, JAW_17))) for k, p in (("fit", f68), ("mediapipe", m68))}
+    cam_angle, cam_rel = angle_to_camera(fit, gaze, model_path)
+    return {
+        "frames_checked": int(len(index)),
+        "inner51_nme": inner,
+        "jaw17_nme": jaw,
+        "inner51_ratio_fit_over_mediapipe": inner["fit"] / inner["mediapipe"],
+        "r_lip_gap_fit_vs_dlib": _r(gap_fit, gap_dlib),
+        "r_lip_gap_mediapipe_vs_dlib": _r(gap_mp, gap_dlib),
+        "r_jaw_open_vs_dlib_lip_gap": _r(jaw_open, gap_dlib),
+        "r_mediapipe_jaw_open_vs_dlib_lip_gap": _r(bs[:, bs_names.index("jawOpen")], gap_dlib),
+        "r_mouth_coefficients_vs_dlib_lip_gap": dict(sorted(mouth.items(), key=lambda kv: -np.nan_to_num(kv[1]))),
+        "r_eye_blink_vs_dlib_eye_closure": _r(blink, -ear),
+        "eyes_closed_frames": int(np.count_nonzero(gaze["eyes_closed"])),
+        "gaze": camera_stats(cam_angle, cam_rel),
+    }
+
+
+def print_agreement(name: str, r: dict) -> None:
+    inner, jaw, g = r["inner51_nme"], r["jaw17_nme"], r["gaze"]
+    ok = lambda flag: "met" if flag else "NOT met"  # noqa: E731
+    tuned = [k for k, clip in TUNED_ON.items() if clip == name.removesuffix(".mp4")]
+    mark = f" [tuned on this clip: {', '.join(tuned)}]" if tuned else ""
+    print(f"== {name}: {r['frames_checked']} frames against dlib's 68 points{mark}")
+    ratio = r["inner51_ratio_fit_over_mediapipe"]
+    print(
+        f"inner-51 NME fit {inner['fit']:.4f} / MediaPipe {inner['mediapipe']:.4f} = {ratio:.3f} "
+        f"(target <= {TARGET_INNER_RATIO}: {ok(ratio <= TARGET_INNER_RATIO)}); jaw-17 NME fit {jaw['fit']:.4f} / "
+        f"MediaPipe {jaw['mediapipe']:.4f}"
+    )
+    rl, rj = r["r_lip_gap_fit_vs_dlib"], r["r_jaw_open_vs_dlib_lip_gap"]
+    print(
+        f"r(lip gap fit vs dlib) {rl:.3f} (target >= {TARGET_R_LIP_GAP}: {ok(rl >= TARGET_R_LIP_GAP)}; MediaPipe's "
+        f"points {r['r_lip_gap_mediapipe_vs_dlib']:.3f}); r(jawOpen vs dlib lip gap) {rj:.3f} (target >= "
+        f"{TARGET_R_JAW_OPEN}: {ok(rj >= TARGET_R_JAW_OPEN)}; MediaPipe's jawOpen score "
+        f"{r['r_mediapipe_jaw_open_vs_dlib_lip_gap']:.3f})"
+    )
+    top = ", ".join(f"{k} {v:.2f}" for k, v in list(r["r_mouth_coefficients_vs_dlib_lip_gap"].items())[:4])
+    print(f"mouth coefficients most correlated with dlib's lip gap: {top}")
+    print(
+        f"r(eyeBlink vs dlib eye closure = -EAR) {r['r_eye_blink_vs_dlib_eye_closure']:.3f} "
+        f"({r['eyes_closed_frames']} frames with eyes closed by MediaPipe's blink score)"
+    )
+    print(
+        f"gaze angle to the camera: median {g['median_angle_to_camera_deg']:.2f} deg, 90th percentile "
+        f"{g['p90_angle_to_camera_deg']:.2f} deg, {100 * g['fraction_within_3deg_of_camera']:.0f}% within 3 deg"
+    )
 
 
 def print_report(name: str, r: dict) -> None:
@@ -348,7 +504,16 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="keep the stage files in this folder")
     ap.add_argument("--no-mirror-average", action="store_true", help="track with track.mirror_average: false")
     ap.add_argument("--reuse", action="store_true", help="with --keep: evaluate the stage files already there")
+    ap.add_argument(
+        "--agreement",
+        action="store_true",
+        help="instead of the mirror test: the original video only, against dlib's 68 points (issue 26)",
+    )
+    ap.add_argument("--step", type=int, default=1, help="with --agreement: every step-th frame")
     args = ap.parse_args()
+    if args.agreement:
+        main_agreement(args)
+        return
 
     import torch
 
@@ -378,6 +543,27 @@ def main() -> None:
     report["video"] = str(args.video)
     report["mirror_average"] = not args.no_mirror_average
     print_report(args.video.name, report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+def main_agreement(args: argparse.Namespace) -> None:
+    import torch
+
+    from neural_renderer.stages import correspondence
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        if not (args.reuse and args.keep):
+            work.mkdir(parents=True, exist_ok=True)
+            correspondence.run(args.model, args.task, work / "correspondence.npz")
+            run_stages(args.video, work / "orig", args.model, args.task, work / "correspondence.npz", {})
+        report = agreement(args.video, work / "orig", args.model, args.step)
+    report["video"] = str(args.video)
+    report["tuned_on"] = TUNED_ON
+    print_agreement(args.video.name, report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -88,9 +88,14 @@ def _group(g: Any, stage: str, prefix: str = "") -> tuple[list[dict[str, Any]], 
     extra = [n for n in dataset_names(g) if n not in schema.datasets]
     names = [n for n in schema.datasets if n in g] + extra
     datasets = [_dataset(prefix + n, g[n], schema.datasets.get(n), dims) for n in names]
-    missing = [n for n in schema.datasets if n not in g]
+    missing = [n for n, spec in schema.datasets.items() if n not in g and not spec.optional]
     if missing:
         datasets += [{"name": prefix + n, "schema_error": "missing"} for n in missing]
+    datasets += [
+        {"name": prefix + n, "absent": f"optional, not in this file: {spec.description}"}
+        for n, spec in schema.datasets.items()
+        if n not in g and spec.optional
+    ]
     attrs = {k: {"value": _value(g.attrs[k]), "meaning": m} for k, m in schema.attrs.items() if k in g.attrs}
     return datasets, attrs
 
@@ -268,6 +273,9 @@ def to_text(d: dict[str, Any]) -> str:
             lines += [f"  {k}: {_fmt(a['value'])}  ({a['meaning']})" for k, a in d["attributes"].items()]
         lines.append("datasets:")
         for ds in d["datasets"]:
+            if "absent" in ds:
+                lines.append(f"  {ds['name']}: absent ({ds['absent']})")
+                continue
             if "shape" not in ds:
                 lines.append(f"  {ds['name']}: SCHEMA ERROR {ds['schema_error']}")
                 continue

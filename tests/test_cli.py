@@ -260,6 +260,7 @@ def test_inspect_summarises_tracking_stage_and_model_files(d0, tmp_path, capfd):
     assert not [d for d in s["datasets"] if "schema_error" in d]
     assert ds["fit/expression"]["shape"] == [78, len(d0["names"])] and ds["fit/translation"]["unit"] == "model units"
     assert ds["gaze/head_pitch_yaw_deg"]["unit"] == "deg" and ds["frames"]["shape"] == [78, 256, 256, 3]
+    assert ds["fit/landmarks_68"]["shape"] == [78, 68, 2] and ds["fit/landmarks_68"]["unit"] == "px"
     with h5py.File(tracking, "r") as f:
         assert ds["track/valid"]["valid"] == {"true": int(f["track/valid"][()].sum()), "of": 78}
         lm = f["crop/landmarks"][()]
@@ -268,6 +269,7 @@ def test_inspect_summarises_tracking_stage_and_model_files(d0, tmp_path, capfd):
     assert s["qc"]["n_frames"] == 78 and np.isclose(s["qc"]["reprojection_error_px"]["median"], np.nanmedian(err_px))
     rc, text, _ = portrait(capfd, "inspect", tracking)
     assert rc == 0 and "stage 'tracking'" in text and "fit/expression: float32 (78," in text and "source_sha256" in text
+    assert "fit/landmarks_68: float32 (78, 68, 2) [px]" in text and "Multi-PIE" in text
 
     # a damaged file: a dataset of the wrong shape is reported against the schema
     broken = tmp_path / "broken_fit.h5"

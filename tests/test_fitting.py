@@ -146,6 +146,17 @@ def test_blendshape_prior_decides_what_the_landmarks_do_not_see(ict):
         init_matched=matched,
     )
     assert np.abs(off.expression[:, unseen]).max() < 0.01  # without it the zero prior alone decides: 0
+    extra = fit_sequence_refined(
+        s["noisy"],
+        np.ones(20, bool),
+        ict,
+        vertices,
+        512,
+        replace(cfg, w_expression_prior_extra={ict.expression_names[unseen]: 0.5, "noSuchShape": 9.0}),
+        init_expression=init,
+        init_matched=matched,
+    )  # an extra zero prior of its own on that shape: pulled towards 0 by 0.05 + 0.5 against the blendshape's 0.5
+    np.testing.assert_allclose(extra.expression[:, unseen], 0.7 * 0.5 / (0.5 + 0.05 + 0.5), atol=0.02)
 
 
 def test_blendshapes_to_expression_maps_arkit_names():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 __all__ = ["FitConfig", "GazeConfig", "resolved_fit_config"]
@@ -49,6 +49,9 @@ class FitConfig:
     """squared norm of the identity coefficients (a Gaussian prior; ICT's coefficients are O(1) per component)."""
     w_expression_prior: float = 0.05
     """mean over frames of the squared expression coefficients: resolves blendshapes that move landmarks alike."""
+    w_expression_prior_extra: dict[str, float] = field(default_factory=dict)
+    """extra squared-coefficient prior per named expression shape, on top of w_expression_prior: {name: weight}.
+    Names the model lacks are ignored."""
     w_blendshape_prior: float = 0.5
     """pull of the expression coefficients towards the tracker's blendshapes of the same ARKit name (per frame, mean
     over frames; needs init_from_blendshapes): makes what landmarks barely see (eyeLook, eyeWide, brows) as
@@ -102,6 +105,8 @@ class FitConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if any(w < 0 for w in self.w_expression_prior_extra.values()):
+            raise ValueError("w_expression_prior_extra weights must be >= 0")
         if self.expression_bounds is not None:
             lo, hi = self.expression_bounds
             if not lo < hi:
@@ -116,6 +121,8 @@ class FitConfig:
         d = _checked(cls, d)
         if d.get("expression_bounds") is not None:
             d["expression_bounds"] = tuple(float(v) for v in d["expression_bounds"])
+        if d.get("w_expression_prior_extra") is not None:
+            d["w_expression_prior_extra"] = {str(k): float(v) for k, v in d["w_expression_prior_extra"].items()}
         return cls(**d)
 
 

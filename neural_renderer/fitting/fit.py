@@ -41,6 +41,7 @@ __all__ = [
     "fit_sequence_refined",
     "refine_correspondence",
     "project_model_points",
+    "fitted_landmarks_68",
     "blendshapes_to_expression",
     "blendshape_matched",
     "interpolate_invalid",
@@ -75,6 +76,9 @@ class FitResult:
     final_cost: dict[str, float] = field(default_factory=dict)
     """each cost term of the last stage at its solution (before interpolation), see solver.py."""
     fit_seconds: float = float("nan")
+    landmarks_68: np.ndarray | None = None
+    """(T, 68, 2) float32 crop px: the model's Multi-PIE landmarks projected with the fitted parameters (every frame,
+    interpolated ones too); None when the model has no 68-point embedding."""
 
     @property
     def n_frames(self) -> int:
@@ -101,6 +105,8 @@ class FitResult:
             vertex = correspondence.model_vertex if self.model_vertex is None else self.model_vertex
             out["correspondence_mediapipe"] = np.asarray(correspondence.mediapipe_idx, dtype=np.int32)
             out["correspondence_vertex"] = np.asarray(vertex, dtype=np.int32)
+        if self.landmarks_68 is not None:
+            out["landmarks_68"] = self.landmarks_68.astype(np.float32)
         return out
 
 
@@ -273,6 +279,12 @@ def _prepare(
     if prior_weight is not None:
         prior_target = beta0
     names = getattr(model, "expression_names", None) or [f"expression{i:03d}" for i in range(len(exp_full))]
+    extra = np.array([cfg.w_expression_prior_extra.get(str(n), 0.0) for n in names[:ke]])
+    if extra.any():  # w (b - x)^2 + c x^2 = (w + c) (w b / (w + c) - x)^2 + const: one term of the solver's form
+        w_b = np.zeros(ke) if prior_weight is None else prior_weight
+        b = np.zeros((n_frames, ke)) if prior_target is None else prior_target
+        prior_weight = w_b + extra
+        prior_target = np.where(prior_weight > 0, w_b * b / np.where(prior_weight > 0, prior_weight, 1.0), 0.0)
     return _Data(
         pts=pts,
         point_ok=point_ok,
@@ -663,7 +675,29 @@ def fit_sequence_refined(
         state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
         bar.update(bar.total - bar.n)
         bar.close()
-        return _result(data, cfg, state, keyframes, t0, history, stages, final, vertices)
+        result = _result(data, cfg, state, keyframes, t0, history, stages, final, vertices)
+        result.landmarks_68 = fitted_landmarks_68(model, result)
+        return result
+
+
+def fitted_landmarks_68(model: Any, result: FitResult) -> np.ndarray | None:
+    """(T, 68, 2) float32 crop px of the model's 68 Multi-PIE landmark vertices under the fitted parameters (what the
+    fit stage stores as ``landmarks_68``; ICT: the dlib-aligned embedding, ``morphable.ict.output_landmarks_68``), or
+    None for a model without a 68-point embedding."""
+    from ..morphable.ict import output_landmarks_68
+
+    vertices = output_landmarks_68(model) if getattr(model, "landmarks_68", None) is not None else None
+    if vertices is None:
+        return None
+    return project_model_points(
+        model,
+        result.identity,
+        result.expression,
+        result.rotation,
+        result.translation,
+        result.intrinsics,
+        vertex_indices=vertices,
+    ).astype(np.float32)
 
 
 def project_model_points(

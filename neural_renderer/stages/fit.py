@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting import FitResult, fit_tracked_landmarks, resolved_fit_config
 from neural_renderer.morphable import load_correspondence, load_morphable_model
 from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
+
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -42,6 +45,8 @@ def run(
         track.get("blendshapes"),
         track.get("blendshape_names"),
     )
+    if result.landmarks_68 is None:
+        log.warning("%s has no 68-point landmark embedding: fit.h5 gets no landmarks_68", model.name)
     write_stage(
         out_h5,
         "fit",

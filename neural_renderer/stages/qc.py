@@ -7,11 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from neural_renderer.config import build_dataclass
 from neural_renderer.fitting import project_model_points
-from neural_renderer.morphable import load_morphable_model
-from neural_renderer.qc import QcConfig, contact_sheet, draw_tile, sheet_indices, tracking_stats
+from neural_renderer.morphable import MEDIAPIPE_68, load_morphable_model
+from neural_renderer.qc import (
+    QcConfig,
+    contact_sheet,
+    dlib_box,
+    dlib_landmarks,
+    draw_comparison_tile,
+    draw_tile,
+    independent_check,
+    nme,
+    sheet_indices,
+    tracking_stats,
+)
 from neural_renderer.storage import atomic_path, open_h5, read_stage
 from neural_renderer.tracking import LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER
 
@@ -26,6 +38,39 @@ def ingest_stats(track_attrs, timestamps_s) -> dict[str, Any]:
         "duration_s": float(timestamps_s[-1] - timestamps_s[0]) if len(timestamps_s) else 0.0,
         "n_faces_max": int(track_attrs.get("n_faces_max", 1)),
     }
+
+
+def check_against_dlib(
+    tracking_h5: str | Path, crop: dict, fit: dict, cfg: QcConfig
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """The independent check (``neural_renderer.qc``): its ``qc/stats.json`` entry and the contact sheet's tiles of
+    the worst checked frames (the fit's 68 points red, dlib's blue)."""
+    if cfg.dlib_frame_step == 0:
+        return {"skipped": "qc.dlib_frame_step is 0"}, []
+    if "landmarks_68" not in fit:
+        return {"skipped": "the morphable model has no 68-point landmark embedding (no fit/landmarks_68)"}, []
+    from neural_renderer.metrics.identity import dlib_68_predictor
+
+    fit68 = fit["landmarks_68"]
+    index = np.flatnonzero(crop["valid"] & fit["valid"])[:: cfg.dlib_frame_step]
+    with open_h5(tracking_h5) as f:
+        frames = [f["frames"][t] for t in index]  # one chunk each
+    dlib68 = dlib_landmarks(frames, [dlib_box(fit68[t]) for t in index], dlib_68_predictor())
+    mediapipe68 = crop["landmarks"][index][:, list(MEDIAPIPE_68), :2]
+    stats = independent_check(index, fit68[index], dlib68, mediapipe68, cfg.nme_threshold)
+    stats["frame_step"] = cfg.dlib_frame_step
+    per_frame = nme(fit68[index], dlib68)
+    tiles = [
+        draw_comparison_tile(
+            frames[k],
+            fit68[index[k]],
+            dlib68[k],
+            f"#{index[k]} NME {per_frame[k]:.3f}" + (" FLAGGED" if per_frame[k] > cfg.nme_threshold else ""),
+            cfg,
+        )
+        for k in np.argsort(-per_frame)[: cfg.worst_frames]
+    ]
+    return stats, tiles
 
 
 def run(
@@ -83,6 +128,9 @@ def run(
                 gaze_measured=bool(gaze["valid"][t]),
             )
         )
+    stats["independent_check"], worst = check_against_dlib(tracking_h5, crop, fit, qc_cfg)
+    if worst:  # a row of their own: pad the evenly spaced frames to full rows
+        tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % qc_cfg.columns) + worst
     sheet = contact_sheet(tiles, qc_cfg.columns)
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:

@@ -84,7 +84,8 @@ def write_stage(
         _write_attrs(f, _common_attrs(stage, video, source_path, source_sha256, stage_config))
         _write_attrs(f, attrs)
         for name, spec in schema.datasets.items():
-            _write_dataset(f, name, arrays[name], spec.per_frame)
+            if name in arrays:  # validated: only optional datasets may be absent
+                _write_dataset(f, name, arrays[name], spec.per_frame)
 
 
 def _decode(value: Any) -> Any:
@@ -101,7 +102,8 @@ def read_attrs(path: str | Path, group: str = "/") -> dict[str, Any]:
 
 
 def read_stage(path: str | Path, stage: str, group: str = "/") -> dict[str, np.ndarray]:
-    """Read all datasets of a stage file (or of a stage's group inside `tracking.h5`) into memory."""
+    """Read all datasets of a stage file (or of a stage's group inside `tracking.h5`) into memory; optional datasets
+    the file lacks are left out."""
     schema = schema_for(stage)
     out: dict[str, np.ndarray] = {}
     with open_h5(path) as f:
@@ -109,6 +111,8 @@ def read_stage(path: str | Path, stage: str, group: str = "/") -> dict[str, np.n
         if g.attrs.get("stage") not in (stage, None) and group == "/":
             raise PipelineInputError(path, f"is a {g.attrs.get('stage')!r} file, expected {stage!r}")
         for name, spec in schema.datasets.items():
+            if name not in g and spec.optional:
+                continue
             if name not in g:
                 raise PipelineInputError(path, f"dataset {group.rstrip('/')}/{name} missing (schema {stage!r})")
             data = g[name]

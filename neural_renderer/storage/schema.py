@@ -29,6 +29,7 @@ class DatasetSpec:
     description: str
     unit: str = ""
     per_frame: bool = True  # first axis is T: chunked along time for random access
+    optional: bool = False  # may be absent (e.g. fit/landmarks_68 for a model without a 68-point embedding)
 
     def check(self, name: str, array: np.ndarray, dims: dict[str, int]) -> None:
         """Raise ValueError when `array` does not match; binds symbolic dims into `dims` on first sight."""
@@ -153,6 +154,16 @@ FIT = StageSchema(
         "correspondence_vertex": DatasetSpec(
             "int32", ("L",), "model vertex index of each correspondence", per_frame=False
         ),
+        "landmarks_68": DatasetSpec(
+            F32,
+            ("T", 68, 2),
+            "the fitted model's 68 Multi-PIE landmarks projected with the fitted pose and camera, x, y crop pixels, in "
+            "Multi-PIE order (0-16 jaw from the image's left, 36 = outer corner of the subject's right eye); ICT: the "
+            "dlib-aligned vertices `ICT_LANDMARKS_68_DLIB`, other models their file's `landmarks_68`; every frame "
+            "(interpolated ones too); absent when the model has no 68-point embedding",
+            "px",
+            optional=True,
+        ),
     },
     attrs={
         "model_name": "morphable model name",
@@ -248,13 +259,14 @@ def schema_for(stage: str) -> StageSchema:
 def validate_arrays(stage: str, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     """Check a stage's arrays against the schema; return the bound symbolic dimensions."""
     schema = schema_for(stage)
-    missing = set(schema.datasets) - set(arrays)
+    missing = {n for n, spec in schema.datasets.items() if not spec.optional} - set(arrays)
     extra = set(arrays) - set(schema.datasets)
     if missing or extra:
         raise ValueError(f"stage {stage!r}: missing datasets {sorted(missing)}, unexpected {sorted(extra)}")
     dims: dict[str, int] = {}
     for name, spec in schema.datasets.items():
-        spec.check(name, np.asarray(arrays[name]), dims)
+        if name in arrays:
+            spec.check(name, np.asarray(arrays[name]), dims)
     return dims
 
 
