@@ -27,5 +27,14 @@ def run(
     device = resolve_device(cfg.get("train", {}).get("device", "auto"))
     rcfg, preset = resolve_renderer_config(cfg, device)
     t = rcfg.train
-    data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames, rcfg.model.resolution)
-    return train(data, rcfg, out_model, work_dir or Path(out_model).parent, hook=hook, preset=preset)
+    work_dir = Path(work_dir or Path(out_model).parent)
+    data = load_tracking(
+        tracking_h5,
+        t.train_frames,
+        t.test_frames,
+        t.min_train_frames,
+        rcfg.model.resolution,
+        cache_dir=work_dir,
+        in_memory_mb=t.frames_in_memory_mb,
+    )
+    return train(data, rcfg, out_model, work_dir, hook=hook, preset=preset)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,24 @@ def read_frames(path: str | Path, stop: int | None = None) -> np.ndarray:
         if "frames" not in f:
             raise PipelineInputError(path, "no /frames in the tracking file")
         return f["frames"][()] if stop is None else f["frames"][:stop]
+
+
+def frames_shape(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of `/frames` of a `tracking.h5`, without reading it."""
+    with open_h5(path) as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        return tuple(f["frames"].shape), f["frames"].dtype
+
+
+def iter_frames(path: str | Path, chunk: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, (<= chunk, R, R, 3) uint8) blocks of `/frames` in order: memory of one block, not the video."""
+    with open_h5(path) as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        ds = f["frames"]
+        for start in range(0, ds.shape[0], chunk):
+            yield start, ds[start : start + chunk]
 
 
 def read_datasets(path: str | Path, names: Iterable[str]) -> dict[str, np.ndarray]:
