@@ -65,9 +65,15 @@ def test_streaming_batches_serve_the_prefetched_batch_and_any_other(tmp_path):
         want = in_memory.batch(torch.tensor(asked), channels_last=False)
         assert got.shape == (4, 3, 64, 64)
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert cache.stream.misses == 2  # the batches that were not prefetched
+    # the trainer's order: the next batch is prefetched before the current one is taken; none is read on the spot
     reader = StreamingBatches(data.frames, rows)
-    reader.prefetch(torch.tensor([0, 1]))
-    np.testing.assert_array_equal(reader.batch(torch.tensor([0, 1])).numpy(), memory[rows[[0, 1]]])
+    batches = [torch.tensor([i, i + 1, 30 - i]) for i in range(6)]
+    reader.prefetch(batches[0])
+    for now, ahead in zip(batches, batches[1:], strict=False):
+        reader.prefetch(ahead)
+        np.testing.assert_array_equal(reader.batch(now).numpy(), memory[rows[now.numpy()]])
+    assert reader.misses == 0
     reader.close()
 
 

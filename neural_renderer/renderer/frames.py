@@ -192,12 +192,17 @@ def mean_frame(frames: np.ndarray | FrameFile, rows: np.ndarray) -> np.ndarray:
 
 class StreamingBatches:
     """Training batches read from a FrameFile: `batch(idx)` -> (B, R, R, 3) uint8 tensor of the frames
-    `rows[idx]`; `prefetch(idx)` starts reading the next batch on a background thread."""
+    `rows[idx]`; `prefetch(idx)` starts reading a coming batch on a background thread (the last `AHEAD` asked are
+    kept: the trainer asks for the next batch before it takes the current one). `misses` counts batches read on
+    the spot (not prefetched)."""
+
+    AHEAD = 2
 
     def __init__(self, frames: FrameFile, rows: np.ndarray, pin: bool = False):
         self.frames, self.rows, self.pin = frames, np.asarray(rows, np.int64), pin
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="frame-reader")
-        self._pending: tuple[bytes, Future] | None = None
+        self._pending: dict[bytes, Future] = {}
+        self.misses = 0
 
     def _read(self, idx: np.ndarray) -> torch.Tensor:
         rows = self.rows[idx]
@@ -209,13 +214,18 @@ class StreamingBatches:
 
     def prefetch(self, idx: torch.Tensor) -> None:
         idx = idx.numpy()
-        self._pending = (idx.tobytes(), self._pool.submit(self._read, idx))
+        key = idx.tobytes()
+        if key not in self._pending:
+            self._pending[key] = self._pool.submit(self._read, idx)
+        while len(self._pending) > self.AHEAD:  # never asked for: dropped (its read still finishes)
+            self._pending.pop(next(iter(self._pending)))
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
         idx = idx.numpy()
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == idx.tobytes():
-            return pending[1].result()
+        future = self._pending.pop(idx.tobytes(), None)
+        if future is not None:
+            return future.result()
+        self.misses += 1
         return self._read(idx)
 
     def close(self) -> None:
