@@ -9,9 +9,10 @@ chunks then copied N times), with motion datasets as in tests/test_renderer.py. 
 each peak RSS is that phase's alone):
 
 - `cache`: `load_tracking` with the frame cache (renderer.frames): decode + write the uncompressed `.npy` once;
-- `reader`: `FrameCache(...).batch` on the CPU with the trainer's prefetch of the next batch, random batches of the
-  training frames, with the cache's pages in the page cache (warm) and dropped from it first (cold,
-  posix_fadvise DONTNEED on that file only);
+- `reader`: the uint8 batches `FrameCache` streams (`StreamingBatches`, which the trainer copies to the GPU and
+  converts to float there) with the trainer's prefetch of the next batch, random batches of the training frames,
+  with the cache's pages in the page cache (warm) and dropped from it first (cold, posix_fadvise DONTNEED on that
+  file only);
 - `memory` (only with --memory): today's in-memory path at the same size, for the RSS it would need.
 
 Prints seconds, frames/s and peak RSS (MB) per phase, and tracking.h5 bytes per frame.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -36,7 +36,9 @@ UNIQUE = 300  # decoded frames of the clip, looped
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (VmHWM: since its exec; ru_maxrss may report the forking parent's)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def build_tracking(path: Path, n: int, res: int, video: Path) -> dict:
@@ -103,16 +105,17 @@ def phase_reader(tracking: Path, work: Path, res: int, batch: int, steps: int, c
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
     cache = FrameCache(data.frames, data.train_idx, torch.device("cpu"))
+    reader = cache.stream  # the uint8 batches that go to the GPU (FrameCache.batch converts to float there)
     sampler, n_train = torch.Generator().manual_seed(0), len(data.train_idx)
     draw = lambda: torch.randint(n_train, (batch,), generator=sampler)  # noqa: E731
     nxt = draw()
     t0 = time.perf_counter()
     for _ in range(steps):  # as Trainer.sample + Trainer.losses: draw, prefetch the next draw, take the batch
         idx, nxt = nxt, draw()
-        cache.prefetch(nxt)
-        x = cache.batch(idx, channels_last=False)
+        reader.prefetch(nxt)
+        x = reader.batch(idx)
     seconds = time.perf_counter() - t0
-    assert x.shape == (batch, 3, res, res) and cache.stream.misses == 1  # the first batch only
+    assert x.shape == (batch, res, res, 3) and reader.misses == 1  # the first batch only
     return {
         "seconds": seconds,
         "frames_per_s": steps * batch / seconds,
