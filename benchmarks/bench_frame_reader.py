@@ -61,13 +61,13 @@ def build_tracking(path: Path, n: int, res: int, video: Path) -> dict:
     with h5py.File(path, "w") as f:
         f.attrs["fps"] = 25.0
         kw = {"chunks": (1, res, res, 3), "compression": "gzip", "compression_opts": 4}  # as assemble_tracking
-        seed = f.create_dataset("seed", data=np.stack(crops), **kw)
-        chunks = [seed.id.read_direct_chunk((i, 0, 0, 0)) for i in range(len(crops))]
+        with h5py.File("seed", "w", driver="core", backing_store=False) as mem:  # compressed once, in memory
+            seed = mem.create_dataset("seed", data=np.stack(crops), **kw)
+            chunks = [seed.id.read_direct_chunk((i, 0, 0, 0)) for i in range(len(crops))]
         ds = f.create_dataset("frames", shape=(n, res, res, 3), dtype=np.uint8, **kw)
         for i in range(n):
             mask, data = chunks[i % len(chunks)]
             ds.id.write_direct_chunk((i, 0, 0, 0), data, mask)
-        del f["seed"]
         f["fit/expression"] = rng.uniform(0, 1, (n, 6)).astype(np.float32)
         f["fit/rotation"] = np.repeat(FLIP_YZ[None].astype(np.float32), n, 0)
         f["fit/translation"] = np.tile(np.array([0, 0, 50], np.float32), (n, 1))
