@@ -226,3 +226,22 @@ def test_jobs_run_with_hdf5_file_locking_off(tmp_path, shared_dir):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "HDF5_USE_FILE_LOCKING=FALSE" in (tmp_path / "probe.env").read_text().splitlines()
+
+
+def test_job_arrays_are_opt_in_and_leave_out_the_preprocessing_group():
+    """PORTRAIT_SLURM_ARRAYS=1 submits the per-video GPU and metrics rules as job arrays; never the grouped, sized
+    preprocessing rules (group jobs cannot be arrays; an array asks for its first job's resources for all)."""
+    assert "slurm-array-jobs" not in parse_profile("slurm")
+    arrays = set(parse_profile("slurm", {"PORTRAIT_SLURM_ARRAYS": "1"})["slurm-array-jobs"].split(","))
+    rules = REPO / "rules"
+    rule_names = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in rules.glob("*.smk")), re.M))
+    assert {"train_renderer", "render", "real_features", "rendered_features", "metrics"} <= arrays <= rule_names
+    assert not arrays & SIZED_RULES
+    grouped = set(
+        re.findall(r"^rule (\w+):(?:(?!^rule ).)*?group:\s*\n\s*\"preprocess\"", rules_text(rules), re.M | re.S)
+    )
+    assert grouped == SIZED_RULES and not arrays & grouped
+
+
+def rules_text(rules: Path) -> str:
+    return "".join(p.read_text() for p in sorted(rules.glob("*.smk")))
