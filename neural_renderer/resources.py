@@ -4,17 +4,20 @@ Problem: fixed requests either waste a cluster (a 20 s clip asking for hours and
 (fit's memory grows by about 0.19 MB per frame: the paper's 18,138 frames need about 3.9 GB, over the profile's old
 4,000 MB with no margin), and a job killed for memory was retried with more time only.
 
-Structure: `COSTS` holds a linear model per rule, fitted to measured peak memory and seconds (issue #23: one clip
-at 536 and 6,444 frames on a 2-core machine, one core per job, Snakemake `benchmark:` files):
+Structure: `COSTS` holds a linear model per rule, fitted to measured peak memory and seconds: issue #23 (one clip at
+536 and 6,444 frames, 2-core machine, one core per job, Snakemake `benchmark:` files) and benchmarks/bench_scale.py
+(d6 looped to 1,000 frames, the same machine under load from other jobs, docs/BENCHMARKS.md). The slope of memory
+comes from the issue's two lengths; base and time per frame take the larger of the two sources:
 
-    rule      peak RSS (MB) at 536 / 6,444 frames   seconds at 6,444 frames   model
-    track     322 / 491                             186 (two MediaPipe passes)  307 + 0.029 MB/frame, 29 ms/frame
-    fit       587 / 1,685                           52                        487 + 0.19 MB/frame, 8 ms/frame
-    assemble  193 / 197                             99                        193 MB, 15 ms/frame
+    rule      peak RSS MB at 536 / 1,000 / 6,444 frames   s at 1,000 / 6,444   model
+    track     322 / 586 / 491                             35.8 / 186           557 + 0.029 MB/frame, 36 ms/frame
+    fit       587 / 781 / 1,685                           66.0 / 52            591 + 0.19 MB/frame, 66 ms/frame
+    assemble  193 / 375 / 197                             28.4 / 99            375 MB, 28 ms/frame
 
 ingest, crop, gaze and qc were not measured separately (together 13 s of the 350 s at 6,444 frames, i.e. about
-2 ms/frame; ingest decodes every frame once, given 3 ms/frame); their memory is modelled from the arrays they hold (landmarks: 478 x 3 float32 = 5.7 kB per frame,
-a few copies) as 0.05 MB/frame over a 500 MB base, which over-asks rather than under-asks. The decoding rules
+2 ms/frame; bench_scale: 0.5 s each at 1,000 frames; ingest decodes every frame once, given 3 ms/frame); their
+memory is modelled from the arrays they hold (landmarks: 478 x 3 float32 = 5.7 kB per frame, a few copies) as
+0.05 MB/frame over a 500 MB base, which over-asks (bench_scale at 1,000 frames: 357, 358 and 395 MB). The decoding rules
 (ingest, track, assemble) also hold a few decoded frames (PyAV's frame threads: `DECODE_FRAMES` of them) and take
 per-frame time in proportion to the pixels beyond 1080p (decode dominates there; MediaPipe sees a downscaled image).
 
@@ -60,11 +63,11 @@ class Cost:
 
 COSTS: dict[str, Cost] = {
     "ingest": Cost(300, 0.001, 0.003, decodes=True),
-    "track": Cost(307, 0.029, 0.029, decodes=True, min_mb=1000),
+    "track": Cost(557, 0.029, 0.036, decodes=True, min_mb=1000),
     "crop": Cost(500, 0.05, 0.0005),
-    "fit": Cost(487, 0.19, 0.008, min_mb=1000),
+    "fit": Cost(591, 0.19, 0.066, min_mb=1000),
     "gaze": Cost(500, 0.05, 0.0005),
-    "assemble": Cost(193, 0.001, 0.015, decodes=True),
+    "assemble": Cost(375, 0.001, 0.028, decodes=True),
     "qc": Cost(500, 0.01, 0.0005),
 }
 SIZED_RULES = frozenset(COSTS)

@@ -21,16 +21,23 @@ from neural_renderer.stages import ingest
 from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
 
 REPO = Path(__file__).resolve().parents[1]
-# issue #23, 2-core machine, one clip at 536 and 6,444 frames: peak RSS (MB) and seconds as Snakemake measured them
-MEASURED_MB = {"track": {536: 322, 6444: 491}, "fit": {536: 587, 6444: 1685}, "assemble": {536: 193, 6444: 197}}
-MEASURED_S = {"track": {6444: 186}, "fit": {6444: 52}, "assemble": {6444: 99}}
+# 2-core machine: issue #23 (one clip at 536 and 6,444 frames, Snakemake benchmark files) and bench_scale.py (d6 looped
+# to 1,000 frames, docs/BENCHMARKS.md): peak RSS (MB) and seconds
+MEASURED_MB = {
+    "track": {536: 322, 1000: 586, 6444: 491},
+    "fit": {536: 587, 1000: 781, 6444: 1685},
+    "assemble": {536: 193, 1000: 375, 6444: 197},
+}
+MEASURED_S = {"track": {1000: 35.8, 6444: 186}, "fit": {1000: 66.0, 6444: 52}, "assemble": {1000: 28.4, 6444: 99}}
 
 
 def test_requests_cover_the_measured_peaks_without_wasting_the_cluster():
     for rule, peaks in MEASURED_MB.items():
         for frames, peak in peaks.items():
             asked = mem_mb(rule, VideoSize(frames, 1920, 1080))
-            assert peak * 1.2 <= asked <= max(3 * peak, COSTS[rule].min_mb), (rule, frames, peak, asked)
+            # over every measurement of that length, and within 3x of the largest one of the rule (the two sources
+            # differ by up to 2x on the same machine)
+            assert peak * 1.2 <= asked <= max(3 * max(peaks.values()), COSTS[rule].min_mb), (rule, frames, asked)
     for rule, times in MEASURED_S.items():
         for frames, seconds in times.items():
             assert runtime_min(rule, VideoSize(frames, 1920, 1080)) * 60 >= 2 * seconds, (rule, frames)
