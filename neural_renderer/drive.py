@@ -12,11 +12,11 @@ motion's values as they are, so a CSV authored in the documented units needs not
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from neural_renderer.errors import PipelineInputError
@@ -26,7 +26,7 @@ from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.render import render_params
 from neural_renderer.reenact.transfer import motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer
-from neural_renderer.storage import read_driving_motion, read_frames, write_rendered
+from neural_renderer.storage import frame_reader, frames_shape, read_driving_motion, write_rendered
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,10 @@ def drive(
     rate = float(fps or motion.fps or renderer.fps)
     if rate <= 0:
         raise PipelineInputError(None, f"fps must be > 0, got {rate}")
-    driver_frames = None
     if cfg.side_by_side:
         if motion_path.suffix.lower() not in (".h5", ".hdf5"):
             raise PipelineInputError(motion_path, "--side-by-side needs driver frames: only a tracking.h5 has them")
-        driver_frames = read_frames(motion_path, last)[first:last]
+        frames_shape(motion_path)  # has /frames (read one at a time below, as the encoder asks)
     # Reference poses over the whole motion (not only the rendered range), as the reenact rule does; with absolute
     # transfer they are not used.
     drv_stats = motion_stats(motion, cfg.neutral_percentile)
@@ -129,46 +128,46 @@ def drive(
     )
     frames = render_params(renderer, params, cfg.batch_size)
     r, n = renderer.resolution, last - first
-    if driver_frames is not None:
-        if driver_frames.shape[1] != r:
-            driver_frames = np.stack([cv2.resize(f, (r, r), interpolation=cv2.INTER_AREA) for f in driver_frames])
-        frame_of, width = (lambda i: np.concatenate([driver_frames[i], frames[i]], axis=1)), 2 * r
-    else:
-        frame_of, width = (lambda i: frames[i]), r
-    if out_h5 is not None:
-        same = target is not None and target.resolve() == motion_path.resolve()
-        write_rendered(
-            out_h5,
-            frames,
-            np.arange(first, last),
-            kind=SELF.name if same else CROSS.name,
-            video=f"{motion_path.stem}_to_{model.parent.parent.name or model.stem}",
-            source_path=motion_path,
-            stage_config=cfg.to_dict(),
-            fps=rate,
-            driver=str(motion_path),
-            target=str(model),
-            target_model=str(model),
-            target_tracking=str(target or ""),
-        )
-    try:
-        start_s = first / rate if audio_start_s is None else audio_start_s
-        write_mp4(
-            out_mp4,
-            n,
-            frame_of,
-            width,
-            r,
-            rate,
-            ffmpeg=ffmpeg,
-            crf=cfg.crf,
-            audio=Path(audio) if audio else None,
-            audio_start_s=start_s,
-        )
-    except BaseException:
+    with contextlib.ExitStack() as stack:
+        if cfg.side_by_side:
+            driver_frame = stack.enter_context(frame_reader(motion_path, r))
+            frame_of, width = (lambda i: np.concatenate([driver_frame(first + i), frames[i]], axis=1)), 2 * r
+        else:
+            frame_of, width = (lambda i: frames[i]), r
         if out_h5 is not None:
-            Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
-        raise
+            same = target is not None and target.resolve() == motion_path.resolve()
+            write_rendered(
+                out_h5,
+                frames,
+                np.arange(first, last),
+                kind=SELF.name if same else CROSS.name,
+                video=f"{motion_path.stem}_to_{model.parent.parent.name or model.stem}",
+                source_path=motion_path,
+                stage_config=cfg.to_dict(),
+                fps=rate,
+                driver=str(motion_path),
+                target=str(model),
+                target_model=str(model),
+                target_tracking=str(target or ""),
+            )
+        try:
+            start_s = first / rate if audio_start_s is None else audio_start_s
+            write_mp4(
+                out_mp4,
+                n,
+                frame_of,
+                width,
+                r,
+                rate,
+                ffmpeg=ffmpeg,
+                crf=cfg.crf,
+                audio=Path(audio) if audio else None,
+                audio_start_s=start_s,
+            )
+        except BaseException:
+            if out_h5 is not None:
+                Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
+            raise
     log.info(
         "rendered motion frames %d:%d of %s with %s at %.3f fps -> %s", first, last, motion_path, model, rate, out_mp4
     )

@@ -20,8 +20,8 @@ rule assemble:
     conda:
         "../envs/track.yaml"
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=mem_of("assemble"),
+        runtime=runtime_of("assemble"),
     params:
         ffmpeg=config["ffmpeg"],
         code=code_hash("assemble"),

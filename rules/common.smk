@@ -9,6 +9,9 @@ from neural_renderer.config import stage_config
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.outputs import AUDIO, BY_STEM, CROSS, DRIVING, REAL_TEST_FEATURES, SELF, wildcard_constraints
 from neural_renderer.sections import effective_section
+from neural_renderer.resources import mem_mb as sized_mem_mb
+from neural_renderer.resources import runtime_min as sized_runtime_min
+from neural_renderer.resources import video_size
 from neural_renderer.stages.code_version import code_hash
 from neural_renderer.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, VIDEO_NAME_PATTERN, scan_videos
 
@@ -41,6 +44,22 @@ wildcard_constraints:
 
 def raw_video(wildcards):
     return str(VIDEOS[wildcards.video])
+
+
+def size_of(wildcards):
+    """The video's frame count and frame size: ingest/probe.json once ingest ran, else the raw video's header (a
+    group job is submitted before its ingest stage runs)."""
+    return video_size(f"{RESULTS}/{wildcards.video}/ingest/probe.json", VIDEOS[wildcards.video])
+
+
+def mem_of(rule):
+    """`mem_mb` of a per-video rule: from the video's size, times the attempt (neural_renderer/resources.py)."""
+    return lambda wildcards, attempt: sized_mem_mb(rule, size_of(wildcards), attempt)
+
+
+def runtime_of(rule):
+    """`runtime` (minutes) of a per-video rule: from the video's size, times the attempt."""
+    return lambda wildcards, attempt: sized_runtime_min(rule, size_of(wildcards), attempt)
 
 
 # Videos with per-video overrides; every other video gets the same stage sections.

@@ -13,8 +13,8 @@ rule crop:
     conda:
         "../envs/track.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_of("crop"),
+        runtime=runtime_of("crop"),
     params:
         cfg=cfg("crop"),
         code=code_hash("crop"),

@@ -19,8 +19,8 @@ rule fit:
         "../envs/fit.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=mem_of("fit"),
+        runtime=runtime_of("fit"),
     params:
         cfg=cfg("fit"),
         kind=config["models"]["morphable_model_kind"],

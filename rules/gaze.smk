@@ -16,8 +16,8 @@ rule gaze:
     conda:
         "../envs/fit.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=mem_of("gaze"),
+        runtime=runtime_of("gaze"),
     params:
         cfg=cfg("gaze"),
         kind=config["models"]["morphable_model_kind"],

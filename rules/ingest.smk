@@ -15,8 +15,8 @@ rule ingest:
     conda:
         "../envs/ingest.yaml"
     resources:
-        mem_mb=500,
-        runtime=10,
+        mem_mb=mem_of("ingest"),
+        runtime=runtime_of("ingest"),
     params:
         cfg=cfg("ingest"),
         ffmpeg=config["ffmpeg"],

@@ -25,8 +25,8 @@ rule qc:
     conda:
         "../envs/qc.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=mem_of("qc"),
+        runtime=runtime_of("qc"),
     params:
         cfg=cfg("qc"),
         kind=config["models"]["morphable_model_kind"],

@@ -18,8 +18,8 @@ rule track:
         "../envs/track.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=120,
+        mem_mb=mem_of("track"),
+        runtime=runtime_of("track"),
     params:
         cfg=cfg("track"),
         ffmpeg=config["ffmpeg"],

@@ -65,6 +65,25 @@ def d0(tmp_path_factory, shared_dir, videos_dir):
     return paths
 
 
+def test_render_side_by_side_reads_the_driver_frames_of_the_rendered_range(d0, tmp_path, capfd):
+    """--side-by-side: driver crop | render, the driver frames read one at a time from tracking.h5 (frames 10..29
+    here, not 0..19: the range's own frames)."""
+    from neural_renderer.video import iter_frames
+
+    out = tmp_path / "sbs.mp4"
+    args = ("render", d0["model"], "--motion", d0["tracking"], "--out", out, "--frames", "10:30")
+    rc, _, err = portrait(capfd, *args, "--transfer", "absolute", "--side-by-side", "--device", "cpu")
+    assert rc == 0, err
+    info = probe_video(out)
+    assert (info.n_frames, info.width, info.height) == (20, 512, 256)
+    left = np.stack(list(iter_frames(out, info)))[:, :, :256].astype(float)
+    with h5py.File(d0["tracking"], "r") as f:
+        crops = f["frames"][()].astype(float)
+    assert crops.shape[1] == 256
+    assert np.abs(left - crops[10:30]).mean() < 4  # H.264 of the driver's own crops
+    assert np.abs(left - crops[0:20]).mean() > 2 * np.abs(left - crops[10:30]).mean()  # not the first 20 frames
+
+
 def write_csv(path, d0, rows: slice, rename: dict[str, str] | None = None) -> None:
     """The tracked parameters in the documented CSV layout, written here independently of the package's reader."""
     p, names = d0["params"], [(rename or {}).get(n, n) for n in d0["names"]]

@@ -18,9 +18,11 @@ import pytest
 from snakemake.profiles import ProfileConfigFileParser
 from test_workflow import write_config
 
+from neural_renderer.resources import SIZED_RULES
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
-HEAVY = {"track": 120, "fit": 60, "train_renderer": 720}  # rule -> runtime (minutes) of its first attempt
+HEAVY = {"train_renderer": 720}  # rule -> runtime (minutes) of its first attempt (track, fit: tests/test_resources.py)
 
 
 def parse_profile(name: str, env: dict[str, str] | None = None) -> dict:
@@ -96,9 +98,10 @@ def test_slurm_profile_resources_equal_the_rules_own(dry_workflow):
     assert {"ingest", "track", "crop", "correspondence", "fit", "gaze", "assemble", "qc"} <= set(declared)
     profile = parse_profile("slurm")
     threads = dict(entry.split("=") for entry in profile["set-threads"])
-    # every rule of the workflow (models' download rules included) is listed, and nothing else
+    # every rule of the workflow (models' download rules included) is listed, and nothing else; the per-video
+    # preprocessing rules' memory and time follow the video (rules' own functions, not restated: test_resources.py)
     rule_names = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "rules").glob("*.smk")), re.M))
-    assert set(threads) == rule_names == set(set_resources(profile)), rule_names
+    assert set(threads) == rule_names and set(set_resources(profile)) == rule_names - SIZED_RULES, rule_names
     # as a user gets them: profiles/default (the workflow profile) is loaded with it
     assert dry_run_resources(dry_workflow, "--profile", str(PROFILES / "slurm")) == declared
 
@@ -223,3 +226,22 @@ def test_jobs_run_with_hdf5_file_locking_off(tmp_path, shared_dir):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "HDF5_USE_FILE_LOCKING=FALSE" in (tmp_path / "probe.env").read_text().splitlines()
+
+
+def test_job_arrays_are_opt_in_and_leave_out_the_preprocessing_group():
+    """PORTRAIT_SLURM_ARRAYS=1 submits the per-video GPU and metrics rules as job arrays; never the grouped, sized
+    preprocessing rules (group jobs cannot be arrays; an array asks for its first job's resources for all)."""
+    assert "slurm-array-jobs" not in parse_profile("slurm")
+    arrays = set(parse_profile("slurm", {"PORTRAIT_SLURM_ARRAYS": "1"})["slurm-array-jobs"].split(","))
+    rules = REPO / "rules"
+    rule_names = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in rules.glob("*.smk")), re.M))
+    assert {"train_renderer", "render", "real_features", "rendered_features", "metrics"} <= arrays <= rule_names
+    assert not arrays & SIZED_RULES
+    grouped = set(
+        re.findall(r"^rule (\w+):(?:(?!^rule ).)*?group:\s*\n\s*\"preprocess\"", rules_text(rules), re.M | re.S)
+    )
+    assert grouped == SIZED_RULES and not arrays & grouped
+
+
+def rules_text(rules: Path) -> str:
+    return "".join(p.read_text() for p in sorted(rules.glob("*.smk")))

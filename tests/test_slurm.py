@@ -35,6 +35,7 @@ from test_renderer_workflow import TINY
 from test_workflow import cut_clip, write_config
 
 from neural_renderer.assets import ASSETS, MIRROR_ENV
+from neural_renderer.resources import VideoSize, runtime_min
 from neural_renderer.stages import train_renderer
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -291,10 +292,16 @@ def test_every_job_went_through_sbatch(slurm_run):
 
 def test_cancelled_job_is_retried_with_more_runtime(slurm_run):
     first, retry = slurm_run["interrupted"]["first"], slurm_run["interrupted"]["retry"]
-    # a group's time limit is the sum of its stages' (profiles/slurm): track..qc at attempt 1: 120 + 10 + 60 + 10 + 60
-    # + 10 = 270 min; at attempt 2 track gets 240 and fit 120: 450 min
-    assert (first["time_limit"], retry["time_limit"]) == ("4:30:00", "7:30:00"), (first, retry)
-    assert re.search(r"rule track:.*?runtime=240", slurm_run["interrupted"]["text"], re.S)
+    # a group's time limit is the sum of its stages' (neural_renderer/resources.py, from d0's 78 frames): track..qc,
+    # six stages at their 10-minute floor at attempt 1 (60 min); at attempt 2 each asks for twice that (120 min)
+    size = VideoSize(78, 512, 512)
+    minutes = [sum(runtime_min(rule, size, attempt) for rule in GROUPED - {"ingest"}) for attempt in (1, 2)]
+    assert minutes == [60, 120]
+    limits = tuple(f"{m // 60}:{m % 60:02d}:00" for m in minutes)
+    assert (first["time_limit"], retry["time_limit"]) == limits, (first, retry)
+    assert re.search(
+        rf"rule track:.*?runtime={runtime_min('track', size, 2)}\b", slurm_run["interrupted"]["text"], re.S
+    )
 
 
 def test_rerun_after_kill_redoes_only_unfinished_jobs(slurm_run):

@@ -112,7 +112,7 @@ def pixel_metrics(generated: np.ndarray, real: np.ndarray, cfg: MetricsConfig) -
     """Paired metrics at the generated frames' resolution (real frames are area-downsampled to it when larger)."""
     from neural_renderer.metrics.image import l1, psnr, ssim
     from neural_renderer.perceptual.lpips import lpips_frames
-    from neural_renderer.renderer.data import resize_frames
+    from neural_renderer.renderer.frames import resize_frames
 
     if real.shape[1:3] != generated.shape[1:3]:  # a renderer trained below the crop resolution (preview preset)
         real = resize_frames(real, generated.shape[1])

@@ -3,10 +3,10 @@ side-by-side mp4 (driver crop | reenacted, with the driver's audio) and the fram
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from neural_renderer.config import to_json
@@ -15,7 +15,7 @@ from neural_renderer.outputs import CROSS
 from neural_renderer.reenact.config import ReenactConfig
 from neural_renderer.reenact.transfer import Transferred, check_expression_names, motion_stats, transfer_motion
 from neural_renderer.renderer.render import PortraitRenderer
-from neural_renderer.storage import read_driving_motion, read_frames, write_rendered
+from neural_renderer.storage import frame_reader, read_driving_motion, write_rendered
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -73,33 +73,34 @@ def reenact(
     frames = render_params(renderer, params, cfg.batch_size)
     r = renderer.resolution
     fps = drv_motion.fps
-    if cfg.side_by_side:
-        drv_frames = read_frames(driver_tracking, n)
-        if drv_frames.shape[1] != r:
-            drv_frames = np.stack([cv2.resize(f, (r, r), interpolation=cv2.INTER_AREA) for f in drv_frames])
-        frame_of, width = (lambda i: np.concatenate([drv_frames[i], frames[i]], axis=1)), 2 * r
-    else:
-        frame_of, width = (lambda i: frames[i]), r
-    write_rendered(
-        out_h5,
-        frames,
-        np.arange(n),
-        kind=CROSS.name,
-        video=f"{driver}_to_{target}",
-        source_path=driver_tracking,
-        stage_config=cfg.to_dict(),
-        fps=fps,
-        driver=driver,
-        target=target,
-        target_model=str(target_model),
-        target_tracking=str(target_tracking),
-    )
-    try:
-        # the driver's sound from the time of its frame 0 (its file clock, which `-ss` seeks on), not from 0
-        start_s = float(drv_motion.timestamps_s[0])
-        write_mp4(out_mp4, n, frame_of, width, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=audio, audio_start_s=start_s)
-    except BaseException:
-        Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
-        raise
+    with contextlib.ExitStack() as stack:
+        if cfg.side_by_side:  # the driver's frames one at a time, as the encoder asks (not the whole driver video)
+            driver_frame = stack.enter_context(frame_reader(driver_tracking, r))
+            frame_of, width = (lambda i: np.concatenate([driver_frame(i), frames[i]], axis=1)), 2 * r
+        else:
+            frame_of, width = (lambda i: frames[i]), r
+        write_rendered(
+            out_h5,
+            frames,
+            np.arange(n),
+            kind=CROSS.name,
+            video=f"{driver}_to_{target}",
+            source_path=driver_tracking,
+            stage_config=cfg.to_dict(),
+            fps=fps,
+            driver=driver,
+            target=target,
+            target_model=str(target_model),
+            target_tracking=str(target_tracking),
+        )
+        try:
+            # the driver's sound from the time of its frame 0 (its file clock, which `-ss` seeks on), not from 0
+            start_s = float(drv_motion.timestamps_s[0])
+            write_mp4(
+                out_mp4, n, frame_of, width, r, fps, ffmpeg=ffmpeg, crf=cfg.crf, audio=audio, audio_start_s=start_s
+            )
+        except BaseException:
+            Path(out_h5).unlink(missing_ok=True)  # no half-finished pair of outputs
+            raise
     log.info("reenacted %d frames of %s with %s's renderer (%s)", n, driver, target, to_json(cfg))
     return frames

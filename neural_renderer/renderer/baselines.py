@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from neural_renderer.renderer.data import TrackingData
+from neural_renderer.renderer.frames import mean_frame as block_mean
 
 
 class Renders(Protocol):
@@ -23,7 +24,7 @@ class Renders(Protocol):
 
 def mean_frame(data: TrackingData, n: int) -> np.ndarray:
     """(n, R, R, 3): the mean training frame, repeated."""
-    return np.repeat(data.frames[data.train_idx].mean(0).round().astype(np.uint8)[None], n, 0)
+    return np.repeat(block_mean(data.frames, data.train_idx).round().astype(np.uint8)[None], n, 0)
 
 
 def nearest_frames(data: TrackingData, norm: dict[str, np.ndarray]) -> np.ndarray:

@@ -78,6 +78,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the generator
     # auto: training frames on the GPU as uint8 when they fit, else pinned host memory | gpu | host
     gpu_cache: str = "auto"
+    # training frames up to this size (MB, uint8 at the training resolution) are read into memory; a longer video is
+    # decoded once into an uncompressed frame cache in the renderer folder and read per batch (docs/SCALE.md)
+    frames_in_memory_mb: int = 2000
     tensorboard: bool = False  # also log to renderer/tensorboard/ (needs the optional `tensorboard` package)
     seed: int = 0
     progress: bool = True  # tqdm bar with it/s and loss

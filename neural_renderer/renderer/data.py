@@ -1,6 +1,8 @@
-"""tracking.h5 -> device-resident uint8 frames + per-frame conditioning; train/test split by frame index.
+"""tracking.h5 -> uint8 frames (in memory, or streamed from a frame cache) + per-frame conditioning; train/test
+split by frame index.
 
-The motion comes from `storage.read_motion` and the pixels from `storage.read_frames`: this module reads no file
+The motion comes from `storage.read_motion` and the pixels from `renderer.frames` (in memory up to
+`renderer.train.frames_in_memory_mb`, else an uncompressed cache file read by rows): this module reads no file
 itself."""
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.camera import camera_to_head_rotation
-from neural_renderer.storage import read_datasets, read_frames, read_motion
+from neural_renderer.renderer.frames import FrameFile, StreamingBatches, frames_at, to_device_blockwise
+from neural_renderer.storage import frames_shape, read_datasets, read_motion
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ def mouth_boxes(landmarks: np.ndarray, valid: np.ndarray, scale: float, size: in
 @dataclass
 class TrackingData:
     path: Path
-    frames: np.ndarray  # (T, R, R, 3) uint8 at the renderer's resolution (all frames, host memory)
+    frames: np.ndarray | FrameFile  # (T, R, R, 3) uint8 at the renderer's resolution: in memory or read by rows
     pose: np.ndarray  # (T, 9) pose_features (raw)
     gaze_rad: np.ndarray  # (T, 2) pitch, yaw relative to the head
     expression: np.ndarray  # (T, Ke)
@@ -184,19 +187,18 @@ def load_tracking(
     test_frames: float = 0.1,
     min_train_frames: int = 16,
     resolution: int | None = None,
+    cache_dir: str | Path | None = None,
+    in_memory_mb: float = float("inf"),
 ) -> TrackingData:
-    """Read everything the renderer needs, frames resized to `resolution` (None: the crop's); bad files fail with
-    PipelineInputError naming the file and reason."""
+    """Read everything the renderer needs, frames resized to `resolution` (None: the crop's): held in memory up to
+    `in_memory_mb` MB (at that resolution), else streamed from a frame cache in `cache_dir` (renderer.frames; no
+    `cache_dir`: always in memory). Bad files fail with PipelineInputError naming the file and reason."""
     motion = read_motion(path)
     path = Path(path)
-    frames = read_frames(path)
+    frames = frames_at(path, resolution, cache_dir, in_memory_mb)
     landmarks = read_datasets(path, ["crop/landmarks"]).get("crop/landmarks")
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[1] != frames.shape[2]:
-        raise PipelineInputError(path, f"frames must be (T, R, R, 3) uint8, got {frames.shape} {frames.dtype}")
-    t, crop_res = frames.shape[0], frames.shape[1]
-    res = resolution or crop_res
-    if res % 4:
-        raise PipelineInputError(path, f"renderer resolution {res} is not divisible by 4 (the MLP grid is H/4)")
+    t, res = frames.shape[0], frames.shape[1]
+    crop_res = int(frames_shape(path)[0][1])
     if len(motion.expression) != t:
         raise PipelineInputError(path, f"expression has {len(motion.expression)} frames, frames has {t}")
     valid = motion.valid
@@ -210,8 +212,6 @@ def load_tracking(
         raise PipelineInputError(
             path, f"too few valid training frames: {len(train_idx)} < min_train_frames {min_train_frames}"
         )
-    if res != crop_res:
-        frames = resize_frames(frames, res)
     if landmarks is not None and len(landmarks) == t:
         mouth = mouth_boxes(landmarks, valid, res / crop_res, res)
     else:  # a file without crop landmarks: the lower-middle of the crop
@@ -235,41 +235,52 @@ def load_tracking(
     )
 
 
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """(T, R, R, 3) uint8 -> (T, size, size, 3): area averaging when shrinking (no aliasing), bicubic when growing."""
-    import cv2
-
-    interp = cv2.INTER_AREA if size < frames.shape[1] else cv2.INTER_CUBIC
-    return (
-        np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
-        if len(frames)
-        else frames.reshape(0, size, size, 3)
-    )
-
-
 class FrameCache:
-    """The training crops as one uint8 tensor, on the GPU when it fits (else pinned host memory): no I/O per step."""
+    """The training crops `frames[rows]` as one uint8 tensor on the GPU when they fit (filled block by block), else in
+    pinned host memory when they are in memory already, else streamed from their FrameFile (`StreamingBatches`,
+    reading the next batch while a step runs): no file I/O per step unless the frames are too many to hold."""
 
-    def __init__(self, frames: np.ndarray, device: torch.device, mode: str = "auto", headroom: float = 0.5):
-        tensor = torch.from_numpy(np.ascontiguousarray(frames))
+    def __init__(
+        self,
+        frames: np.ndarray | FrameFile,
+        rows: np.ndarray,
+        device: torch.device,
+        mode: str = "auto",
+        headroom: float = 0.5,
+    ):
         self.device = device
+        self.stream: StreamingBatches | None = None
+        nbytes = len(rows) * int(np.prod(frames.shape[1:]))
         on_gpu = False
         if device.type == "cuda" and mode != "host":
             free, _ = torch.cuda.mem_get_info(device)
-            on_gpu = mode == "gpu" or tensor.numel() < headroom * free
+            on_gpu = mode == "gpu" or nbytes < headroom * free
             if not on_gpu:
                 log.warning(
-                    "training frames (%.1f GiB) do not fit in half the free GPU memory: kept in pinned host memory",
-                    tensor.numel() / 2**30,
+                    "training frames (%.1f GiB) do not fit in half the free GPU memory: kept in %s",
+                    nbytes / 2**30,
+                    "pinned host memory" if isinstance(frames, np.ndarray) else "their frame cache, read per batch",
                 )
         if on_gpu:
-            self.frames = tensor.to(device)
+            self.frames = to_device_blockwise(frames, rows, device)
+        elif isinstance(frames, FrameFile):
+            self.stream = StreamingBatches(frames, rows, pin=device.type == "cuda")
+            self.frames = None
         else:
+            tensor = torch.from_numpy(np.ascontiguousarray(frames[rows]))
             self.frames = tensor.pin_memory() if device.type == "cuda" else tensor
-        self.on_device = on_gpu or device.type == "cpu"
+        self.on_device = on_gpu or (device.type == "cpu" and self.stream is None)
+
+    def prefetch(self, idx: torch.Tensor) -> None:
+        """Start reading the batch `idx` that a later `batch(idx)` will ask for (streamed frames only)."""
+        if self.stream is not None:
+            self.stream.prefetch(idx)
 
     def batch(self, idx: torch.Tensor, channels_last: bool) -> torch.Tensor:
-        """(B,) indices -> (B, 3, R, R) float in [-1, 1] on the device."""
-        x = self.frames[idx.to(self.frames.device)].to(self.device, non_blocking=True)
+        """(B,) indices (positions in `rows`) -> (B, 3, R, R) float in [-1, 1] on the device."""
+        if self.stream is not None:
+            x = self.stream.batch(idx).to(self.device, non_blocking=True)
+        else:
+            x = self.frames[idx.to(self.frames.device)].to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()

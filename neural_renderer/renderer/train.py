@@ -10,7 +10,8 @@ changed. Only `iterations` (train longer) and bookkeeping (logging, checkpoint c
 a checkpoint and its resume.
 
 GPU habits: the losses stay on the device and are read every `log_every` iterations (one host sync per window, not
-per step); frames sit on the device as uint8 (`FrameCache`); bf16 autocast, fused Adam and channels_last on CUDA.
+per step); frames sit on the device as uint8 (`FrameCache`; too many for that: read per batch, the next one read
+while a step runs); bf16 autocast, fused Adam and channels_last on CUDA.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from neural_renderer.optim import check_finite, optimiser_step
 from neural_renderer.presets import Placement, PresetChoice, refuse_slow_cpu
 from neural_renderer.renderer.config import RendererConfig
 from neural_renderer.renderer.data import FrameCache, TrackingData
+from neural_renderer.renderer.frames import mean_frame
 from neural_renderer.renderer.losses import PortraitLoss
 from neural_renderer.renderer.model import GAZE_DIM, POSE_DIM, PortraitGenerator
 from neural_renderer.renderer.report import sample_grid, write_png, write_training_report
@@ -54,6 +56,7 @@ BOOKKEEPING = (
     "allow_slow_cpu",
     "compile",
     "device",
+    "frames_in_memory_mb",
 )
 
 
@@ -142,8 +145,8 @@ class Trainer:
         self.norm = data.normalisation()
         self.n_train = len(data.train_idx)
         self.gen = PortraitGenerator(cfg.model, data.resolution, data.expression.shape[1], self.n_train)
-        mean_frame = torch.from_numpy(data.frames[data.train_idx].mean(0, dtype=np.float64).astype(np.float32))
-        self.gen.set_prior(mean_frame.permute(2, 0, 1) / 127.5 - 1)
+        mean = torch.from_numpy(mean_frame(data.frames, data.train_idx).astype(np.float32))
+        self.gen.set_prior(mean.permute(2, 0, 1) / 127.5 - 1)
         self.gen.to(device)
         self.loss = PortraitLoss(t, POSE_DIM + GAZE_DIM + data.expression.shape[1]).to(device)
         self.channels_last = t.channels_last and device.type == "cuda"  # slower on the CPU (issue 10: 3.5 s vs 2.9 s)
@@ -159,7 +162,7 @@ class Trainer:
             else None
         )
         try:
-            self.frames = FrameCache(data.frames[data.train_idx], device, t.gpu_cache)
+            self.frames = FrameCache(data.frames, data.train_idx, device, t.gpu_cache)
         except torch.cuda.OutOfMemoryError:
             raise PipelineInputError(
                 data.path, "out of GPU memory holding the training frames: set renderer.train.gpu_cache: host"
@@ -187,7 +190,12 @@ class Trainer:
 
     def sample(self) -> torch.Tensor:
         """A batch of training frames (positions in the training split), from the run's own seeded sampler."""
-        return torch.randint(self.n_train, (self.cfg.train.batch_size,), generator=self.sampler)
+        idx = torch.randint(self.n_train, (self.cfg.train.batch_size,), generator=self.sampler)
+        if self.frames.stream is not None:  # read the next batch meanwhile: the next draw, from a copy of the sampler
+            ahead = torch.Generator()
+            ahead.set_state(self.sampler.get_state())
+            self.frames.prefetch(torch.randint(self.n_train, (self.cfg.train.batch_size,), generator=ahead))
+        return idx
 
     def step(self, terms: dict[str, torch.Tensor], loss_d: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """One optimisation step of the generator (on `terms["total"]`), then of the discriminator (on `loss_d`)

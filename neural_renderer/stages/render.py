@@ -32,7 +32,15 @@ def run(
     rcfg = build_dataclass(RendererConfig, cfg)
     t = rcfg.train
     renderer = PortraitRenderer(model, rcfg.render.device, rcfg.render.test_latent)
-    data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames, renderer.resolution)
+    data = load_tracking(  # the training job's frame cache (beside the model) when the frames were streamed
+        tracking_h5,
+        t.train_frames,
+        t.test_frames,
+        t.min_train_frames,
+        renderer.resolution,
+        cache_dir=Path(model).parent,
+        in_memory_mb=t.frames_in_memory_mb,
+    )
     if not np.array_equal(renderer.test_idx, data.test_idx):
         raise PipelineInputError(
             model,

@@ -25,5 +25,14 @@ def run(
     """`work_dir` (default: `<model dir>/`) holds checkpoints/, losses.jsonl, samples/ and the report figures."""
     rcfg, placement = resolve_renderer_config(cfg)
     t = rcfg.train
-    data = load_tracking(tracking_h5, t.train_frames, t.test_frames, t.min_train_frames, rcfg.model.resolution)
-    return train(data, rcfg, out_model, work_dir or Path(out_model).parent, placement, hook=hook)
+    work_dir = Path(work_dir or Path(out_model).parent)
+    data = load_tracking(
+        tracking_h5,
+        t.train_frames,
+        t.test_frames,
+        t.min_train_frames,
+        rcfg.model.resolution,
+        cache_dir=work_dir,
+        in_memory_mb=t.frames_in_memory_mb,
+    )
+    return train(data, rcfg, out_model, work_dir, placement, hook=hook)

@@ -6,9 +6,10 @@ complete, so a killed job never leaves a file that looks finished (Snakemake wou
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,44 @@ def read_frames(path: str | Path, stop: int | None = None) -> np.ndarray:
         if "frames" not in f:
             raise PipelineInputError(path, "no /frames in the tracking file")
         return f["frames"][()] if stop is None else f["frames"][:stop]
+
+
+def frames_shape(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of `/frames` of a `tracking.h5`, without reading it."""
+    with open_h5(path) as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        return tuple(f["frames"].shape), f["frames"].dtype
+
+
+def iter_frames(path: str | Path, chunk: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, (<= chunk, R, R, 3) uint8) blocks of `/frames` in order: memory of one block, not the video."""
+    with open_h5(path) as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        ds = f["frames"]
+        for start in range(0, ds.shape[0], chunk):
+            yield start, ds[start : start + chunk]
+
+
+@contextlib.contextmanager
+def frame_reader(path: str | Path, size: int | None = None) -> Iterator[Callable[[int], np.ndarray]]:
+    """`frame(i)` -> frame i of a `tracking.h5`'s `/frames` (one chunk read per call, area-resized to `size` when
+    given), while the file stays open: a consumer of one frame at a time holds one frame, not the video."""
+    import cv2
+
+    with open_h5(path) as f:
+        if "frames" not in f:
+            raise PipelineInputError(path, "no /frames in the tracking file")
+        ds = f["frames"]
+
+        def frame(i: int) -> np.ndarray:
+            img = ds[i]
+            if size is not None and img.shape[0] != size:
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            return img
+
+        yield frame
 
 
 def read_datasets(path: str | Path, names: Iterable[str]) -> dict[str, np.ndarray]:
