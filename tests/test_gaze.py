@@ -348,3 +348,123 @@ def test_qc_shows_eyes_closed_frames():
     yellow, grey = (255, 230, 0), (150, 150, 150)
     assert (measured[118:152] == yellow).all(-1).any() and not (interpolated[118:152] == yellow).all(-1).any()
     assert (interpolated[118:152] == grey).all(-1).any()
+
+
+# ------------------------------------------------------------------------------ the gaze stage on stored files
+
+
+def _write_stage_inputs(tmp_path, model, head_euler_deg, head_gaze_py_deg, blink, drag_px):
+    """crop.h5 / fit.h5 / track.h5 of a synthetic head: both eyes look along `head_gaze_py_deg` in head coordinates
+    (the stage's own axes: (0, 0) straight out of the face), lids shut where `drag_px` moves the irises down."""
+    from neural_renderer.storage import write_stage
+
+    n = len(head_euler_deg)
+    identity = np.zeros(model.identity_basis.shape[0])
+    centres = eyeball_centers_model(model, identity)
+    radius = eyeball_model(model).radius
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", head_euler_deg, degrees=True).as_matrix()
+    t = np.tile([0.3, -2.0, 45.0], (n, 1))
+    p, y = np.radians(head_gaze_py_deg).T
+    # written out here, not with vectors_from_pitch_yaw: pitch = asin(-y), yaw = atan2(-x, -z), then head axes
+    cam_style = np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], 1)
+    head_dirs = cam_style * [1.0, -1.0, -1.0]
+    g = np.einsum("tij,tj->ti", rot, head_dirs)
+    centres_cam = np.einsum("tij,ej->tei", rot, centres) + t[:, None]
+    iris2d = project_points_np(centres_cam + radius * g[:, None], INTR)
+    iris2d[:, :, 1] += drag_px[:, None]
+    lm = np.full((n, 478, 3), 200.0, np.float32)
+    lm[:, IRIS_CENTERS[0], :2], lm[:, IRIS_CENTERS[1], :2] = iris2d[:, 0], iris2d[:, 1]
+    valid = np.ones(n, bool)
+    prov = {"video": "synthetic", "source_path": "synthetic.mp4", "source_sha256": "0" * 64, "stage_config": {}}
+    write_stage(
+        tmp_path / "crop.h5",
+        "crop",
+        {"boxes": np.tile([256.0, 256.0, 300.0], (n, 1)), "landmarks": lm, "valid": valid},
+        **prov,
+        attrs={"resolution": 512},
+    )
+    f32 = np.float32
+    n_exp = model.expression_basis.shape[0]
+    fit_arrays = {
+        "identity": identity.astype(f32),
+        "expression": np.zeros((n, n_exp), f32),
+        "expression_names": np.asarray(model.expression_names, str),
+        "rotation": rot.astype(f32),
+        "axis_angle": Rotation.from_matrix(rot).as_rotvec().astype(f32),
+        "translation": t.astype(f32),
+        "intrinsics": INTR.astype(f32),
+        "reprojection_error_px": np.zeros(n, f32),
+        "valid": valid,
+        "correspondence_mediapipe": np.zeros(1, np.int32),
+        "correspondence_vertex": np.zeros(1, np.int32),
+    }
+    attrs = {"model_name": "ict", "model_sha256": "0" * 64, "resolution": 512}
+    write_stage(tmp_path / "fit.h5", "fit", fit_arrays, **prov, attrs=attrs)
+    names = np.array(["_neutral", "eyeBlinkLeft", "eyeBlinkRight", "jawOpen"])
+    track_arrays = {
+        "landmarks": lm,
+        "blendshapes": blink.astype(f32),
+        "blendshape_names": names,
+        "transforms": np.tile(np.eye(4, dtype=f32), (n, 1, 1)),
+        "valid": valid,
+        "timestamps_s": np.arange(n) / 25.0,
+    }
+    track_attrs = {
+        "fps": 25.0,
+        "width": 512,
+        "height": 512,
+        "detection_rate": 1.0,
+        "model_sha256": "0" * 64,
+        "timeline": "source",
+        "sar": "1:1",
+        "damage": "",
+        "n_faces_max": 1,
+    }
+    write_stage(tmp_path / "track.h5", "track", track_arrays, **prov, attrs=track_attrs)
+
+
+def test_gaze_stage_stores_the_head_relative_gaze_and_masks_the_blinks(tmp_path, ict_model_npz):
+    """The stored head_pitch_yaw_deg equals the gaze the scene was built with (0.5 deg) on measured frames, and frames
+    whose blink score passes the threshold (and only those) are eyes_closed, invalid and interpolated, not measured
+    from irises the lids dragged down."""
+    from neural_renderer.stages import gaze as gaze_stage
+    from neural_renderer.storage import read_stage
+
+    n = 12
+    k = np.arange(n)
+    head = np.stack([6 * np.sin(k / 3), 15 * np.cos(k / 4), 3 * np.sin(k / 5)], 1)
+    truth = np.stack([10 * np.sin(k / 2.5), 20 * np.cos(k / 3.5)], 1)
+    blink = np.zeros((n, 4))
+    blink[3, 1] = 0.9  # left eye shut
+    blink[8, 2] = 0.8  # right eye shut
+    blink[5, 1] = blink[6, 2] = 0.3  # half-closed: below the threshold, still measured
+    drag = np.where(blink[:, 1:3].max(1) > 0.5, 25.0, 0.0)
+    model = load_morphable_model(ict_model_npz)
+    _write_stage_inputs(tmp_path, model, head, truth, blink, drag)
+    gaze_stage.run(
+        tmp_path / "crop.h5",
+        tmp_path / "fit.h5",
+        ict_model_npz,
+        tmp_path / "gaze.h5",
+        cfg={},
+        track_h5=tmp_path / "track.h5",
+    )
+    out = read_stage(tmp_path / "gaze.h5", "gaze")
+    closed = np.zeros(n, bool)
+    closed[[3, 8]] = True
+    assert out["eyes_closed"].tolist() == closed.tolist()
+    assert out["valid"].tolist() == (~closed).tolist()
+    np.testing.assert_allclose(out["blink_score"], blink[:, 1:3].max(1), atol=1e-6)
+    err = np.abs(out["head_pitch_yaw_deg"] - truth)
+    assert err[~closed].max() < 0.5, err
+    # interpolated between the open-eye neighbours: near the smooth truth, not on the dragged irises (> 10 deg off)
+    assert err[closed].max() < 3.0, err[closed]
+    # the stored camera-space angles are the same gaze seen from the camera
+    head_vec = out["head_vector"].astype(np.float64)
+    rot = read_stage(tmp_path / "fit.h5", "fit")["rotation"].astype(np.float64)
+    np.testing.assert_allclose(np.einsum("tij,tj->ti", rot, head_vec), out["vector"], atol=1e-5)
+    # without the track the stage has no blink test: the dragged frames count as measured and point far off
+    gaze_stage.run(tmp_path / "crop.h5", tmp_path / "fit.h5", ict_model_npz, tmp_path / "g2.h5", cfg={})
+    blind = read_stage(tmp_path / "g2.h5", "gaze")
+    assert blind["valid"].all() and not blind["eyes_closed"].any()
+    assert (np.abs(blind["head_pitch_yaw_deg"][closed] - truth[closed]).max(1) > 10).all()
