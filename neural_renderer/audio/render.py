@@ -27,6 +27,7 @@ from neural_renderer.reenact.transfer import (
 )
 from neural_renderer.renderer.render import PortraitRenderer
 from neural_renderer.storage import read_driving_motion, write_stage
+from neural_renderer.torch_files import load_weights
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,7 @@ class AudioDriver:
         path = Path(path)
         if not path.is_file():
             raise PipelineInputError(path, "audio model not found (train it first)")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise PipelineInputError(path, f"cannot load audio model ({exc})") from None
+        blob = load_weights(path, "audio model")
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise PipelineInputError(
                 path,
