@@ -251,3 +251,39 @@ def test_crop_of_real_frames(videos_dir, landmarker_model):
         assert np.abs(src_rgb - dst_rgb).mean() < 12
         shuffled = dst_rgb[np.random.default_rng(0).permutation(len(dst_rgb))]
         assert np.abs(src_rgb - shuffled).mean() > np.abs(src_rgb - dst_rgb).mean() + 5
+
+
+def test_crop_stage_applies_the_configured_smoothing(tmp_path):
+    """The stage passes its `crop:` section through: each smoothing setting (and window) gives other stored boxes,
+    and the landmarks stored beside them are in the crop those boxes cut."""
+    from stage_files import write_track
+
+    from neural_renderer.stages import crop as crop_stage
+    from neural_renderer.storage import read_attrs, read_stage
+
+    landmarks = _synthetic_faces(60, np.random.default_rng(8), jitter=2.0)
+    write_track(tmp_path / "track.h5", landmarks, size=(400, 300), fps=30.0)
+
+    def boxes(**cfg):
+        out = tmp_path / f"crop_{len(list(tmp_path.iterdir()))}.h5"
+        crop_stage.run(tmp_path / "track.h5", out, cfg={"resolution": 256, "margin": 0.5, **cfg})
+        stored = read_stage(out, "crop")
+        assert read_attrs(out)["resolution"] == 256
+        np.testing.assert_allclose(
+            stored["landmarks"], landmarks_to_crop(landmarks, stored["boxes"], 256), rtol=1e-5, atol=1e-3
+        )
+        return stored["boxes"]
+
+    raw = boxes(smoothing="none")
+    jitter = {"none": np.diff(raw[:, 0]).std()}
+    # 'none': each frame's mesh bounding box (centre, longer side x 1.5), computed here
+    xy = landmarks[:, :468, :2]
+    lo, hi = xy.min(1), xy.max(1)
+    np.testing.assert_allclose(raw[:, :2], (lo + hi) / 2, atol=1e-4)
+    np.testing.assert_allclose(raw[:, 2], 1.5 * (hi - lo).max(1), atol=1e-4)
+    for smoothing, extra in (("savgol", {}), ("one_euro", {}), ("savgol", {"savgol_window": 31})):
+        smoothed = boxes(smoothing=smoothing, **extra)
+        jitter[smoothing + str(extra)] = np.diff(smoothed[:, 0]).std()
+        assert np.diff(smoothed[:, 0]).std() < 0.6 * jitter["none"], jitter
+    assert not np.allclose(boxes(smoothing="savgol"), boxes(smoothing="savgol", savgol_window=31))
+    assert not np.allclose(boxes(smoothing="savgol"), boxes(smoothing="one_euro"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from stage_files import write_crop, write_fit, write_track
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.camera import FLIP_YZ, default_intrinsics, project_points_np
@@ -356,8 +357,6 @@ def test_qc_shows_eyes_closed_frames():
 def _write_stage_inputs(tmp_path, model, head_euler_deg, head_gaze_py_deg, blink, drag_px):
     """crop.h5 / fit.h5 / track.h5 of a synthetic head: both eyes look along `head_gaze_py_deg` in head coordinates
     (the stage's own axes: (0, 0) straight out of the face), lids shut where `drag_px` moves the irises down."""
-    from neural_renderer.storage import write_stage
-
     n = len(head_euler_deg)
     identity = np.zeros(model.identity_basis.shape[0])
     centres = eyeball_centers_model(model, identity)
@@ -372,55 +371,11 @@ def _write_stage_inputs(tmp_path, model, head_euler_deg, head_gaze_py_deg, blink
     centres_cam = np.einsum("tij,ej->tei", rot, centres) + t[:, None]
     iris2d = project_points_np(centres_cam + radius * g[:, None], INTR)
     iris2d[:, :, 1] += drag_px[:, None]
-    lm = np.full((n, 478, 3), 200.0, np.float32)
+    lm = np.full((n, 478, 3), 200.0)
     lm[:, IRIS_CENTERS[0], :2], lm[:, IRIS_CENTERS[1], :2] = iris2d[:, 0], iris2d[:, 1]
-    valid = np.ones(n, bool)
-    prov = {"video": "synthetic", "source_path": "synthetic.mp4", "source_sha256": "0" * 64, "stage_config": {}}
-    write_stage(
-        tmp_path / "crop.h5",
-        "crop",
-        {"boxes": np.tile([256.0, 256.0, 300.0], (n, 1)), "landmarks": lm, "valid": valid},
-        **prov,
-        attrs={"resolution": 512},
-    )
-    f32 = np.float32
-    n_exp = model.expression_basis.shape[0]
-    fit_arrays = {
-        "identity": identity.astype(f32),
-        "expression": np.zeros((n, n_exp), f32),
-        "expression_names": np.asarray(model.expression_names, str),
-        "rotation": rot.astype(f32),
-        "axis_angle": Rotation.from_matrix(rot).as_rotvec().astype(f32),
-        "translation": t.astype(f32),
-        "intrinsics": INTR.astype(f32),
-        "reprojection_error_px": np.zeros(n, f32),
-        "valid": valid,
-        "correspondence_mediapipe": np.zeros(1, np.int32),
-        "correspondence_vertex": np.zeros(1, np.int32),
-    }
-    attrs = {"model_name": "ict", "model_sha256": "0" * 64, "resolution": 512}
-    write_stage(tmp_path / "fit.h5", "fit", fit_arrays, **prov, attrs=attrs)
-    names = np.array(["_neutral", "eyeBlinkLeft", "eyeBlinkRight", "jawOpen"])
-    track_arrays = {
-        "landmarks": lm,
-        "blendshapes": blink.astype(f32),
-        "blendshape_names": names,
-        "transforms": np.tile(np.eye(4, dtype=f32), (n, 1, 1)),
-        "valid": valid,
-        "timestamps_s": np.arange(n) / 25.0,
-    }
-    track_attrs = {
-        "fps": 25.0,
-        "width": 512,
-        "height": 512,
-        "detection_rate": 1.0,
-        "model_sha256": "0" * 64,
-        "timeline": "source",
-        "sar": "1:1",
-        "damage": "",
-        "n_faces_max": 1,
-    }
-    write_stage(tmp_path / "track.h5", "track", track_arrays, **prov, attrs=track_attrs)
+    write_crop(tmp_path / "crop.h5", lm)
+    write_fit(tmp_path / "fit.h5", model, identity, rot, t, INTR)
+    write_track(tmp_path / "track.h5", lm, blendshapes=blink)
 
 
 def test_gaze_stage_stores_the_head_relative_gaze_and_masks_the_blinks(tmp_path, ict_model_npz):
