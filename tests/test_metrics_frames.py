@@ -321,3 +321,66 @@ def test_distances_against_independent_references():
     for dist in (pose_distance_deg, gaze_distance_deg, expression_distance):
         d = dist(a, b)
         assert np.isnan(d[:5]).all() and np.isfinite(d[5:]).all()
+
+
+# ---------------------------------------------------------------------------- the metrics stage, frame pairing
+
+
+def test_metrics_stage_pairs_each_render_with_its_own_real_frame(tmp_path, face_frames):
+    """`stages.metrics.run` on a tiny tracking.h5: a "render" that is the real test frames scores L1 0, PSNR at its
+    cap, SSIM 1 and LPIPS 0; the same frames one step late score exactly the L1 / PSNR of that mismatch, computed
+    here. A reference read one frame off fails both."""
+    import h5py
+
+    from neural_renderer.stages import metrics as metrics_stage
+    from neural_renderer.storage import write_stage
+
+    frames = np.ascontiguousarray(face_frames["d0"][:12, ::2, ::2])  # 12 real frames at 128 px
+    tracking = tmp_path / "tracking.h5"
+    with h5py.File(tracking, "w") as f:
+        f["frames"] = frames
+        f.attrs["fps"] = 25.0
+    idx = np.arange(4, 10)
+    rng = np.random.default_rng(0)
+    n = len(idx)
+    features = {
+        "inception": rng.normal(size=(n, 2048)).astype(np.float32),
+        "i3d": np.zeros((0, 400), np.float32),
+        "identity": rng.normal(size=(n, 128)).astype(np.float32),
+        "identity_valid": np.ones(n, bool),
+        "expression": rng.uniform(size=(n, 5)).astype(np.float32),
+        "rotation": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+        "gaze_pitch_yaw_deg": np.zeros((n, 2), np.float32),
+        "motion_valid": np.ones(n, bool),
+        "frame_index": idx,
+    }
+    prov = {"video": "d0", "source_path": str(tracking), "source_sha256": "0" * 64, "stage_config": {}}
+    feats = tmp_path / "features.h5"
+    attrs = {"source": "real", "identity_backend": "dlib_resnet_v1", "clip_len": 16}
+    write_stage(feats, "features", features, **prov, attrs=attrs)
+
+    def score(render: np.ndarray, name: str) -> dict:
+        rendered = tmp_path / f"{name}.h5"
+        attrs = {"fps": 25.0, "resolution": 128, "kind": "self", "driver": "d0", "target": "d0"}
+        write_stage(rendered, "rendered", {"frames": render, "frame_index": idx}, **prov, attrs=attrs)
+        return metrics_stage.run(
+            "self",
+            rendered,
+            feats,
+            feats,
+            tmp_path / f"{name}.json",
+            cfg={"device": "cpu"},
+            target="d0",
+            method="test",
+            real_tracking=tracking,
+        )["metrics"]
+
+    same = score(frames[idx], "same")
+    assert same["l1"] == 0.0 and same["psnr"] == 100.0 and same["ssim"] == pytest.approx(1.0)
+    assert same["lpips"] == pytest.approx(0.0, abs=1e-6)
+    late = score(frames[idx + 1], "late")
+    diff = frames[idx].astype(np.float64) - frames[idx + 1]
+    assert late["l1"] == pytest.approx((np.abs(diff).mean(axis=(1, 2, 3)) / 255).mean(), rel=1e-9)
+    mse = (diff**2).mean(axis=(1, 2, 3)) / 255**2
+    assert late["psnr"] == pytest.approx((-10 * np.log10(mse)).mean(), rel=1e-9) and late["psnr"] < 60
+    assert late["lpips"] > 1e-4  # consecutive frames: 8e-4 measured
