@@ -232,7 +232,13 @@ def test_synthetic_recovery(ict):
     np.testing.assert_allclose(
         res.expression[10], res.expression[9] + (res.expression[12] - res.expression[9]) / 3, atol=1e-5
     )
-    assert res.expression.min() >= 0 and res.expression.max() <= 1
+    # the expression follows the one it was built with (measured: median correlation 0.985 over the 15 active
+    # coefficients; mean error 0.040, a constant at each coefficient's mean 0.063)
+    b, e = s["beta"][valid], res.expression[valid]
+    active = b.std(0) > 0
+    corr = [np.corrcoef(e[:, k], b[:, k])[0, 1] for k in np.flatnonzero(active)]
+    assert np.median(corr) > 0.9, corr
+    assert np.abs(e - b).mean() < 0.75 * np.abs(b - b.mean(0)).mean()
     # consistency of the stored forms
     np.testing.assert_allclose(Rotation.from_rotvec(res.axis_angle).as_matrix(), res.rotation, atol=1e-5)
     np.testing.assert_allclose(
