@@ -51,9 +51,13 @@ run_module() {
   (
     cd "$dir"
     export PORTRAIT_TEST_DATA="$DATA" PYTHONPATH="$dir/mutants"  # the mutated package, not an installed one
+    mkdir -p mutants  # before Python starts: a sys.path entry that does not exist yet is cached as absent
     nice -n 10 "$PYTHON" -m mutmut run --max-children "$CHILDREN" >run.log 2>&1 || true
-    "$PYTHON" -m mutmut results --all true >results.txt 2>&1 || "$PYTHON" -m mutmut results >results.txt 2>&1 || true
-    tail -n 3 run.log | tr '\r' '\n' | tail -n 2 >summary.txt
+    "$PYTHON" -m mutmut results --all true >results.txt 2>&1 || true
+    tr '\r' '\n' <run.log | grep -v '^ *$' | tail -n 2 >summary.txt
+    for verdict in killed survived suspicious timeout "no tests" "not checked" segfault; do
+      printf '%s: %s\n' "$verdict" "$(grep -c ": $verdict\$" results.txt || true)" >>summary.txt
+    done
     grep -v ': killed$' results.txt >>summary.txt || true
   )
   echo "== $name"; cat "$dir/summary.txt"
