@@ -17,7 +17,7 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"  # the venv with mutmut (a worktree: 
 DATA="${PORTRAIT_TEST_DATA:-$(cd "$ROOT/.." && pwd)/shared}"
 CHILDREN="${MUTATION_CHILDREN:-1}"
 
-# name | files to mutate (globs, comma-separated) | tests (comma-separated pytest ids / -k expressions)
+# name | files to mutate (globs, comma-separated) | the fast tests that cover them (pytest node ids, comma-separated)
 MODULES=(
   "atomic|neural_renderer/atomic.py|tests/test_storage.py"
   "metrics_stage|neural_renderer/stages/metrics.py|tests/test_metrics_frames.py::test_metrics_stage_pairs_each_render_with_its_own_real_frame,tests/test_metrics_frames.py::test_metrics_stage_refuses_inputs_that_do_not_belong_together,tests/test_outputs.py,tests/test_metrics_summary.py::test_summary_table_lists_every_output_with_reasons_for_missing_values"

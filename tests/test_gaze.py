@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from neural_renderer.morphable.eyes import (
     ICT_EYEBALL_RADIUS_CM,
     ICT_EYEBALL_RANGES,
     ICT_SCLERA_VERTICES,
+    Eyeballs,
 )
 
 INTR = default_intrinsics(512)
@@ -423,3 +425,40 @@ def test_gaze_stage_stores_the_head_relative_gaze_and_masks_the_blinks(tmp_path,
     blind = read_stage(tmp_path / "g2.h5", "gaze")
     assert blind["valid"].all() and not blind["eyes_closed"].any()
     assert (np.abs(blind["head_pitch_yaw_deg"][closed] - truth[closed]).max(1) > 10).all()
+
+
+def test_gaze_from_fit_honours_units_eyeball_source_and_landmark_shapes(ict_with_eyes):
+    """The radius override is in cm whatever the model's unit; gaze.eyeballs reaches the eyeball choice; 2-column
+    landmarks work and too few points are refused; without blink scores nothing is marked closed."""
+    full, face_only = ict_with_eyes
+    eyes = full.eyeballs
+    head = np.array([[0.0, 0.0, 0.0], [5.0, 10.0, 0.0]])
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", head, degrees=True).as_matrix()
+    t = np.tile([0.0, -3.5, 50.0], (2, 1))
+    g = vectors_from_pitch_yaw(np.array([[[8.0, -10.0], [8.0, -10.0]], [[-5.0, 15.0], [-5.0, 15.0]]]))
+    centres_cam = np.einsum("tij,ej->tei", rot, eyes.centers) + t[:, None]
+    landmarks = np.full((2, 478, 2), 256.0)
+    iris2d = project_points_np(centres_cam + eyes.radius * g, INTR)
+    landmarks[:, IRIS_CENTERS[0]], landmarks[:, IRIS_CENTERS[1]] = iris2d[:, 0], iris2d[:, 1]
+    fit = {"identity": np.zeros(0), "rotation": rot, "translation": t, "intrinsics": INTR}
+    cfg = GazeConfig(eyeballs="model", eyeball_radius_cm=eyes.radius)
+    res = gaze_from_fit(landmarks, fit, full, cfg)
+    assert _angle_deg(res.eye_vectors, g).max() < 0.5
+    # the same head in millimetres: a radius given in cm is scaled, so the answer is the same
+    for units, scale in (("mm", 10.0), ("m", 0.01)):
+        scaled = Eyeballs(eyes.centers * scale, eyes.radius * scale, np.zeros((0, 2, 3)))
+        model = SimpleNamespace(eyeballs=scaled, units=units, name=f"ict in {units}")
+        other = gaze_from_fit(landmarks, {**fit, "translation": scale * t}, model, cfg)
+        np.testing.assert_allclose(other.eye_vectors, res.eye_vectors, atol=1e-6, err_msg=units)
+    with pytest.raises(PipelineInputError, match="no eyeball data"):
+        gaze_from_fit(landmarks, fit, face_only, GazeConfig(eyeballs="model"))
+    with pytest.raises(PipelineInputError, match="no eyeball data"):
+        eyeball_centers_model(face_only, None, "model")
+    with pytest.raises(ValueError, match="iris points"):
+        gaze_from_fit(landmarks[:, :473], fit, full, cfg)
+    with pytest.raises(ValueError, match="iris points"):
+        gaze_from_fit(landmarks[..., :1], fit, full, cfg)
+    arrays = res.to_arrays()
+    closed = arrays["eyes_closed"]
+    assert closed.dtype == bool and closed.shape == (2,) and not closed.any()
+    assert arrays["blink_score"].dtype == np.float32 and np.isnan(arrays["blink_score"]).all()
