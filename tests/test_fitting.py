@@ -289,6 +289,15 @@ def d0_track(videos_dir, landmarker_model, ict, ict_model_npz):
     return dict(crop=crop, valid=track.valid, corr=corr, init=init)
 
 
+def _assert_follows_mediapipe(expression: np.ndarray, blendshapes: np.ndarray, ict) -> None:
+    """The fitted jaw and lids move with MediaPipe's own jawOpen / eyeBlink scores over the clip (measured on all 78
+    frames: correlation 0.96-0.98, refined or not); a fit that ignores the face has none."""
+    for name in ("jawOpen", "eyeBlink_L", "eyeBlink_R"):
+        k = list(ict.expression_names).index(name)
+        corr = np.corrcoef(expression[:, k], blendshapes[:, k])[0, 1]
+        assert corr > 0.9, (name, corr)
+
+
 @pytest.mark.slow
 def test_real_d0_fit(d0_track, ict):
     corr = d0_track["corr"]
@@ -310,7 +319,7 @@ def test_real_d0_fit(d0_track, ict):
     err = res.reprojection_error_px
     assert np.nanmean(err) < 2.5, np.nanmean(err)
     assert np.isnan(err[~valid]).all() and np.isfinite(err[valid]).all()
-    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0
+    _assert_follows_mediapipe(res.expression, d0_track["init"], ict)
     steps = Rotation.from_matrix(np.einsum("tij,tkj->tik", res.rotation[1:], res.rotation[:-1])).magnitude()
     assert np.degrees(steps).max() < 10.0
     # the gap: parameters interpolated between the neighbours (head pose, translation, expression)
@@ -344,4 +353,4 @@ def test_real_d0_fit_generic_correspondence(d0_track, ict):
         point_weights=corr.weight,
     )
     assert np.nanmean(res.reprojection_error_px) < 3.0
-    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0
+    _assert_follows_mediapipe(res.expression, d0_track["init"], ict)
