@@ -462,3 +462,37 @@ def test_gaze_from_fit_honours_units_eyeball_source_and_landmark_shapes(ict_with
     closed = arrays["eyes_closed"]
     assert closed.dtype == bool and closed.shape == (2,) and not closed.any()
     assert arrays["blink_score"].dtype == np.float32 and np.isnan(arrays["blink_score"]).all()
+
+
+def test_per_eye_outputs_and_which_frames_count_as_measured():
+    """Per-eye head-relative angles, eyeball centres and iris points agree with the scene; a frame counts as measured
+    only with iris points, a pose and `valid`; a frame without a pose stays NaN; eyes closed throughout give unit
+    vectors straight out of the face, one per eye."""
+    n = 6
+    head = np.stack([np.linspace(-10, 10, n), np.linspace(20, -20, n), np.zeros(n)], 1)
+    rel = np.stack([np.linspace(-15, 15, n), np.linspace(10, -10, n)], 1)
+    r_head = Rotation.from_euler("xyz", head, degrees=True).as_matrix()
+    g_cam = np.einsum("tij,tj->ti", FLIP_YZ[None] @ r_head, vectors_from_pitch_yaw(rel) @ FLIP_YZ.T)
+    iris2d, rot, t, _ = _scene(head, pitch_yaw_from_vectors(np.repeat(g_cam[:, None], 2, axis=1)))
+    res = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS)
+    assert np.abs(res.head_eye_pitch_yaw_deg - rel[:, None]).max() < 0.5
+    np.testing.assert_allclose(res.head_eye_vectors, np.einsum("tji,tej->tei", rot, res.eye_vectors), atol=1e-12)
+    centres = np.einsum("tij,ej->tei", rot, CENTRES) + t[:, None]
+    np.testing.assert_allclose(res.eyeball_centers, centres, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(res.iris_points - centres, axis=-1), RADIUS, atol=1e-9)
+    np.testing.assert_allclose(project_points_np(res.iris_points, INTR), iris2d, atol=1e-6)
+    # frame 1: no iris points though `valid`; frame 2: not `valid`; frame 4: no pose
+    iris2d[1] = np.nan
+    rot[4] = np.nan
+    valid = np.ones(n, bool)
+    valid[2] = False
+    res = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, valid=valid)
+    assert res.valid.tolist() == [True, False, False, True, False, True]
+    assert np.isnan(res.eye_vectors[4]).all() and np.isnan(res.eyeball_centers[4]).all()
+    assert np.isfinite(res.eye_vectors[[0, 1, 2, 3, 5]]).all() and np.isfinite(res.eyeball_centers[[0, 5]]).all()
+    assert np.isnan(res.iris_points[[1, 2, 4]]).all() and np.isfinite(res.iris_points[[0, 3, 5]]).all()
+    shut = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, eyes_closed=np.ones(n, bool))
+    ok = [0, 1, 2, 3, 5]
+    assert shut.eye_vectors.shape == (n, 2, 3) and not shut.valid.any()
+    np.testing.assert_allclose(np.linalg.norm(shut.eye_vectors[ok], axis=-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(shut.head_eye_pitch_yaw_deg[ok], 0.0, atol=1e-9)
