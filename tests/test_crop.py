@@ -287,3 +287,35 @@ def test_crop_stage_applies_the_configured_smoothing(tmp_path):
         assert np.diff(smoothed[:, 0]).std() < 0.6 * jitter["none"], jitter
     assert not np.allclose(boxes(smoothing="savgol"), boxes(smoothing="savgol", savgol_window=31))
     assert not np.allclose(boxes(smoothing="savgol"), boxes(smoothing="one_euro"))
+
+
+def test_smoothing_edge_cases_and_arguments():
+    """Short signals: the window shrinks to the longest odd length that fits (scipy's own filter as the reference),
+    down to polyorder + 2 frames; the one-euro filter takes one frame, no frame, rates below 1 Hz, and refuses
+    non-positive rates and cutoffs or a negative beta. Inputs are never written to."""
+    from scipy.signal import savgol_filter
+
+    rng = np.random.default_rng(6)
+    for n, window, polyorder, used in ((8, 15, 2, 7), (9, 15, 2, 9), (4, 15, 1, 3), (9, 5, 2, 5)):
+        x = rng.normal(size=(n, 3))
+        expected = savgol_filter(x, used, polyorder, axis=0, mode="interp")
+        np.testing.assert_allclose(savgol_smooth(x, window, polyorder), expected, atol=1e-12, err_msg=str(n))
+        assert not np.allclose(expected, x)
+    x = rng.normal(size=(4, 3))
+    np.testing.assert_array_equal(savgol_smooth(x, 15, 2), x)  # 3 frames < polyorder + 2: left as it is
+    sig = rng.normal(size=(30, 2))
+    kept = sig.copy()
+    np.testing.assert_allclose(one_euro_filter(sig, 30.0, 1.0, 0.5), one_euro_filter(sig, 30.0, 1.0, 0.5, 1.0))
+    assert not np.allclose(one_euro_filter(sig, 30.0, 1.0, 0.5), one_euro_filter(sig, 30.0, 1.0, 0.5, 3.0))
+    np.testing.assert_array_equal(one_euro_filter(sig[:1], 30.0, 1.0, 0.5), sig[:1])
+    assert one_euro_filter(sig[:0], 30.0, 1.0, 0.5).shape == (0, 2)
+    assert np.isfinite(one_euro_filter(sig, 0.5, 0.1, 0.5)).all()  # a slow source: 0.5 frames per second
+    for bad in ((0.0, 1.0, 0.5, 1.0), (30.0, 0.0, 0.5, 1.0), (30.0, 1.0, 0.5, 0.0), (30.0, 1.0, -0.1, 1.0)):
+        with pytest.raises(ValueError, match="one_euro_filter needs"):
+            one_euro_filter(sig, *bad)
+    np.testing.assert_array_equal(sig, kept)
+    boxes = np.tile([200.0, 150.0, 180.0], (2, 1))
+    points = rng.uniform(0, 256, size=(2, 5, 3))
+    before = points.copy()
+    crop_to_source(points, boxes, 256)
+    np.testing.assert_array_equal(points, before)
