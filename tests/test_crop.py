@@ -319,3 +319,40 @@ def test_smoothing_edge_cases_and_arguments():
     before = points.copy()
     crop_to_source(points, boxes, 256)
     np.testing.assert_array_equal(points, before)
+
+
+def test_config_bounds_are_inclusive_where_documented():
+    for ok in (
+        {"margin": 0.0},
+        {"margin": 5.0},
+        {"vertical_offset": -1.0},
+        {"vertical_offset": 1.0},
+        {"savgol_window": 3, "savgol_polyorder": 0},
+        {"one_euro_beta": 0.0},
+    ):
+        CropConfig(**ok)
+    for bad in (
+        {"margin": 5.01},
+        {"vertical_offset": -1.01},
+        {"savgol_window": 5, "savgol_polyorder": -1},
+        {"one_euro_d_cutoff": 0.0},
+        {"one_euro_min_cutoff": 0.0},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+            CropConfig(**bad)
+
+
+def test_raw_face_boxes_need_a_detection_and_finite_image_points():
+    from neural_renderer.crop.boxes import raw_face_boxes
+
+    lm = _synthetic_faces(4, np.random.default_rng(9), jitter=0.0)
+    valid = np.array([True, False, True, True])
+    lm[2, 10, 0] = np.nan  # a lost point: the frame is unusable
+    lm[3, :, 2] = np.nan  # depth unknown: x, y are all a box needs
+    boxes, ok = raw_face_boxes(lm, valid)
+    assert ok.tolist() == [True, False, False, True]
+    assert np.isnan(boxes[[1, 2]]).all() and np.isfinite(boxes[[0, 3]]).all()
+    np.testing.assert_allclose(raw_face_boxes(lm[..., :2], valid)[0][0], boxes[0])  # (T, 478, 2) works too
+    for bad in (lm[:, :467], lm[0], lm[..., :1]):
+        with pytest.raises(ValueError, match="landmarks must be"):
+            raw_face_boxes(bad, valid)
