@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from importlib import metadata
 
+import cv2
 import h5py
 import numpy as np
 import pandas as pd
@@ -167,13 +168,15 @@ def test_outputs_follow_the_schema_and_records_say_how(evaluation):
     assert feats["identity_valid"].mean() > 0.9 and feats["motion_valid"].mean() > 0.9  # real faces are found
     record = json.loads((res / "d6" / "renderer" / "test_render.metrics.json").read_text())
     assert record["backends"]["csim"] == "dlib_resnet_v1" and record["backends"]["lpips"] == "alex"
-    # each mp4 holds its HDF5's frames (lossy: crf 18); the audio render carries the clip's sound
+    # each mp4 holds its HDF5's frames (lossy: crf 18, compared at 32 px); the audio render carries the clip's sound
     for stem, with_audio in (("reenact/d0/reenacted", False), ("audio_render/example/audio_render", True)):
         frames = read_stage(res / "d6" / f"{stem}.h5", "rendered")["frames"]
         info = probe_video(res / "d6" / f"{stem}.mp4")
         decoded = np.stack(list(iter_frames(res / "d6" / f"{stem}.mp4", info)))
         assert decoded.shape == frames.shape and info.has_audio == with_audio, (stem, decoded.shape, frames.shape)
-        assert np.abs(decoded.astype(int) - frames).mean() < 10, stem
+        thumbs = (decoded, frames)
+        small = [np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA) for f in x]) for x in thumbs]
+        assert np.abs(small[0].astype(float) - small[1]).mean() < 4, stem  # test_renderer_workflow: 1.4 measured
 
 
 def test_only_what_changed_is_recomputed(evaluation):
