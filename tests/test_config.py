@@ -163,6 +163,43 @@ def test_code_hash_follows_logic_not_docstrings_or_comments(tmp_path, repo_dir):
         code_hash("no_such_stage")
 
 
+def test_code_hash_ignores_docstrings_inside_functions_and_classes(tmp_path):
+    """A docstring anywhere (function, method, nested function, class, attribute) plans nothing; a code edit next to
+    it reruns the stage."""
+    module = (
+        '"""Module."""\n\n\n'
+        "def f(x):\n"
+        '    """Function doc."""\n'
+        "    def inner():\n"
+        '        """Inner doc."""\n'
+        "        return x\n"
+        "    return inner()\n\n\n"
+        "class C:\n"
+        '    """Class doc."""\n\n'
+        "    a: int = 1\n"
+        '    """Attribute doc."""\n\n'
+        "    def m(self):\n"
+        '        """Method doc."""\n'
+        "        return self.a\n"
+    )
+    files = {
+        "neural_renderer/__init__.py": "",
+        "neural_renderer/stages/__init__.py": "",
+        "neural_renderer/stages/demo.py": module,
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    demo = tmp_path / "neural_renderer" / "stages" / "demo.py"
+    before = code_hash("demo", tmp_path)
+    for doc in ("Function doc.", "Inner doc.", "Class doc.", "Attribute doc.", "Method doc."):
+        demo.write_text(module.replace(doc, "Edited: says something else entirely."))
+        assert code_hash("demo", tmp_path) == before, doc
+    for code in (("return x", "return -x"), ("a: int = 1", "a: int = 2"), ("return self.a", "return self")):
+        demo.write_text(module.replace(*code))
+        assert code_hash("demo", tmp_path) != before, code
+
+
 def _compare_nested(schema_def, cls, where):
     props = schema_def["properties"]
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -251,3 +251,108 @@ def test_crop_of_real_frames(videos_dir, landmarker_model):
         assert np.abs(src_rgb - dst_rgb).mean() < 12
         shuffled = dst_rgb[np.random.default_rng(0).permutation(len(dst_rgb))]
         assert np.abs(src_rgb - shuffled).mean() > np.abs(src_rgb - dst_rgb).mean() + 5
+
+
+def test_crop_stage_applies_the_configured_smoothing(tmp_path):
+    """The stage passes its `crop:` section through: each smoothing setting (and window) gives other stored boxes,
+    and the landmarks stored beside them are in the crop those boxes cut."""
+    from stage_files import write_track
+
+    from neural_renderer.stages import crop as crop_stage
+    from neural_renderer.storage import read_attrs, read_stage
+
+    landmarks = _synthetic_faces(60, np.random.default_rng(8), jitter=2.0)
+    write_track(tmp_path / "track.h5", landmarks, size=(400, 300), fps=30.0)
+
+    def boxes(**cfg):
+        out = tmp_path / f"crop_{len(list(tmp_path.iterdir()))}.h5"
+        crop_stage.run(tmp_path / "track.h5", out, cfg={"resolution": 256, "margin": 0.5, **cfg})
+        stored = read_stage(out, "crop")
+        assert read_attrs(out)["resolution"] == 256
+        np.testing.assert_allclose(
+            stored["landmarks"], landmarks_to_crop(landmarks, stored["boxes"], 256), rtol=1e-5, atol=1e-3
+        )
+        return stored["boxes"]
+
+    raw = boxes(smoothing="none")
+    jitter = {"none": np.diff(raw[:, 0]).std()}
+    # 'none': each frame's mesh bounding box (centre, longer side x 1.5), computed here
+    xy = landmarks[:, :468, :2]
+    lo, hi = xy.min(1), xy.max(1)
+    np.testing.assert_allclose(raw[:, :2], (lo + hi) / 2, atol=1e-4)
+    np.testing.assert_allclose(raw[:, 2], 1.5 * (hi - lo).max(1), atol=1e-4)
+    for smoothing, extra in (("savgol", {}), ("one_euro", {}), ("savgol", {"savgol_window": 31})):
+        smoothed = boxes(smoothing=smoothing, **extra)
+        jitter[smoothing + str(extra)] = np.diff(smoothed[:, 0]).std()
+        assert np.diff(smoothed[:, 0]).std() < 0.6 * jitter["none"], jitter
+    assert not np.allclose(boxes(smoothing="savgol"), boxes(smoothing="savgol", savgol_window=31))
+    assert not np.allclose(boxes(smoothing="savgol"), boxes(smoothing="one_euro"))
+
+
+def test_smoothing_edge_cases_and_arguments():
+    """Short signals: the window shrinks to the longest odd length that fits (scipy's own filter as the reference),
+    down to polyorder + 2 frames; the one-euro filter takes one frame, no frame, rates below 1 Hz, and refuses
+    non-positive rates and cutoffs or a negative beta. Inputs are never written to."""
+    from scipy.signal import savgol_filter
+
+    rng = np.random.default_rng(6)
+    for n, window, polyorder, used in ((8, 15, 2, 7), (9, 15, 2, 9), (4, 15, 1, 3), (9, 5, 2, 5)):
+        x = rng.normal(size=(n, 3))
+        expected = savgol_filter(x, used, polyorder, axis=0, mode="interp")
+        np.testing.assert_allclose(savgol_smooth(x, window, polyorder), expected, atol=1e-12, err_msg=str(n))
+        assert not np.allclose(expected, x)
+    x = rng.normal(size=(4, 3))
+    np.testing.assert_array_equal(savgol_smooth(x, 15, 2), x)  # 3 frames < polyorder + 2: left as it is
+    sig = rng.normal(size=(30, 2))
+    kept = sig.copy()
+    np.testing.assert_allclose(one_euro_filter(sig, 30.0, 1.0, 0.5), one_euro_filter(sig, 30.0, 1.0, 0.5, 1.0))
+    assert not np.allclose(one_euro_filter(sig, 30.0, 1.0, 0.5), one_euro_filter(sig, 30.0, 1.0, 0.5, 3.0))
+    np.testing.assert_array_equal(one_euro_filter(sig[:1], 30.0, 1.0, 0.5), sig[:1])
+    assert one_euro_filter(sig[:0], 30.0, 1.0, 0.5).shape == (0, 2)
+    assert np.isfinite(one_euro_filter(sig, 0.5, 0.1, 0.5)).all()  # a slow source: 0.5 frames per second
+    for bad in ((0.0, 1.0, 0.5, 1.0), (30.0, 0.0, 0.5, 1.0), (30.0, 1.0, 0.5, 0.0), (30.0, 1.0, -0.1, 1.0)):
+        with pytest.raises(ValueError, match="one_euro_filter needs"):
+            one_euro_filter(sig, *bad)
+    np.testing.assert_array_equal(sig, kept)
+    boxes = np.tile([200.0, 150.0, 180.0], (2, 1))
+    points = rng.uniform(0, 256, size=(2, 5, 3))
+    before = points.copy()
+    crop_to_source(points, boxes, 256)
+    np.testing.assert_array_equal(points, before)
+
+
+def test_config_bounds_are_inclusive_where_documented():
+    for ok in (
+        {"margin": 0.0},
+        {"margin": 5.0},
+        {"vertical_offset": -1.0},
+        {"vertical_offset": 1.0},
+        {"savgol_window": 3, "savgol_polyorder": 0},
+        {"one_euro_beta": 0.0},
+    ):
+        CropConfig(**ok)
+    for bad in (
+        {"margin": 5.01},
+        {"vertical_offset": -1.01},
+        {"savgol_window": 5, "savgol_polyorder": -1},
+        {"one_euro_d_cutoff": 0.0},
+        {"one_euro_min_cutoff": 0.0},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+            CropConfig(**bad)
+
+
+def test_raw_face_boxes_need_a_detection_and_finite_image_points():
+    from neural_renderer.crop.boxes import raw_face_boxes
+
+    lm = _synthetic_faces(4, np.random.default_rng(9), jitter=0.0)
+    valid = np.array([True, False, True, True])
+    lm[2, 10, 0] = np.nan  # a lost point: the frame is unusable
+    lm[3, :, 2] = np.nan  # depth unknown: x, y are all a box needs
+    boxes, ok = raw_face_boxes(lm, valid)
+    assert ok.tolist() == [True, False, False, True]
+    assert np.isnan(boxes[[1, 2]]).all() and np.isfinite(boxes[[0, 3]]).all()
+    np.testing.assert_allclose(raw_face_boxes(lm[..., :2], valid)[0][0], boxes[0])  # (T, 478, 2) works too
+    for bad in (lm[:, :467], lm[0], lm[..., :1]):
+        with pytest.raises(ValueError, match="landmarks must be"):
+            raw_face_boxes(bad, valid)

@@ -243,7 +243,13 @@ def test_synthetic_recovery(ict):
     np.testing.assert_allclose(
         res.expression[10], res.expression[9] + (res.expression[12] - res.expression[9]) / 3, atol=1e-5
     )
-    assert res.expression.min() >= 0 and res.expression.max() <= 1
+    # the expression follows the one it was built with (measured: median correlation 0.985 over the 15 active
+    # coefficients; mean error 0.040, a constant at each coefficient's mean 0.063)
+    b, e = s["beta"][valid], res.expression[valid]
+    active = b.std(0) > 0
+    corr = [np.corrcoef(e[:, k], b[:, k])[0, 1] for k in np.flatnonzero(active)]
+    assert np.median(corr) > 0.9, corr
+    assert np.abs(e - b).mean() < 0.75 * np.abs(b - b.mean(0)).mean()
     # consistency of the stored forms
     np.testing.assert_allclose(Rotation.from_rotvec(res.axis_angle).as_matrix(), res.rotation, atol=1e-5)
     np.testing.assert_allclose(
@@ -294,6 +300,15 @@ def d0_track(videos_dir, landmarker_model, ict, ict_model_npz):
     return dict(crop=crop, valid=track.valid, corr=corr, init=init)
 
 
+def _assert_follows_mediapipe(expression: np.ndarray, blendshapes: np.ndarray, ict) -> None:
+    """The fitted jaw and lids move with MediaPipe's own jawOpen / eyeBlink scores over the clip (measured on all 78
+    frames: correlation 0.96-0.98, refined or not); a fit that ignores the face has none."""
+    for name in ("jawOpen", "eyeBlink_L", "eyeBlink_R"):
+        k = list(ict.expression_names).index(name)
+        corr = np.corrcoef(expression[:, k], blendshapes[:, k])[0, 1]
+        assert corr > 0.9, (name, corr)
+
+
 @pytest.mark.slow
 def test_real_d0_fit(d0_track, ict):
     corr = d0_track["corr"]
@@ -315,7 +330,7 @@ def test_real_d0_fit(d0_track, ict):
     err = res.reprojection_error_px
     assert np.nanmean(err) < 2.5, np.nanmean(err)
     assert np.isnan(err[~valid]).all() and np.isfinite(err[valid]).all()
-    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0
+    _assert_follows_mediapipe(res.expression, d0_track["init"], ict)
     steps = Rotation.from_matrix(np.einsum("tij,tkj->tik", res.rotation[1:], res.rotation[:-1])).magnitude()
     assert np.degrees(steps).max() < 10.0
     # the gap: parameters interpolated between the neighbours (head pose, translation, expression)
@@ -349,4 +364,4 @@ def test_real_d0_fit_generic_correspondence(d0_track, ict):
         point_weights=corr.weight,
     )
     assert np.nanmean(res.reprojection_error_px) < 3.0
-    assert res.expression.min() >= 0.0 and res.expression.max() <= 1.0
+    _assert_follows_mediapipe(res.expression, d0_track["init"], ict)

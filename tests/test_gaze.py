@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from stage_files import write_crop, write_fit, write_track
 
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting.camera import FLIP_YZ, default_intrinsics, project_points_np
@@ -30,6 +32,7 @@ from neural_renderer.morphable.eyes import (
     ICT_EYEBALL_RADIUS_CM,
     ICT_EYEBALL_RANGES,
     ICT_SCLERA_VERTICES,
+    Eyeballs,
 )
 
 INTR = default_intrinsics(512)
@@ -348,3 +351,148 @@ def test_qc_shows_eyes_closed_frames():
     yellow, grey = (255, 230, 0), (150, 150, 150)
     assert (measured[118:152] == yellow).all(-1).any() and not (interpolated[118:152] == yellow).all(-1).any()
     assert (interpolated[118:152] == grey).all(-1).any()
+
+
+# ------------------------------------------------------------------------------ the gaze stage on stored files
+
+
+def _write_stage_inputs(tmp_path, model, head_euler_deg, head_gaze_py_deg, blink, drag_px):
+    """crop.h5 / fit.h5 / track.h5 of a synthetic head: both eyes look along `head_gaze_py_deg` in head coordinates
+    (the stage's own axes: (0, 0) straight out of the face), lids shut where `drag_px` moves the irises down."""
+    n = len(head_euler_deg)
+    identity = np.zeros(model.identity_basis.shape[0])
+    centres = eyeball_centers_model(model, identity)
+    radius = eyeball_model(model).radius
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", head_euler_deg, degrees=True).as_matrix()
+    t = np.tile([0.3, -2.0, 45.0], (n, 1))
+    p, y = np.radians(head_gaze_py_deg).T
+    # written out here, not with vectors_from_pitch_yaw: pitch = asin(-y), yaw = atan2(-x, -z), then head axes
+    cam_style = np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], 1)
+    head_dirs = cam_style * [1.0, -1.0, -1.0]
+    g = np.einsum("tij,tj->ti", rot, head_dirs)
+    centres_cam = np.einsum("tij,ej->tei", rot, centres) + t[:, None]
+    iris2d = project_points_np(centres_cam + radius * g[:, None], INTR)
+    iris2d[:, :, 1] += drag_px[:, None]
+    lm = np.full((n, 478, 3), 200.0)
+    lm[:, IRIS_CENTERS[0], :2], lm[:, IRIS_CENTERS[1], :2] = iris2d[:, 0], iris2d[:, 1]
+    write_crop(tmp_path / "crop.h5", lm)
+    write_fit(tmp_path / "fit.h5", model, identity, rot, t, INTR)
+    write_track(tmp_path / "track.h5", lm, blendshapes=blink)
+
+
+def test_gaze_stage_stores_the_head_relative_gaze_and_masks_the_blinks(tmp_path, ict_model_npz):
+    """The stored head_pitch_yaw_deg equals the gaze the scene was built with (0.5 deg) on measured frames, and frames
+    whose blink score passes the threshold (and only those) are eyes_closed, invalid and interpolated, not measured
+    from irises the lids dragged down."""
+    from neural_renderer.stages import gaze as gaze_stage
+    from neural_renderer.storage import read_stage
+
+    n = 12
+    k = np.arange(n)
+    head = np.stack([6 * np.sin(k / 3), 15 * np.cos(k / 4), 3 * np.sin(k / 5)], 1)
+    truth = np.stack([10 * np.sin(k / 2.5), 20 * np.cos(k / 3.5)], 1)
+    blink = np.zeros((n, 4))
+    blink[3, 1] = 0.9  # left eye shut
+    blink[8, 2] = 0.8  # right eye shut
+    blink[5, 1] = blink[6, 2] = 0.3  # half-closed: below the threshold, still measured
+    drag = np.where(blink[:, 1:3].max(1) > 0.5, 25.0, 0.0)
+    model = load_morphable_model(ict_model_npz)
+    _write_stage_inputs(tmp_path, model, head, truth, blink, drag)
+    gaze_stage.run(
+        tmp_path / "crop.h5",
+        tmp_path / "fit.h5",
+        ict_model_npz,
+        tmp_path / "gaze.h5",
+        cfg={},
+        track_h5=tmp_path / "track.h5",
+    )
+    out = read_stage(tmp_path / "gaze.h5", "gaze")
+    closed = np.zeros(n, bool)
+    closed[[3, 8]] = True
+    assert out["eyes_closed"].tolist() == closed.tolist()
+    assert out["valid"].tolist() == (~closed).tolist()
+    np.testing.assert_allclose(out["blink_score"], blink[:, 1:3].max(1), atol=1e-6)
+    err = np.abs(out["head_pitch_yaw_deg"] - truth)
+    assert err[~closed].max() < 0.5, err
+    # interpolated between the open-eye neighbours: near the smooth truth, not on the dragged irises (> 10 deg off)
+    assert err[closed].max() < 3.0, err[closed]
+    # the stored camera-space angles are the same gaze seen from the camera
+    head_vec = out["head_vector"].astype(np.float64)
+    rot = read_stage(tmp_path / "fit.h5", "fit")["rotation"].astype(np.float64)
+    np.testing.assert_allclose(np.einsum("tij,tj->ti", rot, head_vec), out["vector"], atol=1e-5)
+    # without the track the stage has no blink test: the dragged frames count as measured and point far off
+    gaze_stage.run(tmp_path / "crop.h5", tmp_path / "fit.h5", ict_model_npz, tmp_path / "g2.h5", cfg={})
+    blind = read_stage(tmp_path / "g2.h5", "gaze")
+    assert blind["valid"].all() and not blind["eyes_closed"].any()
+    assert (np.abs(blind["head_pitch_yaw_deg"][closed] - truth[closed]).max(1) > 10).all()
+
+
+def test_gaze_from_fit_honours_units_eyeball_source_and_landmark_shapes(ict_with_eyes):
+    """The radius override is in cm whatever the model's unit; gaze.eyeballs reaches the eyeball choice; 2-column
+    landmarks work and too few points are refused; without blink scores nothing is marked closed."""
+    full, face_only = ict_with_eyes
+    eyes = full.eyeballs
+    head = np.array([[0.0, 0.0, 0.0], [5.0, 10.0, 0.0]])
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", head, degrees=True).as_matrix()
+    t = np.tile([0.0, -3.5, 50.0], (2, 1))
+    g = vectors_from_pitch_yaw(np.array([[[8.0, -10.0], [8.0, -10.0]], [[-5.0, 15.0], [-5.0, 15.0]]]))
+    centres_cam = np.einsum("tij,ej->tei", rot, eyes.centers) + t[:, None]
+    landmarks = np.full((2, 478, 2), 256.0)
+    iris2d = project_points_np(centres_cam + eyes.radius * g, INTR)
+    landmarks[:, IRIS_CENTERS[0]], landmarks[:, IRIS_CENTERS[1]] = iris2d[:, 0], iris2d[:, 1]
+    fit = {"identity": np.zeros(0), "rotation": rot, "translation": t, "intrinsics": INTR}
+    cfg = GazeConfig(eyeballs="model", eyeball_radius_cm=eyes.radius)
+    res = gaze_from_fit(landmarks, fit, full, cfg)
+    assert _angle_deg(res.eye_vectors, g).max() < 0.5
+    # the same head in millimetres: a radius given in cm is scaled, so the answer is the same
+    for units, scale in (("mm", 10.0), ("m", 0.01)):
+        scaled = Eyeballs(eyes.centers * scale, eyes.radius * scale, np.zeros((0, 2, 3)))
+        model = SimpleNamespace(eyeballs=scaled, units=units, name=f"ict in {units}")
+        other = gaze_from_fit(landmarks, {**fit, "translation": scale * t}, model, cfg)
+        np.testing.assert_allclose(other.eye_vectors, res.eye_vectors, atol=1e-6, err_msg=units)
+    with pytest.raises(PipelineInputError, match="no eyeball data"):
+        gaze_from_fit(landmarks, fit, face_only, GazeConfig(eyeballs="model"))
+    with pytest.raises(PipelineInputError, match="no eyeball data"):
+        eyeball_centers_model(face_only, None, "model")
+    with pytest.raises(ValueError, match="iris points"):
+        gaze_from_fit(landmarks[:, :473], fit, full, cfg)
+    with pytest.raises(ValueError, match="iris points"):
+        gaze_from_fit(landmarks[..., :1], fit, full, cfg)
+    arrays = res.to_arrays()
+    closed = arrays["eyes_closed"]
+    assert closed.dtype == bool and closed.shape == (2,) and not closed.any()
+    assert arrays["blink_score"].dtype == np.float32 and np.isnan(arrays["blink_score"]).all()
+
+
+def test_per_eye_outputs_and_which_frames_count_as_measured():
+    """Per-eye head-relative angles, eyeball centres and iris points agree with the scene; a frame counts as measured
+    only with iris points, a pose and `valid`; a frame without a pose stays NaN; eyes closed throughout give unit
+    vectors straight out of the face, one per eye."""
+    n = 6
+    head = np.stack([np.linspace(-10, 10, n), np.linspace(20, -20, n), np.zeros(n)], 1)
+    rel = np.stack([np.linspace(-15, 15, n), np.linspace(10, -10, n)], 1)
+    r_head = Rotation.from_euler("xyz", head, degrees=True).as_matrix()
+    g_cam = np.einsum("tij,tj->ti", FLIP_YZ[None] @ r_head, vectors_from_pitch_yaw(rel) @ FLIP_YZ.T)
+    iris2d, rot, t, _ = _scene(head, pitch_yaw_from_vectors(np.repeat(g_cam[:, None], 2, axis=1)))
+    res = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS)
+    assert np.abs(res.head_eye_pitch_yaw_deg - rel[:, None]).max() < 0.5
+    np.testing.assert_allclose(res.head_eye_vectors, np.einsum("tji,tej->tei", rot, res.eye_vectors), atol=1e-12)
+    centres = np.einsum("tij,ej->tei", rot, CENTRES) + t[:, None]
+    np.testing.assert_allclose(res.eyeball_centers, centres, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(res.iris_points - centres, axis=-1), RADIUS, atol=1e-9)
+    np.testing.assert_allclose(project_points_np(res.iris_points, INTR), iris2d, atol=1e-6)
+    # frame 1: no iris points though `valid`; frame 2: not `valid`; frame 4: no pose
+    iris2d[1] = np.nan
+    rot[4] = np.nan
+    valid = np.ones(n, bool)
+    valid[2] = False
+    res = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, valid=valid)
+    assert res.valid.tolist() == [True, False, False, True, False, True]
+    assert np.isnan(res.eye_vectors[4]).all() and np.isnan(res.eyeball_centers[4]).all()
+    assert np.isfinite(res.eye_vectors[[0, 1, 2, 3, 5]]).all() and np.isfinite(res.eyeball_centers[[0, 5]]).all()
+    assert np.isnan(res.iris_points[[1, 2, 4]]).all() and np.isfinite(res.iris_points[[0, 3, 5]]).all()
+    shut = estimate_gaze(iris2d, CENTRES, rot, t, INTR, RADIUS, eyes_closed=np.ones(n, bool))
+    ok = [0, 1, 2, 3, 5]
+    assert shut.eye_vectors.shape == (n, 2, 3) and not shut.valid.any()
+    np.testing.assert_allclose(np.linalg.norm(shut.eye_vectors[ok], axis=-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(shut.head_eye_pitch_yaw_deg[ok], 0.0, atol=1e-9)

@@ -321,3 +321,113 @@ def test_distances_against_independent_references():
     for dist in (pose_distance_deg, gaze_distance_deg, expression_distance):
         d = dist(a, b)
         assert np.isnan(d[:5]).all() and np.isfinite(d[5:]).all()
+
+
+# ---------------------------------------------------------------------------- the metrics stage, frame pairing
+
+
+def _metrics_inputs(tmp_path, frames: np.ndarray, idx: np.ndarray, backend: str = "dlib_resnet_v1"):
+    """A tiny tracking.h5 (real frames) and a features file for the frames at idx; returns their paths."""
+    import h5py
+
+    from neural_renderer.storage import write_stage
+
+    tracking = tmp_path / "tracking.h5"
+    with h5py.File(tracking, "w") as f:
+        f["frames"] = frames
+        f.attrs["fps"] = 25.0
+    rng = np.random.default_rng(0)
+    n = len(idx)
+    features = {
+        "inception": rng.normal(size=(n, 2048)).astype(np.float32),
+        "i3d": np.zeros((0, 400), np.float32),
+        "identity": rng.normal(size=(n, 128)).astype(np.float32),
+        "identity_valid": np.ones(n, bool),
+        "expression": rng.uniform(size=(n, 5)).astype(np.float32),
+        "rotation": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+        "gaze_pitch_yaw_deg": np.zeros((n, 2), np.float32),
+        "motion_valid": np.ones(n, bool),
+        "frame_index": idx,
+    }
+    feats = tmp_path / f"features_{backend}_{idx[0]}.h5"
+    attrs = {"source": "real", "identity_backend": backend, "clip_len": 16}
+    write_stage(feats, "features", features, **_PROV, attrs=attrs)
+    return tracking, feats
+
+
+_PROV = {"video": "d0", "source_path": "d0.mp4", "source_sha256": "0" * 64, "stage_config": {}}
+
+
+def _rendered(path, frames: np.ndarray, idx: np.ndarray, kind: str = "self"):
+    from neural_renderer.storage import write_stage
+
+    attrs = {"fps": 25.0, "resolution": frames.shape[1], "kind": kind, "driver": "d0", "target": "d0"}
+    write_stage(path, "rendered", {"frames": frames, "frame_index": idx}, **_PROV, attrs=attrs)
+    return path
+
+
+def _run_metrics(tmp_path, rendered, generated, real, tracking, name: str) -> dict:
+    from neural_renderer.stages import metrics as metrics_stage
+
+    return metrics_stage.run(
+        "self",
+        rendered,
+        generated,
+        real,
+        tmp_path / f"{name}.json",
+        cfg={"device": "cpu"},
+        target="d0",
+        method="test",
+        real_tracking=tracking,
+    )
+
+
+def test_metrics_stage_pairs_each_render_with_its_own_real_frame(tmp_path, face_frames):
+    """`stages.metrics.run` on a tiny tracking.h5: a "render" that is the real test frames scores L1 0, PSNR at its
+    cap, SSIM 1 and LPIPS 0; the same frames one step late score exactly the L1 / PSNR of that mismatch, computed
+    here. A reference read one frame off fails both."""
+    import json
+
+    frames = np.ascontiguousarray(face_frames["d0"][:12, ::2, ::2])  # 12 real frames at 128 px
+    idx = np.arange(4, 10)
+    tracking, feats = _metrics_inputs(tmp_path, frames, idx)
+
+    def score(render: np.ndarray, name: str) -> dict:
+        record = _run_metrics(tmp_path, _rendered(tmp_path / f"{name}.h5", render, idx), feats, feats, tracking, name)
+        assert json.loads((tmp_path / f"{name}.json").read_text()) == record
+        assert (record["kind"], record["target"], record["driver"], record["method"]) == ("self", "d0", "d0", "test")
+        assert record["n_frames"] == len(idx) and record["backends"]["csim"] == "dlib_resnet_v1"
+        assert record["backends"]["lpips"] == "alex" and record["backends"]["fvd"].endswith("16-frame clips")
+        return record["metrics"]
+
+    same = score(frames[idx], "same")
+    assert same["l1"] == 0.0 and same["psnr"] == 100.0 and same["ssim"] == pytest.approx(1.0)
+    assert same["lpips"] == pytest.approx(0.0, abs=1e-6)
+    late = score(frames[idx + 1], "late")
+    diff = frames[idx].astype(np.float64) - frames[idx + 1]
+    assert late["l1"] == pytest.approx((np.abs(diff).mean(axis=(1, 2, 3)) / 255).mean(), rel=1e-9)
+    mse = (diff**2).mean(axis=(1, 2, 3)) / 255**2
+    assert late["psnr"] == pytest.approx((-10 * np.log10(mse)).mean(), rel=1e-9) and late["psnr"] < 60
+    assert late["lpips"] > 1e-4  # consecutive frames: 8e-4 measured
+
+
+def test_metrics_stage_refuses_inputs_that_do_not_belong_together(tmp_path, face_frames):
+    """Each mismatch is one PipelineInputError naming the file to rerun, before any metric is computed."""
+    frames = np.ascontiguousarray(face_frames["d0"][:12, ::4, ::4])
+    idx = np.arange(4, 10)
+    tracking, feats = _metrics_inputs(tmp_path, frames, idx)
+    _, other_frames = _metrics_inputs(tmp_path, frames, idx + 1)
+    _, arcface = _metrics_inputs(tmp_path, frames, idx, backend="arcface")
+    good = _rendered(tmp_path / "good.h5", frames[idx], idx)
+    cross = _rendered(tmp_path / "cross.h5", frames[idx], idx, kind="cross")
+    cases = (
+        ((cross, feats, feats), cross, "holds 'cross' frames, not 'self' ones"),
+        ((good, other_frames, feats), other_frames, "features are not of these rendered frames"),
+        ((good, feats, other_frames), other_frames, "real test frames differ from the rendered test frames"),
+        ((good, arcface, feats), feats, "identity features from dlib_resnet_v1, generated from arcface"),
+    )
+    for (rendered, generated, real), culprit, message in cases:
+        with pytest.raises(PipelineInputError) as info:
+            _run_metrics(tmp_path, rendered, generated, real, tracking, "x")
+        assert info.value.path == str(culprit) and message in info.value.reason, (message, str(info.value))
+    assert not (tmp_path / "x.json").exists()

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 
+from neural_renderer.errors import PipelineInputError
 from neural_renderer.metrics.evaluate import METRICS, _centred, metrics_record, motion_distances
 from neural_renderer.metrics.features import read_tracking_frames
-from neural_renderer.metrics.summary import markdown, summary_table, write_summary
+from neural_renderer.metrics.summary import markdown, summary_table
+from neural_renderer.stages.metrics import run_summary
 
 
 def _feats(rot, gaze, expr, valid=None):
@@ -86,7 +88,9 @@ def test_summary_table_lists_every_output_with_reasons_for_missing_values(tmp_pa
         files.append(tmp_path / f"{i}.json")
         files[-1].write_text(json.dumps(rec))
     csv, md, png = tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.png"
-    df = write_summary(files, csv, md, png)
+    with pytest.raises(PipelineInputError, match="no metrics to summarise"):
+        run_summary([], csv, md, png)
+    df = run_summary(files, csv, md, png)  # the stage's entry: write_summary over the records
     assert list(df["kind"]) == ["self", "cross", "audio"]  # paper order, not file order
     back = pd.read_csv(csv)
     assert back.loc[0, "psnr"] == 24.0 and np.isnan(back.loc[1, "l1"])

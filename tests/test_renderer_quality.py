@@ -42,13 +42,17 @@ def test_preview_preset_is_recorded_and_renders_at_its_resolution(d6):
 
 
 def test_held_out_frames_beat_the_mean_frame_and_black(d6):
+    """With margins a renderer that outputs the mean frame cannot meet (it scores ratio 1, +0 dB). Measured here:
+    L1 0.0685 vs 0.0781 for the mean frame (0.88x) and 0.477 for black; PSNR 17.33 vs 16.54 dB (+0.79);
+    mouth L1 0.0634 vs 0.0767 (0.83x)."""
     _, _, data, render = d6
-    gt = data.frames[data.test_idx]
+    gt, boxes = data.frames[data.test_idx], data.mouth[data.test_idx]
     mean, black = mean_frame(data, len(gt)), np.zeros_like(gt)
-    ours = l1(gt, render).mean()
-    assert ours < l1(gt, mean).mean() and ours < l1(gt, black).mean(), (ours, l1(gt, mean).mean(), l1(gt, black).mean())
-    assert psnr(gt, render).mean() > psnr(gt, mean).mean()
-    assert mouth_l1(gt, render, data.mouth[data.test_idx]).mean() < mouth_l1(gt, mean, data.mouth[data.test_idx]).mean()
+    ours, theirs = l1(gt, render).mean(), l1(gt, mean).mean()
+    assert ours < 0.93 * theirs and ours < 0.5 * l1(gt, black).mean(), (ours, theirs, l1(gt, black).mean())
+    assert psnr(gt, render).mean() > psnr(gt, mean).mean() + 0.4, (psnr(gt, render).mean(), psnr(gt, mean).mean())
+    ours_mouth, mean_mouth = mouth_l1(gt, render, boxes).mean(), mouth_l1(gt, mean, boxes).mean()
+    assert ours_mouth < 0.9 * mean_mouth, (ours_mouth, mean_mouth)
 
 
 def test_the_held_out_mouth_beats_retrieval_of_the_nearest_training_frame(d6):
@@ -58,7 +62,7 @@ def test_the_held_out_mouth_beats_retrieval_of_the_nearest_training_frame(d6):
     gt, boxes = data.frames[data.test_idx], data.mouth[data.test_idx]
     nearest = data.frames[nearest_frames(data, renderer.norm)]
     ours, theirs = mouth_l1(gt, render, boxes).mean(), mouth_l1(gt, nearest, boxes).mean()
-    assert ours < theirs, (ours, theirs)
+    assert ours < 0.9 * theirs, (ours, theirs)  # measured: 0.0634 vs 0.0777 (0.82x)
 
 
 def test_the_mouth_follows_jaw_open_more_than_a_blink(d6):

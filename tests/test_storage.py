@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from neural_renderer.atomic import sweep_stale_temporaries, temporary_path
+from neural_renderer.atomic import OTHER_HOST_STALE_S, sweep_stale_temporaries, temporary_path
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.storage import (
     assemble_tracking,
@@ -291,3 +292,30 @@ def _dead_pid() -> int:
     code = "import os; print(os.getpid())"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(proc.stdout)
+
+
+def test_temporary_names_carry_a_sanitised_host_and_pid(tmp_path, monkeypatch):
+    """Any hostname becomes a name part the sweep's pattern reads back: characters outside [A-Za-z0-9.-] become _,
+    an empty hostname 'host'."""
+    for hostname, part in (("GPU-node7.cluster", "GPU-node7.cluster"), ("my host/1", "my_host_1"), ("", "host")):
+        monkeypatch.setattr(socket, "gethostname", lambda h=hostname: h)
+        assert temporary_path(tmp_path / "a.h5", pid=123).name == f".a.h5.tmp-{part}-123"
+
+
+def test_sweep_waits_a_full_day_for_other_hosts_and_leaves_what_is_not_its_file(tmp_path):
+    other = tmp_path / ".gaze.h5.tmp-node17-4242"
+    other.write_bytes(b"x")
+    os.utime(other, (1_000_000, 1_000_000))
+    assert sweep_stale_temporaries(tmp_path, now=1_000_000 + OTHER_HOST_STALE_S) == [] and other.exists()
+    assert sweep_stale_temporaries(tmp_path, now=1_000_000 + OTHER_HOST_STALE_S + 1) == [other]
+    # a dead local job's files go, however the listing interleaves them with names that only look temporary and with a
+    # directory of such a name (both left alone)
+    dead = _dead_pid()
+    folder = tmp_path / f".dir.tmp-{dead}"
+    folder.mkdir()
+    lookalikes = [tmp_path / f".n{i}.tmp-nopid" for i in range(20)]
+    stale = [tmp_path / f".s{i}.h5.tmp-{dead}" for i in range(20)]
+    for path in lookalikes + stale:
+        path.write_bytes(b"x")
+    assert sorted(sweep_stale_temporaries(tmp_path)) == sorted(stale)
+    assert folder.is_dir() and all(p.exists() for p in lookalikes)

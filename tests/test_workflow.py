@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -201,7 +202,8 @@ def test_full_run_builds_every_good_video_and_fails_only_the_bad_one(workflow):
         assert stats["n_frames"] == n and stats["detection_rate"] > 0.9
         assert stats["partial"] is False and stats["timeline"] == "source" and stats["n_faces_max"] == 1
         assert stats["reprojection_error_px"]["mean"] < 2.5 * 256 / 512 * 2  # generous at 256 px
-        assert (workdir / "results" / video / "qc" / "contact_sheet.png").stat().st_size > 10_000
+        sheet = cv2.imread(str(workdir / "results" / video / "qc" / "contact_sheet.png"))
+        assert sheet is not None and min(sheet.shape[:2]) >= 256 and sheet.std() > 10  # frames drawn, not blank
         assert (workdir / "logs" / video / "track.benchmark.tsv").is_file()
 
 

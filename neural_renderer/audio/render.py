@@ -26,6 +26,7 @@ from neural_renderer.reenact.transfer import (
 )
 from neural_renderer.renderer.render import PortraitRenderer
 from neural_renderer.storage import read_driving_motion, write_rendered
+from neural_renderer.torch_files import load_weights
 from neural_renderer.video.mp4 import write_mp4
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,7 @@ class AudioDriver:
         path = Path(path)
         if not path.is_file():
             raise PipelineInputError(path, "audio model not found (train it first)")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise PipelineInputError(path, f"cannot load audio model ({exc})") from None
+        blob = load_weights(path, "audio model")
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise PipelineInputError(
                 path,
@@ -78,6 +76,23 @@ class AudioDriver:
         return expression, rel, offset
 
 
+def audio_motion(
+    driver: AudioDriver, features: np.ndarray, gaze_deg: np.ndarray, cfg: AudioRenderConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the renderer is driven with, per frame of `features`: N_exp's expression (T, Ke), N_pose's rotation
+    (T, 3, 3) and translation (T, 3) about the training frames' mean pose, and the target's mean gaze (T, 2) deg
+    (`gaze_deg`); smoothed when `cfg.smoothing_sigma` > 0. Separate from the rendering so it can be checked alone."""
+    expression, rel, offset = driver.predict(features)
+    rotation = project_to_rotation(rel @ driver.norm["rotation_mean"])
+    translation = driver.norm["translation_mean"][None] + offset
+    gaze = np.repeat(np.asarray(gaze_deg)[None], len(features), 0)
+    if cfg.smoothing_sigma > 0:
+        expression = np.clip(smooth_sequence(expression, cfg.smoothing_sigma), 0, 1).astype(np.float32)
+        rotation = smooth_rotations(rotation, cfg.smoothing_sigma)
+        translation = smooth_sequence(translation, cfg.smoothing_sigma)
+    return expression, rotation, translation, gaze
+
+
 def render_audio(
     audio_path: str | Path,
     target_tracking: str | Path,
@@ -106,15 +121,7 @@ def render_audio(
     fps = motion.fps
     samples = load_audio(audio_path, driver.cfg.features.sample_rate, ffmpeg)
     feats = audio_features(samples, fps, driver.cfg.features)
-    expression, rel, offset = driver.predict(feats)
-    # The nets predict the pose relative to the training frames' mean; gaze is the target's mean gaze.
-    rotation = project_to_rotation(rel @ driver.norm["rotation_mean"])
-    translation = driver.norm["translation_mean"][None] + offset
-    gaze = np.repeat(motion_stats(motion).gaze_deg[None], len(feats), 0)
-    if cfg.smoothing_sigma > 0:
-        expression = np.clip(smooth_sequence(expression, cfg.smoothing_sigma), 0, 1).astype(np.float32)
-        rotation = smooth_rotations(rotation, cfg.smoothing_sigma)
-        translation = smooth_sequence(translation, cfg.smoothing_sigma)
+    expression, rotation, translation, gaze = audio_motion(driver, feats, motion_stats(motion).gaze_deg, cfg)
     frames = renderer.render_motion(expression, rotation, translation, gaze, cfg.batch_size)
     n, r = len(frames), renderer.resolution
     write_rendered(

@@ -52,12 +52,9 @@ def read_rendered(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
 def read_test_split(model_pt: str | Path) -> np.ndarray:
     """The renderer's test frames (`test_idx`, indices into tracking.h5) as stored in its model.pt: the frames its
     self-reenactment renders, and the real frames every kind of output of that renderer is compared with."""
-    import torch
+    from neural_renderer.torch_files import load_weights
 
-    try:
-        blob = torch.load(model_pt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is "not a model file"
-        raise PipelineInputError(model_pt, f"cannot load renderer model ({exc})") from None
+    blob = load_weights(model_pt, "renderer model")
     if not isinstance(blob, dict) or "test_idx" not in blob:
         raise PipelineInputError(model_pt, "not a renderer model (no test_idx): retrain it")
     idx = np.asarray(blob["test_idx"].numpy(), np.int64)

@@ -17,6 +17,7 @@ from neural_renderer.renderer.data import TrackingData, pose_features, standardi
 from neural_renderer.renderer.model import PortraitGenerator
 from neural_renderer.renderer.train import MODEL_FORMAT
 from neural_renderer.storage import read_timestamps, write_rendered
+from neural_renderer.torch_files import load_weights
 from neural_renderer.video.mp4 import write_mp4
 
 
@@ -28,10 +29,7 @@ class PortraitRenderer:
 
     def __init__(self, model_path: str | Path, device: str = "auto", test_latent: str | None = None):
         path = Path(model_path)
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise PipelineInputError(path, f"cannot load renderer model ({exc})") from None
+        blob = load_weights(path, "renderer model")
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
             raise PipelineInputError(

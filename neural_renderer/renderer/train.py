@@ -41,6 +41,7 @@ from neural_renderer.renderer.frames import mean_frame
 from neural_renderer.renderer.losses import PortraitLoss
 from neural_renderer.renderer.model import GAZE_DIM, POSE_DIM, PortraitGenerator
 from neural_renderer.renderer.report import sample_grid, write_png, write_training_report
+from neural_renderer.torch_files import load_weights
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -247,10 +248,10 @@ def load_checkpoint(path: Path, device: torch.device, identity: dict[str, Any]) 
     """The checkpoint at `path` if it belongs to this run; else None with a warning naming what changed."""
     if not path.is_file():
         return None
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a torn file cannot exist (atomic), but a foreign one can
-        raise PipelineInputError(path, f"cannot read checkpoint ({exc}); delete it to start over") from None
+    try:  # a torn file cannot exist (atomic), but a foreign one can
+        ckpt = load_weights(path, "checkpoint", map_location=device)
+    except PipelineInputError as exc:
+        raise PipelineInputError(path, f"{exc.reason}; delete it to start over") from None
     old = json.loads(ckpt.get("identity", "{}")) if isinstance(ckpt, dict) else {}
     changes = identity_changes(old, identity)
     if changes:
