@@ -19,8 +19,8 @@ from neural_renderer.morphable import (
     load_mediapipe_canonical_mesh,
     load_morphable_model,
     parse_geometry_metadata,
+    protobuf,
     read_canonical_geometry,
-    wire,
 )
 from neural_renderer.morphable.geometry import Similarity, boundary_loops, closest_points_on_mesh, umeyama
 
@@ -95,27 +95,27 @@ def test_canonical_mesh(landmarker_model, canonical):
 
 
 def test_parse_tiny_hand_encoded_metadata():
-    key, varint = wire.encode_key, wire.encode_varint
+    key, varint = protobuf.encode_key, protobuf.encode_varint
     vb = np.arange(15, dtype="<f4") / 10  # 3 VERTEX_PT vertices
     mesh = (
-        key(1, wire.VARINT)
+        key(1, protobuf.VARINT)
         + varint(0)
-        + key(2, wire.VARINT)
+        + key(2, protobuf.VARINT)
         + varint(0)
-        + key(3, wire.LEN)
+        + key(3, protobuf.LEN)
         + varint(vb.nbytes)
         + vb.tobytes()
-        + b"".join(key(4, wire.VARINT) + varint(i) for i in (0, 1, 2))
+        + b"".join(key(4, protobuf.VARINT) + varint(i) for i in (0, 1, 2))
     )
-    ref = key(1, wire.VARINT) + varint(2) + key(2, wire.FIXED32) + wire.encode_float(0.5)
+    ref = key(1, protobuf.VARINT) + varint(2) + key(2, protobuf.FIXED32) + protobuf.encode_float(0.5)
     meta = (
-        key(1, wire.LEN)
+        key(1, protobuf.LEN)
         + varint(len(mesh))
         + mesh
-        + key(2, wire.LEN)
+        + key(2, protobuf.LEN)
         + varint(len(ref))
         + ref
-        + key(3, wire.VARINT)
+        + key(3, protobuf.VARINT)
         + varint(1)
     )
     geo = parse_geometry_metadata(meta)
