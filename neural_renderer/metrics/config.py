@@ -28,7 +28,9 @@ class WeightsConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    enabled: bool = True  # workflow key: add metrics of every rendered output and the summary table to the targets
+    # workflow key: add metrics of every rendered output and the summary table to the targets (off by default; the
+    # shipped config.yaml turns it on)
+    enabled: bool = False
     device: str = "auto"  # auto | cpu | cuda (feature extraction is batched on the GPU when there is one)
     batch_size: int = 16
     lpips_net: str = "alex"  # alex (LPIPS default) | vgg

@@ -101,7 +101,9 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class RendererConfig:
-    enabled: bool = True  # workflow key: add trained renderers and renders of every video to the default targets
+    # workflow key: add trained renderers and renders of every video to the default targets (off, so a config without
+    # it only preprocesses; the shipped config.yaml turns it on)
+    enabled: bool = False
     preset: str = "auto"  # auto (seed on CUDA, preview on CPU) | seed (the paper's settings) | preview
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
