@@ -114,7 +114,12 @@ def video_size(probe_json: str | Path, raw_video: str | Path) -> VideoSize:
 
 @functools.cache
 def _header(video: str) -> VideoSize:
-    return VideoSize.from_header(video)
+    """A header that cannot be read (a corrupt file, not a video) sizes the job at the floors: its ingest job then
+    fails alone with its one-line message, instead of the whole DAG failing while it asks for resources."""
+    try:
+        return VideoSize.from_header(video)
+    except Exception:  # noqa: BLE001 - av raises several error types for files that are not videos
+        return VideoSize(0, 0, 0)
 
 
 @functools.cache
