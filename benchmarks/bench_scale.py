@@ -6,7 +6,7 @@ what that makes at the paper's sizes.
 
 For each N, the shared clip is looped to N frames (re-encoded with the shipped ffmpeg, libx264 ultrafast, so the
 timeline has no seams the ingest stage would call damage), then the real stage runners run one after another, each
-in a fresh process (`spawn`, so each peak RSS is that stage's own: VmHWM): ingest, track, crop, fit, gaze, assemble
+in a fresh process (`spawn`, so each peak RSS is that stage's own: VmHWM): ingest, track, crop, fit, gaze, assemble, qc
 (correspondence once, outside the table: it does not depend on the video). Then the renderer's frame cache is built
 from the tracking.h5 and its reader is timed (benchmarks/bench_frame_reader.py's phases: batches of 16 random
 training frames with the next batch read ahead, as training streams them).
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PAPER = ((5513, 512), (18138, 256), (10934, 1024))  # (frames, resolution) of the seed paper's identities
-STAGES = ("ingest", "track", "crop", "fit", "gaze", "assemble")
+STAGES = ("ingest", "track", "crop", "fit", "gaze", "assemble", "qc")
 
 
 def peak_rss_mb() -> float:
@@ -43,7 +43,7 @@ def run_stage(stage: str, video: str, out: str, resolution: int, threads: int, q
     import torch
 
     torch.set_num_threads(threads)
-    from neural_renderer.stages import assemble, correspondence, crop, fit, gaze, ingest, track
+    from neural_renderer.stages import assemble, correspondence, crop, fit, gaze, ingest, qc, track
 
     o, model = Path(out), SHARED / "models" / "ict_face_light_face.npz"
     landmarker = SHARED / "models" / "face_landmarker.task"
@@ -65,6 +65,8 @@ def run_stage(stage: str, video: str, out: str, resolution: int, threads: int, q
     elif stage == "assemble":
         files = {s: o / f"{s}.h5" for s in ("track", "crop", "fit", "gaze")}
         assemble.run(video, o / "probe.json", files, o / "tracking.h5")
+    elif stage == "qc":
+        qc.run(o / "tracking.h5", model, o / "qc_sheet.png", o / "qc_stats.json", cfg={})
     queue.put((time.perf_counter() - t0, peak_rss_mb()))
 
 
@@ -113,7 +115,10 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         video = out / f"loop{n}.mp4"
         loop_clip(args.video, video, n)
-        row = {stage: in_fresh_process(stage, video, out, args.resolution, args.threads) for stage in STAGES}
+        row = {}
+        for stage in STAGES:
+            row[stage] = in_fresh_process(stage, video, out, args.resolution, args.threads)
+            print(f"  {stage} at {n} frames: {row[stage][0]:.1f} s, peak RSS {row[stage][1]:.0f} MB", flush=True)
         row["bytes_per_frame"] = (out / "tracking.h5").stat().st_size / n
         row.update(reader(out / "tracking.h5", out / "renderer", args.resolution))
         results[n] = row

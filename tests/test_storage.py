@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -243,6 +244,49 @@ def test_assemble_frame_count_mismatch_leaves_no_file(tmp_path):
     with pytest.raises(PipelineInputError, match="decoded 3 frames but tracking has 4"):
         assemble_tracking(out, files, iter([np.zeros((8, 8, 3), np.uint8)] * 3), 4, 8, {})
     assert not out.exists() and not list(tmp_path.glob(".tracking.h5.tmp*"))
+
+
+def test_assemble_logs_the_expected_size_before_writing_and_it_is_close(tmp_path, caplog):
+    """The log names the size tracking.h5 will have before any frame is written; on noisy 64² frames (which compress
+    alike, as a video's faces do) the estimate is within 10 % of the file written."""
+    t = 30
+    files = _write_all_stages(tmp_path, t)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    frames = [np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(t)]
+    out = tmp_path / "tracking.h5"
+    with caplog.at_level(logging.INFO, logger="neural_renderer.storage.h5io"):
+        assemble_tracking(out, files, iter(frames), t, 64, {"fps": 30.0})
+    lines = [r.getMessage() for r in caplog.records if "estimated from the first frame" in r.getMessage()]
+    assert len(lines) == 1 and f"for {t} frames at 64 px" in lines[0], lines
+    expected = float(lines[0].split("about ")[1].split(" kB")[0]) * 1000
+    assert abs(expected / out.stat().st_size - 1) < 0.1, (expected, out.stat().st_size)
+
+
+def test_assemble_that_runs_out_of_room_fails_in_one_line_and_leaves_no_file(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE, EFBIG) stands in for a full disk or quota: the same OSError path."""
+    files = {k: str(v) for k, v in _write_all_stages(tmp_path, 40).items()}
+    out = tmp_path / "out" / "tracking.h5"
+    script = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))\n"  # 40 noise frames of 64² are ~490 kB
+        "from neural_renderer.errors import PipelineInputError\n"
+        "from neural_renderer.storage import assemble_tracking\n"
+        "rng = np.random.default_rng(0)\n"
+        "frames = (rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(40))\n"
+        "try:\n"
+        f"    assemble_tracking({str(out)!r}, {files!r}, frames, 40, 64, {{}})\n"
+        "except PipelineInputError as exc:\n"
+        "    print('ERROR', exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(lines) == 1 and "tracking.h5: no room to write it (about" in lines[0], proc.stdout
+    assert list(out.parent.iterdir()) == []  # neither the file nor its temporary
 
 
 def test_validate_arrays_binds_symbolic_dims():

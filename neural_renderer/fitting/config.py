@@ -74,6 +74,11 @@ class FitConfig:
     """torch device of the Jacobian products: auto (cuda when a GPU is visible) | cpu | cuda."""
     jacobian_dtype: Literal["float32", "float64"] = "float32"
     """dtype of the big Jacobian products (the solve is always float64); float32 halves the time."""
+    window_frames: int = 1000
+    """stage 3 solves overlapping windows of at most this many frames (identity fixed), so the fit's memory does not
+    grow with the video: about 0.2 MB per window frame. A video this short or shorter is solved whole."""
+    window_overlap: int = 100
+    """frames shared by consecutive windows; the result fades from one window's solution to the next across them."""
     chunk_frames: int = 256
     """frames per Jacobian chunk: bounds memory to ~chunk * L * 2 * (6 + Ke + Ki) floats."""
     num_threads: int | None = None
@@ -87,6 +92,8 @@ class FitConfig:
         for name in ("identity_frames", "iterations_identity", "iterations_sequence", "refine_rounds"):
             if not isinstance(getattr(self, name), int) or (getattr(self, name) < 0 and name != "identity_frames"):
                 raise ValueError(f"{name} must be an integer >= 0")
+        if not 0 <= self.window_overlap < self.window_frames // 2:
+            raise ValueError("window_overlap must be >= 0 and less than half of window_frames")
         if self.tolerance < 0 or self.refine_radius < 0 or self.chunk_frames < 1:
             raise ValueError("tolerance and refine_radius must be >= 0, chunk_frames >= 1")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -215,7 +215,8 @@ def _project(
 
 @dataclass(frozen=True)
 class _Data:
-    """Validated inputs of one fit, in the model's restricted bases (numpy, float64)."""
+    """Validated inputs of one fit, in the model's restricted bases (numpy, float64; the points as given, float32
+    or float64: a float32 value is exact in the float64 maths)."""
 
     pts: np.ndarray  # (T, L, 2) crop px, NaN allowed
     point_ok: np.ndarray  # (T, L)
@@ -236,7 +237,8 @@ class _Data:
 def _prepare(
     points2d, valid, model, image_size: int, cfg: FitConfig, init_expression, point_weights, init_matched=None
 ) -> _Data:
-    pts = np.asarray(points2d, dtype=np.float64)
+    pts = np.asarray(points2d)
+    pts = pts.astype(np.result_type(pts.dtype, np.float32), copy=False)  # float32 tracks stay float32 (half the memory)
     if pts.ndim != 3 or pts.shape[2] != 2:
         raise ValueError(f"points2d must be (T, L, 2), got {pts.shape}")
     n_frames, n_points = pts.shape[:2]
@@ -313,7 +315,8 @@ def _problem(data: _Data, cfg: FitConfig, dev: torch.device) -> SequenceProblem:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=dev)
 
     return SequenceProblem(
-        target=tt(np.nan_to_num(data.pts) * scale),
+        # the points' own dtype: float32 tracks are exact in float64 maths (scale is a power of 2), at half the memory
+        target=torch.as_tensor(np.ascontiguousarray(np.nan_to_num(data.pts) * scale), device=dev),
         sqrt_w=tt(np.sqrt(cfg.w_landmark * wm / wm.sum())),
         neutral=tt(data.neutral),
         id_basis=tt(data.id_basis.transpose(1, 2, 0)),
@@ -354,7 +357,7 @@ def _pnp_state(data: _Data, cfg: FitConfig, frames: np.ndarray, dev: torch.devic
     for j, i in enumerate(frames):
         m = data.point_ok[i]
         obj = np.ascontiguousarray(data.neutral[m] + np.tensordot(expression[j], data.exp_basis[:, m], axes=1))
-        img = np.ascontiguousarray(data.pts[i, m])
+        img = np.ascontiguousarray(data.pts[i, m], dtype=np.float64)
         try:
             good, rvec, tvec = cv2.solvePnP(obj, img, k, None, flags=cv2.SOLVEPNP_SQPNP)
         except cv2.error:
@@ -405,6 +408,16 @@ def _fit_keyframes(
     )
 
 
+def window_bounds(n_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, stop) of the windows stage 3 solves: one window when ``n_frames <= window``, else windows of ``window``
+    frames, consecutive ones sharing at least ``overlap`` (the last window ends at the last frame)."""
+    if n_frames <= window:
+        return [(0, n_frames)]
+    stride = window - overlap
+    starts = list(range(0, n_frames - window, stride)) + [n_frames - window]
+    return [(s, s + window) for s in starts]
+
+
 def _fit_all_frames(
     data: _Data,
     cfg: FitConfig,
@@ -412,40 +425,89 @@ def _fit_all_frames(
     key_state: SequenceState,
     keyframes: np.ndarray,
     history: list[float],
-) -> tuple[SequenceState, int, dict[str, float]]:
-    """Stage 3: identity fixed, all frames with smoothness.
+) -> tuple[SequenceState, dict[str, int], dict[str, float]]:
+    """Stage 3: identity fixed, all frames with smoothness, in overlapping windows of ``cfg.window_frames``.
 
     Start: key frames keep their stage-2 values, the frames between them get linearly interpolated expression, head
     rotation (axis-angle, small) and translation. (Measured on d6: one iteration fewer and a slightly lower final
     cost than a fresh per-frame PnP start with the fitted identity.)
+
+    Why windows: with identity fixed, frames are coupled only to their neighbours (t +- 2), so a frame's solution
+    depends on frames far away only through a chain of smoothness terms whose pull fades within tens of frames. Each
+    window minimises the whole cost's terms within it (``SequenceProblem.window``) and starts its overlap from the
+    previous window's solution; across an overlap the result fades linearly from one window's solution to the next,
+    so the seams are continuous. The Gauss-Newton system (~0.2 MB per frame) then never holds more than one window:
+    the fit's memory does not grow with the video (docs/SCALE.md). A video of at most ``window_frames`` frames is
+    one window, exactly the whole-sequence solve.
     """
     n_frames = data.pts.shape[0]
     is_key = np.zeros(n_frames, dtype=bool)
     is_key[keyframes] = True
 
-    def spread(values: torch.Tensor) -> torch.Tensor:
+    def spread(values: torch.Tensor) -> np.ndarray:
         full = np.zeros((n_frames,) + tuple(values.shape[1:]))
         full[keyframes] = values.cpu().numpy()
-        return torch.as_tensor(interpolate_invalid(full, is_key), dtype=torch.float64, device=dev)
+        return interpolate_invalid(full, is_key)
 
-    state = SequenceState(
-        identity=key_state.identity,
-        expression=spread(key_state.expression),
-        rotation=axis_angle_to_matrix(spread(matrix_to_axis_angle(key_state.rotation))),
-        translation=spread(key_state.translation),
-        log_focal=key_state.log_focal,
-    )
+    # running solution (small: T x (Ke + 6) floats), started from the key frames
+    expression = spread(key_state.expression)
+    head_aa = spread(matrix_to_axis_angle(key_state.rotation))
+    translation = spread(key_state.translation)
     prob = _problem(data, cfg, dev)
-    state, its = lm_solve(
-        prob,
-        state,
-        cfg.iterations_sequence,
-        optimize_identity=False,
-        tolerance=cfg.tolerance,
-        jac_dtype=_jac_dtype(cfg),
-        history=history,
-    )
-    return state, its, sequence_cost(prob, state)
+
+    def as_state(sl: slice) -> SequenceState:
+        def tt(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(a[sl], dtype=torch.float64, device=dev)
+
+        return SequenceState(
+            identity=key_state.identity,
+            expression=tt(expression),
+            rotation=axis_angle_to_matrix(tt(head_aa)),
+            translation=tt(translation),
+            log_focal=key_state.log_focal,
+        )
+
+    windows = window_bounds(n_frames, cfg.window_frames, cfg.window_overlap)
+    if len(windows) == 1:
+        state, its = lm_solve(
+            prob,
+            as_state(slice(None)),
+            cfg.iterations_sequence,
+            optimize_identity=False,
+            tolerance=cfg.tolerance,
+            jac_dtype=_jac_dtype(cfg),
+            history=history,
+        )
+        return state, {"sequence": its}, sequence_cost(prob, state)
+    history.append(sequence_cost(prob, as_state(slice(None)))["total"])
+    iterations = 0
+    solved_to = 0  # frames before this hold a window's solution
+    for start, stop in windows:
+        solved, its = lm_solve(
+            prob.window(start, stop),
+            as_state(slice(start, stop)),
+            cfg.iterations_sequence,
+            optimize_identity=False,
+            tolerance=cfg.tolerance,
+            jac_dtype=_jac_dtype(cfg),
+        )
+        iterations = max(iterations, its)
+        new = (
+            solved.expression.cpu().numpy(),
+            matrix_to_axis_angle(solved.rotation).cpu().numpy(),
+            solved.translation.cpu().numpy(),
+        )
+        fade = np.ones(stop - start)  # weight of this window's solution: 0 -> 1 across the overlap
+        shared = max(solved_to - start, 0)
+        fade[:shared] = (np.arange(shared) + 0.5) / shared
+        for whole, part in zip((expression, head_aa, translation), new):
+            w = fade.reshape((-1,) + (1,) * (part.ndim - 1))
+            whole[start:stop] = w * part + (1.0 - w) * whole[start:stop]
+        solved_to = stop
+    state = as_state(slice(None))
+    final = sequence_cost(prob, state)
+    history.append(final["total"])
+    return state, {"sequence": iterations, "sequence_windows": len(windows)}, final
 
 
 def _result(
@@ -471,11 +533,16 @@ def _result(
     intr = _intrinsics(data, cfg, float(state.log_focal))
     rotation = FLIP_YZ[None] @ axis_angle_to_matrix(torch.from_numpy(head_aa)).numpy()
 
-    # reprojection error of the final parameters: unweighted mean over the frame's landmarks, crop px
-    uv = _project(_identity_shape(data.neutral, data.id_basis, alpha), data.exp_basis, beta, rotation, trans, intr)
-    err = np.where(data.point_ok, np.linalg.norm(uv - data.pts, axis=2), np.nan)
+    # reprojection error of the final parameters: unweighted mean over the frame's landmarks, crop px (a chunk of
+    # frames at a time: the projected points of a long video would be its largest array)
+    shape = _identity_shape(data.neutral, data.id_basis, alpha)
     frame_err = np.full(n_frames, np.nan)
-    frame_err[ok] = np.nanmean(err[ok], axis=1)
+    for start in range(0, n_frames, cfg.chunk_frames):
+        sl = slice(start, start + cfg.chunk_frames)
+        uv = _project(shape, data.exp_basis, beta[sl], rotation[sl], trans[sl], intr)
+        err = np.where(data.point_ok[sl], np.linalg.norm(uv - data.pts[sl], axis=2), np.nan)
+        rows = np.flatnonzero(ok[sl])
+        frame_err[start + rows] = np.nanmean(err[rows], axis=1)
 
     identity = np.zeros(data.ki_full)
     identity[: len(alpha)] = alpha
@@ -568,8 +635,18 @@ def refine_correspondence(
     return out
 
 
+def correspondence_points(landmarks: Any, index: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """(T, L, 2), ``landmarks``' dtype: the 2D points of the landmarks ``index`` from (T, 478, 2|3) ``landmarks``, an
+    array or an h5py dataset read ``chunk`` frames at a time (a long video's full landmark array is never held)."""
+    idx = np.asarray(index, dtype=np.int64)
+    out = np.empty((landmarks.shape[0], len(idx), 2), dtype=landmarks.dtype)
+    for start in range(0, landmarks.shape[0], chunk):
+        out[start : start + chunk] = np.asarray(landmarks[start : start + chunk])[:, idx, :2]
+    return out
+
+
 def fit_tracked_landmarks(
-    landmarks: np.ndarray,
+    landmarks: Any,
     valid: np.ndarray,
     model: Any,
     correspondence: Any,
@@ -578,9 +655,10 @@ def fit_tracked_landmarks(
     blendshapes: np.ndarray | None = None,
     blendshape_names: Sequence[str] | None = None,
 ) -> FitResult:
-    """The fit stage's recipe on crop-space MediaPipe landmarks (T, 478, 2|3): the refined fit over the correspondence's
-    points with its weights, expressions started from the blendshapes when `cfg.init_from_blendshapes` and they are
-    given. Shared by the fit stage and the metrics' re-extraction, so both measure motion the same way.
+    """The fit stage's recipe on crop-space MediaPipe landmarks (T, 478, 2|3; an array or an h5py dataset): the
+    refined fit over the correspondence's points with its weights, expressions started from the blendshapes when
+    `cfg.init_from_blendshapes` and they are given. Shared by the fit stage and the metrics' re-extraction, so both
+    measure motion the same way.
 
     The refinement lets each correspondence slide to a better vertex for this face (within refine_radius): the generic
     MediaPipe<->model pairs carry a per-face constant offset that otherwise biases the expressions."""
@@ -589,7 +667,7 @@ def fit_tracked_landmarks(
         init = blendshapes_to_expression(blendshapes, list(blendshape_names), model.expression_names)
         matched = blendshape_matched(list(blendshape_names), model.expression_names)
     return fit_sequence_refined(
-        np.asarray(landmarks)[:, correspondence.mediapipe_idx, :2],
+        correspondence_points(landmarks, correspondence.mediapipe_idx),
         valid,
         model,
         correspondence.model_vertex,
@@ -672,7 +750,8 @@ def fit_sequence_refined(
                 data, cfg, dev, key_state, keyframes, cfg.iterations_identity, history
             )
             bar.update()
-        state, stages["sequence"], final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
+        state, sequence_stages, final = _fit_all_frames(data, cfg, dev, key_state, keyframes, history)
+        stages.update(sequence_stages)
         bar.update(bar.total - bar.n)
         bar.close()
         result = _result(data, cfg, state, keyframes, t0, history, stages, final, vertices)

@@ -50,7 +50,8 @@ _FLIP = (1.0, -1.0, -1.0)
 
 @dataclass(frozen=True)
 class SequenceProblem:
-    """Constants of one fit (float64 tensors). Pixels are in the 512 px reference frame."""
+    """Constants of one fit (float64 tensors; target may be float32, promoted where used). Pixels are in the 512 px
+    reference frame."""
 
     target: torch.Tensor  # (T, L, 2)
     sqrt_w: torch.Tensor  # (T, L) sqrt(w_l m_tl / sum w m): 0 for missing points and invalid frames
@@ -107,6 +108,33 @@ class SequenceProblem:
         sw = sw / math.sqrt(total) if total > 0 else sw
         tgt = None if self.expression_target is None else self.expression_target[idx]
         return replace(self, target=self.target[idx], sqrt_w=sw, temporal=False, expression_target=tgt)
+
+    def window(self, start: int, stop: int) -> SequenceProblem:
+        """Consecutive frames [start, stop) as a problem of their own whose cost is the whole problem's terms within
+        them: data weights are kept, and the per-frame means (priors /T, smoothness /(T-1), /(T-2)) are rescaled to
+        the window's length, so every frame's terms weigh what they weigh in the whole. Terms that couple a frame of
+        the window to one outside it are dropped (the windowed fit's only approximation; ``fit.py``)."""
+        t, tw = self.n_frames, stop - start
+        if not 0 <= start < stop <= t:
+            raise ValueError(f"window [{start}, {stop}) outside 0..{t}")
+
+        def ratio(lag: int) -> float:
+            return max(tw - lag, 0) / (t - lag) if t > lag else 1.0
+
+        sl = slice(start, stop)
+        return replace(
+            self,
+            target=self.target[sl],
+            sqrt_w=self.sqrt_w[sl],
+            w_identity=self.w_identity * ratio(0),
+            w_expression=self.w_expression * ratio(0),
+            w_expression_target=None if self.w_expression_target is None else self.w_expression_target * ratio(0),
+            expression_target=None if self.expression_target is None else self.expression_target[sl],
+            w_expression_smooth=self.w_expression_smooth * ratio(1),
+            w_rotation_smooth=self.w_rotation_smooth * ratio(1),
+            w_translation_smooth=self.w_translation_smooth * ratio(1),
+            w_expression_smooth2=self.w_expression_smooth2 * ratio(2),
+        )
 
 
 @dataclass(frozen=True)

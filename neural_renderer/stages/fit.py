@@ -10,7 +10,7 @@ from neural_renderer.assets import sha256_file
 from neural_renderer.errors import PipelineInputError
 from neural_renderer.fitting import FitResult, fit_tracked_landmarks, resolved_fit_config
 from neural_renderer.morphable import load_correspondence, load_morphable_model
-from neural_renderer.storage import provenance, read_attrs, read_stage, write_stage
+from neural_renderer.storage import open_h5, provenance, read_attrs, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,24 @@ def run(
     fit_cfg = resolved_fit_config(cfg)
     model = load_morphable_model(model_path, kind=kind)
     corr = load_correspondence(correspondence_npz, model_path)
-    crop = read_stage(crop_h5, "crop")
     resolution = int(read_attrs(crop_h5)["resolution"])
     prov = provenance(crop_h5)
-    valid = crop["valid"]
+    valid = read_stage(crop_h5, "crop", names=["valid"])["valid"]
     if not valid.any():
         raise PipelineInputError(prov["source_path"], "no frame with landmarks to fit")
-    track = read_stage(track_h5, "track") if fit_cfg.init_from_blendshapes else {}
-    result = fit_tracked_landmarks(
-        crop["landmarks"],
-        valid,
-        model,
-        corr,
-        resolution,
-        fit_cfg,
-        track.get("blendshapes"),
-        track.get("blendshape_names"),
-    )
+    names = ["blendshapes", "blendshape_names"] if fit_cfg.init_from_blendshapes else []
+    track = read_stage(track_h5, "track", names=names)  # not its landmarks: a long video's would be held twice
+    with open_h5(crop_h5) as f:  # the landmarks are read a chunk of frames at a time
+        result = fit_tracked_landmarks(
+            f["landmarks"],
+            valid,
+            model,
+            corr,
+            resolution,
+            fit_cfg,
+            track.get("blendshapes"),
+            track.get("blendshape_names"),
+        )
     if result.landmarks_68 is None:
         log.warning("%s has no 68-point landmark embedding: fit.h5 gets no landmarks_68", model.name)
     write_stage(

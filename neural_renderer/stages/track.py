@@ -70,7 +70,7 @@ def run(
         out_h5,
         "track",
         {
-            "landmarks": track.landmarks.astype(np.float32),
+            "landmarks": track.landmarks.astype(np.float32, copy=False),
             "blendshapes": track.blendshapes.astype(np.float32),
             "blendshape_names": np.asarray(track.blendshape_names, dtype=str),
             "transforms": track.transforms.astype(np.float32),

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import itertools
 import json
+import logging
+import shutil
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ from neural_renderer.storage.schema import (
     schema_for,
     validate_arrays,
 )
+
+log = logging.getLogger(__name__)
 
 PER_FRAME_CHUNK = 256  # frames per chunk for small per-frame arrays: one read gives a useful window
 
@@ -102,16 +109,24 @@ def read_attrs(path: str | Path, group: str = "/") -> dict[str, Any]:
         return {k: _decode(v) for k, v in f[group].attrs.items()}
 
 
-def read_stage(path: str | Path, stage: str, group: str = "/") -> dict[str, np.ndarray]:
-    """Read all datasets of a stage file (or of a stage's group inside `tracking.h5`) into memory; optional datasets
-    the file lacks are left out."""
+def read_stage(
+    path: str | Path, stage: str, group: str = "/", names: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Read the datasets of a stage file (or of a stage's group inside `tracking.h5`) into memory: all of them, or
+    only ``names`` (a stage that needs a few small arrays of a long video need not hold its per-frame landmarks);
+    optional datasets the file lacks are left out."""
     schema = schema_for(stage)
+    wanted = None if names is None else set(names)
+    if wanted is not None and not wanted <= set(schema.datasets):
+        raise ValueError(f"{sorted(wanted - set(schema.datasets))} are not datasets of the {stage!r} stage")
     out: dict[str, np.ndarray] = {}
     with open_h5(path) as f:
         g = f[group]
         if g.attrs.get("stage") not in (stage, None) and group == "/":
             raise PipelineInputError(path, f"is a {g.attrs.get('stage')!r} file, expected {stage!r}")
         for name, spec in schema.datasets.items():
+            if wanted is not None and name not in wanted:
+                continue
             if name not in g and spec.optional:
                 continue
             if name not in g:
@@ -150,7 +165,68 @@ def assemble_tracking(
     """
     if set(stage_files) != set(MERGED_STAGES):
         raise ValueError(f"assemble needs stage files {MERGED_STAGES}, got {sorted(stage_files)}")
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+    frames = iter(frames)
+    first_frame = next(frames, None)
+    expected = expected_tracking_bytes(stage_files, first_frame, n_frames)
+    free = shutil.disk_usage(Path(out_path).resolve().parent).free if Path(out_path).parent.exists() else None
+    log.info(
+        "%s: about %s for %d frames at %d px (estimated from the first frame)%s",
+        out_path,
+        _human_bytes(expected),
+        n_frames,
+        resolution,
+        "" if free is None else f", {_human_bytes(free)} free there",
+    )
+    if free is not None and expected > free:
+        log.warning("%s may not fit: about %s needed, %s free", out_path, _human_bytes(expected), _human_bytes(free))
+    try:
+        return _write_tracking(out_path, stage_files, frames, first_frame, n_frames, resolution, attrs, timestamps_s)
+    except (OSError, RuntimeError) as exc:  # h5py closing the file after a failed write raises RuntimeError
+        if _no_room(exc):
+            raise PipelineInputError(
+                out_path,
+                f"no room to write it (about {_human_bytes(expected)}): free space there "
+                "or run the workflow in a larger directory (snakemake --directory); no partial file was left",
+            ) from None
+        raise
+
+
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file-size limit
+
+
+def _no_room(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an exception it arose from is a full disk, quota or file-size limit (HDF5 reports the
+    errno in its message: "errno = 28")."""
+    while exc is not None:
+        if getattr(exc, "errno", None) in _NO_ROOM or any(f"errno = {e}," in str(exc) for e in _NO_ROOM):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def expected_tracking_bytes(stage_files: dict[str, str | Path], first_frame: np.ndarray | None, n_frames: int) -> int:
+    """Bytes `tracking.h5` will take: the stage files (copied as they are) plus n_frames times the first frame's size
+    under the frames' gzip level 4 (what HDF5's deflate filter writes per one-frame chunk). Faces of one video
+    compress alike, so this is within tens of percent (d6: 314 kB per 512² frame)."""
+    stages = sum(Path(p).stat().st_size for p in stage_files.values())
+    if first_frame is None:
+        return stages
+    frame = len(zlib.compress(np.ascontiguousarray(first_frame).tobytes(), 4))
+    return int(stages + n_frames * frame)
+
+
+def _write_tracking(out_path, stage_files, frames, first_frame, n_frames, resolution, attrs, timestamps_s) -> int:
+    # no chunk cache: each frame reaches the file as it is written, so a full disk raises there (as OSError), not
+    # while HDF5 flushes its cache at close, where h5py can only report it and die
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=0) as out:
         first = None
         for stage in MERGED_STAGES:
             with open_h5(stage_files[stage]) as src:
@@ -179,7 +255,7 @@ def assemble_tracking(
             compression_opts=4,
         )
         count = 0
-        for frame in frames:
+        for frame in itertools.chain([] if first_frame is None else [first_frame], frames):
             if count >= n_frames:
                 raise PipelineInputError(out_path, f"more frames decoded than the {n_frames} tracked")
             ds[count] = frame

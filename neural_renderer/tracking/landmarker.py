@@ -208,7 +208,7 @@ def _track(
             frame_names, row = _blendshape_row(result.face_blendshapes[k] if len(result.face_blendshapes) > k else [])
             if names is None:
                 names = frame_names
-            per_frame.append((faces[k], row, _transform(result, k)))
+            per_frame.append((faces[k].astype(np.float32), row, _transform(result, k)))  # as stored: half the memory
     track = _assemble(per_frame, names)
     track.n_faces = np.asarray(counts, dtype=np.int32)
     return track
