@@ -316,6 +316,8 @@ MOUTH_PREFIXES = ("jaw", "mouth")
 TUNED_ON = {
     "gaze (eyeballs, blink threshold)": "d18",
     "68-point output vertices (ICT_LANDMARKS_68_DLIB)": "d6",
+    "mouth prior weight (fit.w_expression_prior_extra, mouthLowerDown_L/R)": "d18",
+    "mouth prior on mouthFunnel (fit.w_expression_prior_extra)": "d6",
 }
 """the shared clip each setting was tuned on (the others are held out for it)."""
 
@@ -334,6 +336,25 @@ def eye_aspect_ratio(p68: np.ndarray) -> np.ndarray:
         lids = np.linalg.norm(q[:, 1] - q[:, 5], axis=1) + np.linalg.norm(q[:, 2] - q[:, 4], axis=1)
         out += lids / (2 * np.linalg.norm(q[:, 0] - q[:, 3], axis=1)) / 2
     return out
+
+
+def lip_gap_shares(model, expression: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Which expression shapes carry the fit's own lip opening, largest first: per shape, cov(g_k, g) / var(g) over the
+    frames, where g_k is the shape's coefficient times its effect on the model's inner-lip gap (the 68-point output's
+    pairs 61-67, 62-66, 63-65, vertical in the model frame) and g = sum_k g_k. The shares sum to 1; a shape that
+    opens the lips in step with jawOpen takes part of the opening that jawOpen would otherwise carry."""
+    from neural_renderer.morphable.ict import output_landmarks_68
+
+    v = np.asarray(output_landmarks_68(model))
+    basis = np.asarray(model.expression_basis)[: expression.shape[1]]
+    effect = sum(basis[:, v[a], 1] - basis[:, v[b], 1] for a, b in ((61, 67), (62, 66), (63, 65))) / 3
+    g = expression * effect
+    total = g.sum(axis=1)
+    if total.var() == 0:
+        return {}
+    share = ((g - g.mean(0)) * (total - total.mean())[:, None]).mean(0) / total.var()
+    order = np.argsort(-share)
+    return {names[k]: float(share[k]) for k in order}
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
@@ -409,6 +430,7 @@ def agreement(video: Path, work: Path, model_path: Path, step: int = 1) -> dict[
         "r_jaw_open_vs_dlib_lip_gap": _r(jaw_open, gap_dlib),
         "r_mediapipe_jaw_open_vs_dlib_lip_gap": _r(bs[:, bs_names.index("jawOpen")], gap_dlib),
         "r_mouth_coefficients_vs_dlib_lip_gap": dict(sorted(mouth.items(), key=lambda kv: -np.nan_to_num(kv[1]))),
+        "lip_gap_share_by_shape": dict(list(lip_gap_shares(model, expr, names).items())[:8]),
         "r_eye_blink_vs_dlib_eye_closure": _r(blink, -ear),
         "eyes_closed_frames": int(np.count_nonzero(gaze["eyes_closed"])),
         "gaze": camera_stats(cam_angle, cam_rel),
@@ -436,6 +458,8 @@ def print_agreement(name: str, r: dict) -> None:
     )
     top = ", ".join(f"{k} {v:.2f}" for k, v in list(r["r_mouth_coefficients_vs_dlib_lip_gap"].items())[:4])
     print(f"mouth coefficients most correlated with dlib's lip gap: {top}")
+    share = ", ".join(f"{k} {v:.2f}" for k, v in list(r["lip_gap_share_by_shape"].items())[:4])
+    print(f"shapes carrying the fit's own lip opening (share of its variance): {share}")
     print(
         f"r(eyeBlink vs dlib eye closure = -EAR) {r['r_eye_blink_vs_dlib_eye_closure']:.3f} "
         f"({r['eyes_closed_frames']} frames with eyes closed by MediaPipe's blink score)"

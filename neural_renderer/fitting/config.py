@@ -49,9 +49,13 @@ class FitConfig:
     """squared norm of the identity coefficients (a Gaussian prior; ICT's coefficients are O(1) per component)."""
     w_expression_prior: float = 0.05
     """mean over frames of the squared expression coefficients: resolves blendshapes that move landmarks alike."""
-    w_expression_prior_extra: dict[str, float] = field(default_factory=dict)
+    w_expression_prior_extra: dict[str, float] = field(
+        default_factory=lambda: {"mouthLowerDown_L": 2.0, "mouthLowerDown_R": 2.0, "mouthFunnel": 2.0}
+    )
     """extra squared-coefficient prior per named expression shape, on top of w_expression_prior: {name: weight}.
-    Names the model lacks are ignored."""
+    Names the model lacks are ignored; a mapping given in the config replaces this one ({} = none). Default: the
+    shapes that otherwise take part of the mouth's opening from jawOpen (lower lip pulled down, funnel), so jawOpen
+    follows the opening (issue 26; tuned on d18 and d6, docs/TRACKING.md)."""
     w_blendshape_prior: float = 0.5
     """pull of the expression coefficients towards the tracker's blendshapes of the same ARKit name (per frame, mean
     over frames; needs init_from_blendshapes): makes what landmarks barely see (eyeLook, eyeWide, brows) as
