@@ -4,6 +4,7 @@ seams, and the fit stage's peak memory as the video grows.
     python benchmarks/bench_fit_windows.py accuracy --stage-dir DIR [--clips d0 d6 d12 d18] [--frames 3000]
                                                     [--window 1000] [--overlap 100]
     python benchmarks/bench_fit_windows.py memory --stage-dir DIR --clip d6 --frames 1000 10000 [--window 1000]
+                                                  [--stages crop fit gaze]
 
 DIR/<clip>/ holds the clip's `crop.h5` and `track.h5` and DIR the `correspondence.npz` (as the workflow writes them;
 made here with the stage runners when missing, from ../shared/testdata/videos/<clip>.mp4). A clip is lengthened to
@@ -16,8 +17,8 @@ translation), both reprojection errors, both final costs, and the seam check: th
 (velocity) and second difference (jerk) of expression and rotation on frames within 10 of a window border or
 inside an overlap, against the same on all other frames. A seam that jumps shows as a ratio well above 1.
 
-memory: the fit stage runner on the looped tracks, each length in a fresh process; prints seconds, frames/s and
-peak RSS (VmHWM).
+memory: the stage runners (default: fit; also crop and gaze, which read and write the same per-frame arrays) on the
+looped tracks, each stage and length in a fresh process; prints seconds, frames/s and peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -198,40 +199,45 @@ def peak_rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
-def run_fit_stage(work: str, corr: str, cfg: dict, threads: int, queue) -> None:
+def run_stage(stage: str, work: str, corr: str, cfg: dict, threads: int, queue) -> None:
+    """One stage runner on the looped files in ``work``, in this fresh process; puts (seconds, peak RSS MB)."""
     sys.path.insert(0, str(REPO))
     import torch
 
     torch.set_num_threads(threads)
-    from neural_renderer.stages import fit
+    from neural_renderer.stages import crop, fit, gaze
 
     w = Path(work)
     t0 = time.perf_counter()
-    fit.run(w / "crop.h5", w / "track.h5", MODEL, corr, w / "fit.h5", cfg=cfg)
+    if stage == "crop":
+        crop.run(w / "track.h5", w / "crop.h5", cfg={"resolution": 512})
+    elif stage == "fit":
+        fit.run(w / "crop.h5", w / "track.h5", MODEL, corr, w / "fit.h5", cfg=cfg)
+    elif stage == "gaze":
+        gaze.run(w / "crop.h5", w / "fit.h5", MODEL, w / "gaze.h5", cfg={}, track_h5=w / "track.h5")
     queue.put((time.perf_counter() - t0, peak_rss_mb()))
 
 
 def memory(args) -> None:
     files = stage_files(args.stage_dir, args.clip)
     cfg = {"device": "cpu", "window_frames": args.window, "window_overlap": args.overlap}
-    print(
-        f"fit stage, {args.clip} ping-pong looped, window {args.window}, overlap {args.overlap}, {args.threads} threads"
-    )
-    print("| frames | seconds | frames/s | peak RSS MB |")
-    print("|---|---|---|---|")
+    print(f"{args.clip} ping-pong looped, fit window {args.window}, overlap {args.overlap}, {args.threads} threads")
+    print("| stage | frames | seconds | frames/s | peak RSS MB |")
+    print("|---|---|---|---|---|")
     ctx = mp.get_context("spawn")
     for n in args.frames:
         with tempfile.TemporaryDirectory(dir=args.stage_dir) as work:
             write_looped(files, Path(work), n)
-            queue = ctx.Queue()
-            corr = str(args.stage_dir / "correspondence.npz")
-            proc = ctx.Process(target=run_fit_stage, args=(work, corr, cfg, args.threads, queue))
-            proc.start()
-            proc.join()
-            if proc.exitcode:
-                raise SystemExit(f"the fit stage failed ({proc.exitcode}) at {n} frames")
-            seconds, rss = queue.get()
-        print(f"| {n} | {seconds:.0f} | {n / seconds:.1f} | {rss:.0f} |", flush=True)
+            for stage in args.stages:
+                queue = ctx.Queue()
+                corr = str(args.stage_dir / "correspondence.npz")
+                proc = ctx.Process(target=run_stage, args=(stage, work, corr, cfg, args.threads, queue))
+                proc.start()
+                proc.join()
+                if proc.exitcode:
+                    raise SystemExit(f"the {stage} stage failed ({proc.exitcode}) at {n} frames")
+                seconds, rss = queue.get()
+                print(f"| {stage} | {n} | {seconds:.1f} | {n / seconds:.0f} | {rss:.0f} |", flush=True)
 
 
 def main() -> None:
@@ -243,6 +249,7 @@ def main() -> None:
     m = sub.add_parser("memory")
     m.add_argument("--clip", default="d6")
     m.add_argument("--frames", type=int, nargs="+", default=[1000, 10000])
+    m.add_argument("--stages", nargs="+", default=["fit"], choices=["crop", "fit", "gaze"])
     for q in (a, m):
         q.add_argument("--stage-dir", type=Path, default=Path("/tmp/bench_fit_windows"))
         q.add_argument("--window", type=int, default=1000)

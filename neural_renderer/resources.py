@@ -1,8 +1,9 @@
 """Cluster resources of the per-video preprocessing jobs from the video's size: memory (MB) and runtime (minutes).
 
 Problem: fixed requests either waste a cluster (a 20 s clip asking for hours and gigabytes) or fail on long videos
-(fit's memory grows by about 0.19 MB per frame: the paper's 18,138 frames need about 3.9 GB, over the profile's old
-4,000 MB with no margin), and a job killed for memory was retried with more time only.
+(before the fit solved its frames in windows, its memory grew by about 0.19 MB per frame: the paper's 18,138 frames
+needed about 3.9 GB, over the profile's old 4,000 MB with no margin), and a job killed for memory was retried with
+more time only.
 
 Structure: `COSTS` holds a linear model per rule, fitted to measured peak memory and seconds: issue #23 (one clip at
 536 and 6,444 frames, 2-core machine, one core per job, Snakemake `benchmark:` files) and benchmarks/bench_scale.py
@@ -11,8 +12,11 @@ comes from the issue's two lengths; base and time per frame take the larger of t
 
     rule      peak RSS MB at 536 / 1,000 / 6,444 frames   s at 1,000 / 6,444   model
     track     322 / 586 / 491                             35.8 / 186           557 + 0.029 MB/frame, 36 ms/frame
-    fit       587 / 781 / 1,685                           66.0 / 52            591 + 0.19 MB/frame, 66 ms/frame
+    fit       587 / 781 / 1,685 (whole-sequence solve)    66.0 / 52            780 + 0.015 MB/frame, 66 ms/frame
     assemble  193 / 375 / 197                             28.4 / 99            375 MB, 28 ms/frame
+
+The fit now solves its frames in windows (`fit.window_frames`): benchmarks/bench_fit_windows.py measured 733 MB at
+1,000 and 864 MB at 10,000 frames (d6 looped; bench_scale: 794 MB at 1,000), hence 780 MB + 0.015 MB/frame.
 
 ingest, crop, gaze and qc were not measured separately (together 13 s of the 350 s at 6,444 frames, i.e. about
 2 ms/frame; bench_scale: 0.5 s each at 1,000 frames; ingest decodes every frame once, given 3 ms/frame); their
@@ -65,7 +69,7 @@ COSTS: dict[str, Cost] = {
     "ingest": Cost(300, 0.001, 0.003, decodes=True),
     "track": Cost(557, 0.029, 0.036, decodes=True, min_mb=1000),
     "crop": Cost(500, 0.05, 0.0005),
-    "fit": Cost(591, 0.19, 0.066, min_mb=1000),
+    "fit": Cost(780, 0.015, 0.066, min_mb=1000),
     "gaze": Cost(500, 0.05, 0.0005),
     "assemble": Cost(375, 0.001, 0.028, decodes=True),
     "qc": Cost(500, 0.01, 0.0005),

@@ -409,13 +409,15 @@ def _fit_keyframes(
 
 
 def window_bounds(n_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """[start, stop) of the windows stage 3 solves: one window when ``n_frames <= window``, else windows of ``window``
-    frames, consecutive ones sharing at least ``overlap`` (the last window ends at the last frame)."""
+    """[start, stop) of the windows stage 3 solves: one window when ``n_frames <= window``, else the fewest windows of
+    at most ``window`` frames whose neighbours share at least ``overlap``, all of one size and evenly spaced (so no
+    window is solved twice over: 3,000 frames in windows of 1,000 overlapping by 100 make 4 windows of 825)."""
     if n_frames <= window:
         return [(0, n_frames)]
-    stride = window - overlap
-    starts = list(range(0, n_frames - window, stride)) + [n_frames - window]
-    return [(s, s + window) for s in starts]
+    count = -(-(n_frames - overlap) // (window - overlap))
+    size = -(-(n_frames + (count - 1) * overlap) // count)
+    starts = [round(i * (n_frames - size) / (count - 1)) for i in range(count)]
+    return [(s, s + size) for s in starts]
 
 
 def _fit_all_frames(
