@@ -18,7 +18,8 @@ translation), both reprojection errors, both final costs, and the seam check: th
 inside an overlap, against the same on all other frames. A seam that jumps shows as a ratio well above 1.
 
 memory: the stage runners (default: fit; also crop and gaze, which read and write the same per-frame arrays) on the
-looped tracks, each stage and length in a fresh process; prints seconds, frames/s and peak RSS (VmHWM).
+looped tracks, each stage and length in a fresh process; prints seconds, frames/s and peak RSS (VmHWM). gaze without
+fit reads DIR/<clip>/fit.h5 looped (made by the fit stage runner first if missing).
 """
 
 from __future__ import annotations
@@ -178,11 +179,12 @@ def accuracy(args) -> None:
 
 
 def write_looped(files: Path, out: Path, n: int) -> None:
-    """crop.h5 and track.h5 of ``files`` ping-pong looped to n frames (every per-frame dataset; attributes kept)."""
+    """crop.h5, track.h5 (and fit.h5 if there) of ``files`` ping-pong looped to n frames (every per-frame dataset;
+    attributes kept)."""
     import h5py
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("crop.h5", "track.h5"):
+    for name in [f for f in ("crop.h5", "track.h5", "fit.h5") if (files / f).exists()]:
         with h5py.File(files / name, "r") as src, h5py.File(out / name, "w") as dst:
             t = len(src["valid"])
             idx = ping_pong(t, n)
@@ -220,6 +222,17 @@ def run_stage(stage: str, work: str, corr: str, cfg: dict, threads: int, queue) 
 
 def memory(args) -> None:
     files = stage_files(args.stage_dir, args.clip)
+    if "gaze" in args.stages and "fit" not in args.stages and not (files / "fit.h5").exists():
+        from neural_renderer.stages import fit
+
+        fit.run(
+            files / "crop.h5",
+            files / "track.h5",
+            MODEL,
+            args.stage_dir / "correspondence.npz",
+            files / "fit.h5",
+            cfg={},
+        )
     cfg = {"device": "cpu", "window_frames": args.window, "window_overlap": args.overlap}
     print(f"{args.clip} ping-pong looped, fit window {args.window}, overlap {args.overlap}, {args.threads} threads")
     print("| stage | frames | seconds | frames/s | peak RSS MB |")
