@@ -78,8 +78,9 @@ JobAcctGatherType=jobacct_gather/none
 # every finished job (id, name, state, partition, nodes) as one line: a record of what ran, without slurmdbd
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE_DIR/log/jobcomp.log
-# finished jobs stay visible to squeue this long (the executor plugin polls squeue when sacct has no database)
-MinJobAge=600
+# finished jobs stay visible to squeue this long (the executor plugin polls squeue when sacct has no database; the
+# tests read every job of a run of eight videos, which can take longer than 10 minutes on a loaded 2-core machine)
+MinJobAge=3600
 KillWait=5
 InactiveLimit=0
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:fake:1 State=UNKNOWN
