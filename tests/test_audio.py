@@ -203,6 +203,87 @@ def test_audio_motion_is_the_expression_nets_prediction(tmp_path):
     assert np.ptp(translation, axis=0).max() > 1e-4  # N_pose moves the head too
 
 
+def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
+    """AudioDriver / audio_motion against the saved nets run by hand (no librosa: features are random): expression
+    = N_exp's output, rotation = N_pose's relative rotation applied to the training mean rotation, translation = the
+    training mean + N_pose's offset in training standard deviations; smoothing is the transfer code's; without N_pose
+    the head stays at the mean pose. A missing or foreign file is refused."""
+    from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
+    from neural_renderer.audio.model import pose_to_matrix, predict_sequence
+    from neural_renderer.audio.render import AudioDriver, audio_motion
+    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
+    from neural_renderer.reenact.transfer import project_to_rotation, smooth_rotations, smooth_sequence
+
+    names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp"]
+    mean = np.array([0.2, 0.1, 0.3, 0.4, 0.25])
+    c, s = np.cos(0.3), np.sin(0.3)
+    norm = {
+        "rotation_mean": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, -1.0, -1.0]),
+        "translation_mean": np.array([1.0, -2.0, 50.0]),
+        "translation_std": np.array([0.5, 2.0, 3.0]),
+        "gaze_mean_deg": np.zeros(2),
+        "expression_mean": mean,
+    }
+    rng = np.random.default_rng(1)
+    feats = rng.normal(0, 1, (30, 40, 32)).astype(np.float32)
+    gaze = np.array([2.0, -3.0])
+    for pose in (True, False):
+        model = {**TINY_AUDIO["model"], "pose": pose}
+        cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO, "model": model})
+        driven = driven_coefficients(cfg, names, len(names))
+        torch.manual_seed(0)
+        exp_net, pose_net = build_nets(cfg, mean, driven)
+        blob = {
+            "format": FORMAT,
+            "config": dataclasses.asdict(cfg),
+            "expression_names": names,
+            "expression_driven": torch.from_numpy(driven),
+            "exp_net": exp_net.state_dict(),
+            "norm": {k: torch.from_numpy(v) for k, v in norm.items()},
+            "fps": 30.0,
+            "metrics": {"val_loss": 0.5},
+        }
+        if pose:
+            blob["pose_net"] = pose_net.state_dict()
+        torch.save(blob, tmp_path / "audio.pt")
+        driver = AudioDriver(tmp_path / "audio.pt", "cpu")
+        assert (driver.fps, driver.metrics, driver.expression_names) == (30.0, {"val_loss": 0.5}, names)
+        with torch.no_grad():
+            expression = predict_sequence(exp_net.eval(), torch.from_numpy(feats)).numpy()
+            if pose:
+                out = predict_sequence(pose_net.eval(), torch.from_numpy(feats)).double()
+                rel, offset = pose_to_matrix(out).numpy(), out[:, 6:].numpy() * norm["translation_std"]
+            else:
+                rel, offset = np.broadcast_to(np.eye(3), (30, 3, 3)), np.zeros((30, 3))
+        got = driver.predict(feats)
+        assert got[0].dtype == np.float32 and np.array_equal(got[0], expression)
+        np.testing.assert_allclose(got[1], rel, atol=1e-12)
+        np.testing.assert_allclose(got[2], offset, atol=1e-12)
+        if pose:  # the nets move the head (else the checks below hold for any rotation order)
+            assert np.ptp(offset, axis=0).min() > 5e-4 and np.abs(rel - np.eye(3)).max() > 1e-3
+        rotation = project_to_rotation(rel @ norm["rotation_mean"])
+        translation = norm["translation_mean"] + offset
+        e, r, t, g = audio_motion(driver, feats, gaze, AudioRenderConfig())
+        np.testing.assert_array_equal(e, expression)
+        np.testing.assert_allclose(r, rotation, atol=1e-12)
+        np.testing.assert_allclose(t, translation, atol=1e-12)
+        np.testing.assert_array_equal(g, np.broadcast_to(gaze, (30, 2)))
+        e, r, t, g = audio_motion(driver, feats, gaze, AudioRenderConfig(smoothing_sigma=2.0))
+        smoothed = np.clip(smooth_sequence(expression, 2.0), 0, 1).astype(np.float32)
+        assert e.dtype == np.float32 and np.array_equal(e, smoothed) and not np.allclose(e, expression, atol=1e-6)
+        np.testing.assert_allclose(r, smooth_rotations(rotation, 2.0), atol=1e-12)
+        np.testing.assert_allclose(t, smooth_sequence(translation, 2.0), atol=1e-12)
+        np.testing.assert_array_equal(g, np.broadcast_to(gaze, (30, 2)))
+    with pytest.raises(PipelineInputError, match="audio model not found"):
+        AudioDriver(tmp_path / "none.pt", "cpu")
+    torch.save({**blob, "format": "portrait-audio/0"}, tmp_path / "old.pt")
+    with pytest.raises(PipelineInputError, match=f"format 'portrait-audio/0', expected {FORMAT!r}"):
+        AudioDriver(tmp_path / "old.pt", "cpu")
+    torch.save([1], tmp_path / "list.pt")
+    with pytest.raises(PipelineInputError, match="format 'list'"):
+        AudioDriver(tmp_path / "list.pt", "cpu")
+
+
 # ---------------------------------------------------------------- training and rendering on real videos
 
 

