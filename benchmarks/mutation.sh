@@ -5,6 +5,7 @@
 #   pip install mutmut==3.8.1          # once, into the project's venv
 #   benchmarks/mutation.sh             # every module below, one at a time
 #   benchmarks/mutation.sh atomic gaze # some of them
+#   MUTANTS='neural_renderer.storage.h5io.x_write_stage*' benchmarks/mutation.sh storage  # some functions only
 #
 # Each module runs in its own scratch copy of the working tree ($MUTATION_DIR/<name>, default /tmp/portrait-mutation),
 # so nothing is written into the checkout; the summary is $MUTATION_DIR/<name>/summary.txt and the survivors' diffs
@@ -16,6 +17,7 @@ OUT="${MUTATION_DIR:-/tmp/portrait-mutation}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"  # the venv with mutmut (a worktree: PYTHON=../main/.venv/bin/python)
 DATA="${PORTRAIT_TEST_DATA:-$(cd "$ROOT/.." && pwd)/shared}"
 CHILDREN="${MUTATION_CHILDREN:-1}"
+read -r -a PATTERNS <<<"${MUTANTS:-}"  # mutant names (fnmatch: module.x_function*), space-separated; empty: all
 
 # name | files to mutate (globs, comma-separated) | the fast tests that cover them (pytest node ids, comma-separated)
 MODULES=(
@@ -25,8 +27,8 @@ MODULES=(
   "crop|neural_renderer/crop/*|tests/test_crop.py"
   "storage|neural_renderer/storage/*|tests/test_storage.py,tests/test_motion.py"
   "video|neural_renderer/video/*|tests/test_video.py"
-  "renderer_render|neural_renderer/renderer/render.py|tests/test_model_files.py,tests/test_renderer.py"
-  "audio_render|neural_renderer/audio/render.py|tests/test_model_files.py,tests/test_audio.py::test_audio_motion_is_the_expression_nets_prediction"
+  "renderer_render|neural_renderer/renderer/render.py|tests/test_model_files.py,tests/test_renderer.py::test_renderer_outputs_what_its_trained_generator_computes,tests/test_renderer.py::test_render_test_frames_writes_the_rendered_frames_beside_their_real_ones"
+  "audio_render|neural_renderer/audio/render.py|tests/test_model_files.py,tests/test_audio.py::test_audio_driver_is_the_saved_nets_about_the_training_pose,tests/test_audio.py::test_render_audio_renders_the_audio_models_motion_with_the_target_renderer"
 )
 
 run_module() {
@@ -52,7 +54,7 @@ run_module() {
     cd "$dir"
     export PORTRAIT_TEST_DATA="$DATA" PYTHONPATH="$dir/mutants"  # the mutated package, not an installed one
     mkdir -p mutants  # before Python starts: a sys.path entry that does not exist yet is cached as absent
-    nice -n 10 "$PYTHON" -m mutmut run --max-children "$CHILDREN" >run.log 2>&1 || true
+    nice -n 10 "$PYTHON" -m mutmut run --max-children "$CHILDREN" ${PATTERNS[@]+"${PATTERNS[@]}"} >run.log 2>&1 || true
     "$PYTHON" -m mutmut results --all true >results.txt 2>&1 || true
     tr '\r' '\n' <run.log | grep -v '^ *$' | tail -n 2 >summary.txt
     for verdict in killed survived suspicious timeout "no tests" "not checked" segfault; do

@@ -11,6 +11,7 @@ import shutil
 import wave
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -282,6 +283,124 @@ def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
     torch.save([1], tmp_path / "list.pt")
     with pytest.raises(PipelineInputError, match="format 'list'"):
         AudioDriver(tmp_path / "list.pt", "cpu")
+
+
+def test_render_audio_renders_the_audio_models_motion_with_the_target_renderer(tmp_path):
+    """`render_audio` on a tiny synthetic target (no video, an untrained audio model): the frames are the target's
+    renderer driven by `audio_motion` of the file's features (its configured latent, smoothing and batch size), one
+    per 1 / fps of audio; the frames HDF5 and the mp4 (with the audio) hold them. Models that do not fit the target
+    are refused before anything is written."""
+    from test_renderer import KE, make_tracking, same_image, tiny_cfg
+
+    from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
+    from neural_renderer.audio.render import AudioDriver, audio_motion, render_audio
+    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
+    from neural_renderer.reenact.transfer import motion_stats
+    from neural_renderer.renderer.render import PortraitRenderer
+    from neural_renderer.stages import train_renderer
+    from neural_renderer.storage import read_driving_motion
+    from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+
+    names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp", "cheekPuff"][:KE]
+    tracking = make_tracking(tmp_path / "tracking.h5")
+    with h5py.File(tracking, "a") as f:
+        f["fit/expression_names"] = names
+    model = tmp_path / "renderer.pt"
+    train_renderer.run(tracking, model, cfg=tiny_cfg(iterations=3))
+    motion = read_driving_motion(tracking)
+    stats = motion_stats(motion)
+
+    def audio_model(path, names):
+        cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO})
+        driven = driven_coefficients(cfg, names, len(names))
+        torch.manual_seed(0)
+        exp_net, pose_net = build_nets(cfg, motion.expression.mean(0)[: len(names)], driven)
+        norm = {
+            "rotation_mean": stats.rotation,
+            "translation_mean": stats.translation,
+            "translation_std": np.ones(3),
+            "gaze_mean_deg": stats.gaze_deg,
+            "expression_mean": motion.expression.mean(0)[: len(names)].astype(np.float64),
+        }
+        blob = {
+            "format": FORMAT,
+            "config": dataclasses.asdict(cfg),
+            "expression_names": names,
+            "expression_driven": torch.from_numpy(driven),
+            "exp_net": exp_net.state_dict(),
+            "pose_net": pose_net.state_dict(),
+            "norm": {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in norm.items()},
+            "fps": 25.0,
+        }
+        torch.save(blob, path)
+        return path
+
+    audio = audio_model(tmp_path / "audio.pt", names)
+    wav = write_wav(tmp_path / "speech.wav", noise_burst(0.84, 0.3, 0.4))  # 21 frames at 25 fps
+    cfg = AudioRenderConfig(smoothing_sigma=1.0, batch_size=4, test_latent="zero", device="cpu", crf=0)
+    out_mp4, out_h5 = tmp_path / "out.mp4", tmp_path / "out.h5"
+    ffmpeg = resolve_ffmpeg()
+    frames = render_audio(
+        wav, tracking, model, audio, out_mp4, out_h5, cfg=cfg, clip="speech", target="synth", ffmpeg=ffmpeg
+    )
+    driver = AudioDriver(audio, "cpu")
+    feats = audio_features(load_audio(wav, SR, ffmpeg), 25.0, driver.cfg.features)
+    renderer = PortraitRenderer(model, "cpu", "zero")
+    expected = renderer.render_motion(*audio_motion(driver, feats, stats.gaze_deg, cfg), batch_size=4)
+    assert frames.shape == (21, 64, 64, 3) and same_image(frames, expected)
+    assert np.abs(frames[1:].astype(int) - frames[:-1]).mean() > 0.2  # the noise burst moves the face: 0.38
+    arrays, attrs = read_stage(out_h5, "rendered"), read_attrs(out_h5)
+    assert np.array_equal(arrays["frames"], frames) and np.array_equal(arrays["frame_index"], np.arange(21))
+    assert (attrs["kind"], attrs["video"], attrs["driver"], attrs["target"]) == (
+        "audio",
+        "speech_to_synth",
+        "speech",
+        "synth",
+    )
+    assert (attrs["fps"], attrs["audio_model"], attrs["renderer_model"]) == (25.0, str(audio), str(model))
+    info = probe_video(out_mp4)
+    assert info.has_audio and (info.width, info.height, info.fps) == (64, 64, 25.0)
+    decoded = np.array(list(iter_frames(out_mp4, info)), int)
+    assert len(decoded) == 21 and np.abs(decoded.mean(-1) - frames.mean(-1)).mean() < 10
+    # a model for other coefficients than the target's, or a renderer taking another number of them: refused
+    other = audio_model(tmp_path / "other.pt", ["jawOpen"] + names[1:][::-1])
+    with pytest.raises(PipelineInputError, match="trained on other expression coefficients than"):
+        render_audio(
+            wav,
+            tracking,
+            model,
+            other,
+            tmp_path / "x.mp4",
+            tmp_path / "x.h5",
+            cfg=cfg,
+            clip="c",
+            target="t",
+            ffmpeg=ffmpeg,
+        )
+    fewer = tmp_path / "fewer.h5"
+    with h5py.File(tracking) as f, h5py.File(fewer, "w") as g:
+        for key in ("fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
+            g[key] = f[key][()]
+        g["fit/expression"] = f["fit/expression"][()][:, :-1]
+        g["fit/expression_names"] = names[:-1]
+        g.attrs["fps"] = 25.0
+    short = audio_model(tmp_path / "short.pt", names[:-1])
+    with pytest.raises(
+        PipelineInputError, match=f"renderer takes {KE} expression coefficients, the audio model gives {KE - 1}"
+    ):
+        render_audio(
+            wav,
+            fewer,
+            model,
+            short,
+            tmp_path / "x.mp4",
+            tmp_path / "x.h5",
+            cfg=cfg,
+            clip="c",
+            target="t",
+            ffmpeg=ffmpeg,
+        )
+    assert not list(tmp_path.glob("x.*"))
 
 
 # ---------------------------------------------------------------- training and rendering on real videos
