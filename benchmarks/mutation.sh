@@ -22,7 +22,7 @@ read -r -a PATTERNS <<<"${MUTANTS:-}"  # mutant names (fnmatch: module.x_functio
 # name | files to mutate (globs, comma-separated) | the fast tests that cover them (pytest node ids, comma-separated)
 MODULES=(
   "atomic|neural_renderer/atomic.py|tests/test_storage.py"
-  "metrics_stage|neural_renderer/stages/metrics.py|tests/test_metrics_frames.py::test_metrics_stage_pairs_each_render_with_its_own_real_frame,tests/test_metrics_frames.py::test_metrics_stage_refuses_inputs_that_do_not_belong_together,tests/test_outputs.py,tests/test_metrics_summary.py::test_summary_table_lists_every_output_with_reasons_for_missing_values"
+  "metrics_stage|neural_renderer/stages/metrics.py|tests/test_metrics_frames.py::test_metrics_stage_pairs_each_render_with_its_own_real_frame,tests/test_metrics_frames.py::test_metrics_stage_refuses_inputs_that_do_not_belong_together,tests/test_metrics_frames.py::test_metrics_stage_scores_a_reenactment_against_its_driving_frames_motion,tests/test_outputs.py,tests/test_metrics_summary.py::test_summary_table_lists_every_output_with_reasons_for_missing_values"
   "gaze|neural_renderer/fitting/gaze.py|tests/test_gaze.py"
   "crop|neural_renderer/crop/*|tests/test_crop.py"
   "storage|neural_renderer/storage/*|tests/test_storage.py,tests/test_motion.py"
