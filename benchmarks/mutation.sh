@@ -27,7 +27,7 @@ MODULES=(
   "crop|neural_renderer/crop/*|tests/test_crop.py"
   "storage|neural_renderer/storage/*|tests/test_storage.py,tests/test_motion.py"
   "video|neural_renderer/video/*|tests/test_video.py"
-  "renderer_render|neural_renderer/renderer/render.py|tests/test_model_files.py,tests/test_renderer.py::test_renderer_outputs_what_its_trained_generator_computes,tests/test_renderer.py::test_render_test_frames_writes_the_rendered_frames_beside_their_real_ones"
+  "renderer_render|neural_renderer/renderer/render.py|tests/test_model_files.py,tests/test_renderer.py::test_renderer_outputs_what_its_saved_generator_computes,tests/test_renderer.py::test_render_test_frames_writes_the_rendered_frames_beside_their_real_ones"
   "audio_render|neural_renderer/audio/render.py|tests/test_model_files.py,tests/test_audio.py::test_audio_driver_is_the_saved_nets_about_the_training_pose,tests/test_audio.py::test_render_audio_renders_the_audio_models_motion_with_the_target_renderer"
 )
 
