@@ -6,6 +6,7 @@
 #   benchmarks/mutation.sh             # every module below, one at a time
 #   benchmarks/mutation.sh atomic gaze # some of them
 #   MUTANTS='neural_renderer.storage.h5io.x_write_stage*' benchmarks/mutation.sh storage  # some functions only
+#   MUTATION_TESTS=tests/test_x.py::test_y benchmarks/mutation.sh audio_render           # other tests than below
 #
 # Each module runs in its own scratch copy of the working tree ($MUTATION_DIR/<name>, default /tmp/portrait-mutation),
 # so nothing is written into the checkout; the summary is $MUTATION_DIR/<name>/summary.txt and the survivors' diffs
@@ -68,6 +69,7 @@ run_module() {
 selected=("$@")
 for entry in "${MODULES[@]}"; do
   IFS='|' read -r name mutate tests <<<"$entry"
+  tests="${MUTATION_TESTS:-$tests}"
   if [ ${#selected[@]} -eq 0 ] || [[ " ${selected[*]} " == *" $name "* ]]; then
     run_module "$name" "$mutate" "$tests"
   fi
