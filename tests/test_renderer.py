@@ -451,6 +451,9 @@ def test_renderer_outputs_what_its_saved_generator_computes(tracking, tmp_path):
     another size, `render_motion` in the units of `storage.Motion`, one frame) gives exactly that image."""
     from neural_renderer.renderer.data import pose_features
 
+    names = [f"coefficient{i}" for i in range(KE)]
+    with h5py.File(tracking, "a") as f:
+        f["fit/expression_names"] = names
     model = saved_model(tracking, tmp_path / "model.pt")
     blob = torch.load(model, weights_only=True)
     rcfg = build_dataclass(RendererConfig, blob["config"])
@@ -477,7 +480,7 @@ def test_renderer_outputs_what_its_saved_generator_computes(tracking, tmp_path):
     # the default latent is the config's ("mean"); the file's bookkeeping is read as written
     r = PortraitRenderer(model, "cpu")
     assert r.cfg.render.test_latent == "mean" and torch.equal(r.latent[0], codes.mean(0))
-    assert (r.resolution, r.n_expression, r.iteration, r.fps) == (RES, KE, 3, 25.0)
+    assert (r.resolution, r.n_expression, r.iteration, r.fps, r.expression_names) == (RES, KE, 3, 25.0, names)
     assert np.array_equal(r.test_idx, idx) and np.array_equal(r.train_idx, data.train_idx)
     assert r.preset == dict(blob["preset"]) and r.preset
     expected = r.render_batch(raw["pose"], raw["gaze"], raw["expression"])
@@ -493,8 +496,9 @@ def test_renderer_outputs_what_its_saved_generator_computes(tracking, tmp_path):
         r.render_batch(raw["pose"], raw["gaze"], np.zeros((len(idx), KE + 1), np.float32))
     # a file of another format is refused, naming what it holds
     torch.save({**blob, "format": "portrait-renderer/1"}, tmp_path / "old.pt")
-    with pytest.raises(PipelineInputError, match="found 'portrait-renderer/1'"):
+    with pytest.raises(PipelineInputError, match="found 'portrait-renderer/1'") as info:
         PortraitRenderer(tmp_path / "old.pt", "cpu")
+    assert info.value.path == str(tmp_path / "old.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(PipelineInputError, match="cannot load renderer model"):
         PortraitRenderer(tmp_path / "junk.pt", "cpu")
