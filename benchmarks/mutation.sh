@@ -26,7 +26,7 @@ MODULES=(
   "metrics_stage|neural_renderer/stages/metrics.py|tests/test_metrics_frames.py::test_metrics_stage_pairs_each_render_with_its_own_real_frame,tests/test_metrics_frames.py::test_metrics_stage_refuses_inputs_that_do_not_belong_together,tests/test_metrics_frames.py::test_metrics_stage_scores_a_reenactment_against_its_driving_frames_motion,tests/test_outputs.py,tests/test_metrics_summary.py::test_summary_table_lists_every_output_with_reasons_for_missing_values"
   "gaze|neural_renderer/fitting/gaze.py|tests/test_gaze.py"
   "crop|neural_renderer/crop/*|tests/test_crop.py"
-  "storage|neural_renderer/storage/*|tests/test_storage.py,tests/test_motion.py"
+  "storage|neural_renderer/storage/*|tests/test_storage.py,tests/test_motion.py,tests/test_storage_reads.py"
   "video|neural_renderer/video/*|tests/test_video.py"
   "renderer_render|neural_renderer/renderer/render.py|tests/test_model_files.py,tests/test_renderer.py::test_renderer_outputs_what_its_saved_generator_computes,tests/test_renderer.py::test_render_test_frames_writes_the_rendered_frames_beside_their_real_ones"
   "audio_render|neural_renderer/audio/render.py|tests/test_model_files.py,tests/test_audio.py::test_audio_driver_is_the_saved_nets_about_the_training_pose,tests/test_audio.py::test_render_audio_renders_the_audio_models_motion_with_the_target_renderer"
