@@ -249,6 +249,7 @@ def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
         torch.save(blob, tmp_path / "audio.pt")
         driver = AudioDriver(tmp_path / "audio.pt", "cpu")
         assert (driver.fps, driver.metrics, driver.expression_names) == (30.0, {"val_loss": 0.5}, names)
+        assert driver.path == tmp_path / "audio.pt"
         with torch.no_grad():
             expression = predict_sequence(exp_net.eval(), torch.from_numpy(feats)).numpy()
             if pose:
@@ -284,8 +285,9 @@ def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
         AudioDriver(tmp_path / "junk.pt", "cpu")
     assert AudioDriver(tmp_path / "audio.pt").device.type in ("cpu", "cuda")  # the default device: "auto"
     torch.save({**blob, "format": "portrait-audio/0"}, tmp_path / "old.pt")
-    with pytest.raises(PipelineInputError, match=f"format 'portrait-audio/0', expected {FORMAT!r}"):
+    with pytest.raises(PipelineInputError, match=f"format 'portrait-audio/0', expected {FORMAT!r}") as info:
         AudioDriver(tmp_path / "old.pt", "cpu")
+    assert info.value.path == str(tmp_path / "old.pt")
     torch.save([1], tmp_path / "list.pt")
     with pytest.raises(PipelineInputError, match="format 'list'"):
         AudioDriver(tmp_path / "list.pt", "cpu")
