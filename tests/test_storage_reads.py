@@ -67,6 +67,10 @@ def test_frame_times_come_from_the_file_else_from_the_rate(tmp_path):
         got = read_timestamps(tmp_path / f"{name}.h5")
         assert got.dtype == np.float64 and np.array_equal(got, np.arange(n) / 10.0), name
     np.testing.assert_array_equal(unknown_times(3, 4.0), [0.0, 0.25, 0.5])
+    np.testing.assert_array_equal(unknown_times(3, 0.5), [0.0, 2.0, 4.0])
+    with h5py.File(tmp_path / "g.h5", "w") as f:  # stored times need no rate
+        f["timestamps_s"] = times
+    assert np.array_equal(read_timestamps(tmp_path / "g.h5"), times.astype(np.float64))
     assert np.isnan(unknown_times(3, 0.0)).all() and len(unknown_times(3, 0.0)) == 3
 
 
@@ -150,7 +154,8 @@ def test_features_round_trip_through_motion():
     }
     m = motion_from_features(arrays, fps=10.0)
     assert m.expression_names == () and m.fps == 10.0 and np.isnan(m.translation).all()
-    assert m.translation.shape == (N, 3) and np.allclose(m.timestamps_s, np.arange(N) / 10)
+    assert m.translation.shape == (N, 3) and m.translation.dtype == np.float32
+    assert np.allclose(m.timestamps_s, np.arange(N) / 10)
     assert m.valid.dtype == bool and m.valid.tolist() == [True, False, True, True, False]
     assert np.isnan(motion_from_features(arrays).timestamps_s).all()  # no rate: unknown times
     back = motion_feature_arrays(m)
@@ -158,7 +163,9 @@ def test_features_round_trip_through_motion():
     for key, value in arrays.items():
         want = value.astype(bool) if key == "motion_valid" else value
         assert back[key].dtype == want.dtype and np.array_equal(back[key], want), key
-    m64 = Motion(**{**m.__dict__, "expression": m.expression.astype(np.float64)})
+    m64 = Motion(
+        **{**m.__dict__, **{k: getattr(m, k).astype(np.float64) for k in ("expression", "rotation", "gaze_deg")}}
+    )
     assert all(v.dtype == np.float32 for k, v in motion_feature_arrays(m64).items() if k != "motion_valid")
 
 
@@ -253,3 +260,46 @@ def test_read_stage_keeps_optional_datasets_strings_and_names_what_is_missing(tm
             read_attrs(bad)
         assert info.value.path == str(bad) and info.value.reason.startswith(reason)
     assert read_attrs(path) == {}  # opened read-only: nothing written
+
+
+def test_motion_shape_refusals_and_driving_motion_refusals_name_what_is_wrong(tmp_path):
+    from neural_renderer.storage import read_driving_motion
+
+    m = read_motion(_motion_file(tmp_path / "m.h5"))
+    for field, bad, expected in (
+        ("expression", np.zeros(N, np.float32), f"({N}, -1)"),
+        ("rotation", np.zeros((N, 3)), f"({N}, 3, 3)"),
+        ("translation", np.zeros((N, 2)), f"({N}, 3)"),
+        ("gaze_deg", np.zeros((N, 3)), f"({N}, 2)"),
+        ("valid", np.zeros(N + 1, bool), f"({N},)"),
+        ("timestamps_s", np.zeros(N - 1), f"({N},)"),
+    ):
+        with pytest.raises(ValueError) as info:
+            Motion(**{**m.__dict__, field: bad})
+        assert str(info.value) == f"Motion.{field} has shape {bad.shape}, expected {expected}"
+
+    def refused(path, reason):
+        with pytest.raises(PipelineInputError) as info:
+            read_driving_motion(path)
+        assert info.value.path == str(path) and info.value.reason == reason, info.value.reason
+
+    names = {"fit__expression_names": ["a", "b"]}
+    one = _motion_file(tmp_path / "one.h5", **names)
+    with h5py.File(one, "r+") as f:
+        for key in ("fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
+            data = f[key][()]
+            del f[key]
+            f[key] = data[:1]
+    assert len(read_driving_motion(one)) == 1
+    empty = _motion_file(tmp_path / "empty.h5", **names)
+    with h5py.File(empty, "r+") as f:
+        for key in ("fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
+            data = f[key][()]
+            del f[key]
+            f[key] = data[:0]
+    refused(empty, "tracking file has no frames")
+    refused(_motion_file(tmp_path / "unnamed.h5"), "not a tracking file: missing ['fit/expression_names']")
+    lost = _motion_file(tmp_path / "lost.h5", **names)
+    with h5py.File(lost, "r+") as f:
+        f["gaze/head_pitch_yaw_deg"][...] = np.nan
+    refused(lost, "no frame with finite parameters")
