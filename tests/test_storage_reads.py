@@ -228,7 +228,7 @@ def test_read_stage_keeps_optional_datasets_strings_and_names_what_is_missing(tm
     for name, d in spec.items():
         shape = tuple({"T": N, "Ke": 2, "Ki": 3, "L": 6}.get(s, s) for s in d.shape)
         if d.dtype == "str":
-            arrays[name] = np.array(["jawOpen", "eyeBlink_L"])
+            arrays[name] = np.array(["jawOpen", "augenbraue_hoch_ä"])  # UTF-8 beyond ASCII
         else:
             arrays[name] = rng.normal(size=shape).astype(d.dtype)
     path = tmp_path / "tracking.h5"
@@ -238,7 +238,10 @@ def test_read_stage_keeps_optional_datasets_strings_and_names_what_is_missing(tm
             g.create_dataset(name, data=value.astype(object) if value.dtype.kind == "U" else value)
     out = read_stage(path, "fit", group="/fit/")
     assert set(out) == set(arrays)  # the optional landmarks_68 too, when present
-    assert out["expression_names"].dtype.kind == "U" and out["expression_names"].tolist() == ["jawOpen", "eyeBlink_L"]
+    assert out["expression_names"].dtype.kind == "U" and out["expression_names"].tolist() == [
+        "jawOpen",
+        "augenbraue_hoch_ä",
+    ]
     for name, value in arrays.items():
         if value.dtype.kind != "U":
             assert np.array_equal(out[name], value), name
