@@ -11,6 +11,7 @@ import shutil
 import wave
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -201,6 +202,213 @@ def test_audio_motion_is_the_expression_nets_prediction(tmp_path):
     np.testing.assert_allclose(talk[:, ~driven], np.broadcast_to(mean[~driven], (75, 2)), atol=1e-6)
     np.testing.assert_array_equal(gazes, np.broadcast_to(gaze, (75, 2)))
     assert np.ptp(translation, axis=0).max() > 1e-4  # N_pose moves the head too
+
+
+def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
+    """AudioDriver / audio_motion against the saved nets run by hand (no librosa: features are random): expression
+    = N_exp's output, rotation = N_pose's relative rotation applied to the training mean rotation, translation = the
+    training mean + N_pose's offset in training standard deviations; smoothing is the transfer code's; without N_pose
+    the head stays at the mean pose. A missing or foreign file is refused."""
+    from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
+    from neural_renderer.audio.model import pose_to_matrix, predict_sequence
+    from neural_renderer.audio.render import AudioDriver, audio_motion
+    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
+    from neural_renderer.reenact.transfer import project_to_rotation, smooth_rotations, smooth_sequence
+
+    names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp"]
+    mean = np.array([0.2, 0.1, 0.3, 0.4, 0.25])
+    c, s = np.cos(0.3), np.sin(0.3)
+    norm = {
+        "rotation_mean": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, -1.0, -1.0]),
+        "translation_mean": np.array([1.0, -2.0, 50.0]),
+        "translation_std": np.array([0.5, 2.0, 3.0]),
+        "gaze_mean_deg": np.zeros(2),
+        "expression_mean": mean,
+    }
+    rng = np.random.default_rng(1)
+    feats = rng.normal(0, 1, (30, 40, 32)).astype(np.float32)
+    gaze = np.array([2.0, -3.0])
+    for pose in (True, False):
+        model = {**TINY_AUDIO["model"], "pose": pose}
+        cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO, "model": model})
+        driven = driven_coefficients(cfg, names, len(names))
+        torch.manual_seed(0)
+        exp_net, pose_net = build_nets(cfg, mean, driven)
+        blob = {
+            "format": FORMAT,
+            "config": dataclasses.asdict(cfg),
+            "expression_names": names,
+            "expression_driven": torch.from_numpy(driven),
+            "exp_net": exp_net.state_dict(),
+            "norm": {k: torch.from_numpy(v) for k, v in norm.items()},
+            "fps": 30.0,
+            "metrics": {"val_loss": 0.5},
+        }
+        if pose:
+            blob["pose_net"] = pose_net.state_dict()
+        torch.save(blob, tmp_path / "audio.pt")
+        driver = AudioDriver(tmp_path / "audio.pt", "cpu")
+        assert (driver.fps, driver.metrics, driver.expression_names) == (30.0, {"val_loss": 0.5}, names)
+        assert driver.path == tmp_path / "audio.pt"
+        with torch.no_grad():
+            expression = predict_sequence(exp_net.eval(), torch.from_numpy(feats)).numpy()
+            if pose:
+                out = predict_sequence(pose_net.eval(), torch.from_numpy(feats)).double()
+                rel, offset = pose_to_matrix(out).numpy(), out[:, 6:].numpy() * norm["translation_std"]
+            else:
+                rel, offset = np.broadcast_to(np.eye(3), (30, 3, 3)), np.zeros((30, 3))
+        got = driver.predict(feats)
+        assert got[0].dtype == np.float32 and np.array_equal(got[0], expression)
+        np.testing.assert_allclose(got[1], rel, atol=1e-12)
+        np.testing.assert_allclose(got[2], offset, atol=1e-12)
+        if pose:  # the nets move the head (else the checks below hold for any rotation order)
+            assert np.ptp(offset, axis=0).min() > 5e-4 and np.abs(rel - np.eye(3)).max() > 1e-3
+        rotation = project_to_rotation(rel @ norm["rotation_mean"])
+        translation = norm["translation_mean"] + offset
+        e, r, t, g = audio_motion(driver, feats, gaze, AudioRenderConfig())
+        np.testing.assert_array_equal(e, expression)
+        np.testing.assert_allclose(r, rotation, atol=1e-12)
+        np.testing.assert_allclose(t, translation, atol=1e-12)
+        np.testing.assert_array_equal(g, np.broadcast_to(gaze, (30, 2)))
+        e, r, t, g = audio_motion(driver, feats, gaze, AudioRenderConfig(smoothing_sigma=0.8))
+        smoothed = np.clip(smooth_sequence(expression, 0.8), 0, 1).astype(np.float32)
+        assert e.dtype == np.float32 and np.array_equal(e, smoothed) and not np.allclose(e, expression, atol=1e-6)
+        np.testing.assert_allclose(r, smooth_rotations(rotation, 0.8), atol=1e-12)
+        np.testing.assert_allclose(t, smooth_sequence(translation, 0.8), atol=1e-12)
+        np.testing.assert_array_equal(g, np.broadcast_to(gaze, (30, 2)))
+    with pytest.raises(PipelineInputError) as info:
+        AudioDriver(tmp_path / "none.pt", "cpu")
+    assert info.value.path == str(tmp_path / "none.pt")
+    assert info.value.reason == "audio model not found (train it first)"
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(PipelineInputError, match="cannot load audio model"):
+        AudioDriver(tmp_path / "junk.pt", "cpu")
+    assert AudioDriver(tmp_path / "audio.pt").device.type in ("cpu", "cuda")  # the default device: "auto"
+    torch.save({**blob, "format": "portrait-audio/0"}, tmp_path / "old.pt")
+    with pytest.raises(PipelineInputError, match=f"format 'portrait-audio/0', expected {FORMAT!r}") as info:
+        AudioDriver(tmp_path / "old.pt", "cpu")
+    assert info.value.path == str(tmp_path / "old.pt")
+    torch.save([1], tmp_path / "list.pt")
+    with pytest.raises(PipelineInputError, match="format 'list'"):
+        AudioDriver(tmp_path / "list.pt", "cpu")
+
+
+def test_render_audio_renders_the_audio_models_motion_with_the_target_renderer(tmp_path):
+    """`render_audio` on a tiny synthetic target (no video, an untrained audio model): the frames are the target's
+    renderer driven by `audio_motion` of the file's features (its configured latent, smoothing and batch size), one
+    per 1 / fps of audio; the frames HDF5 and the mp4 (with the audio) hold them. Models that do not fit the target
+    are refused before anything is written."""
+    from test_renderer import KE, make_tracking, same_image, saved_model
+
+    from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
+    from neural_renderer.audio.render import AudioDriver, audio_motion, render_audio
+    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
+    from neural_renderer.reenact.transfer import motion_stats
+    from neural_renderer.renderer.render import PortraitRenderer
+    from neural_renderer.storage import read_driving_motion
+    from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+
+    names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp", "cheekPuff"][:KE]
+    tracking = make_tracking(tmp_path / "tracking.h5")
+    with h5py.File(tracking, "a") as f:
+        f["fit/expression_names"] = names
+    model = saved_model(tracking, tmp_path / "renderer.pt")
+    motion = read_driving_motion(tracking)
+    stats = motion_stats(motion)
+
+    def audio_model(path, names):
+        cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO})
+        driven = driven_coefficients(cfg, names, len(names))
+        torch.manual_seed(0)
+        exp_net, pose_net = build_nets(cfg, motion.expression.mean(0)[: len(names)], driven)
+        norm = {
+            "rotation_mean": stats.rotation,
+            "translation_mean": stats.translation,
+            "translation_std": np.ones(3),
+            "gaze_mean_deg": stats.gaze_deg,
+            "expression_mean": motion.expression.mean(0)[: len(names)].astype(np.float64),
+        }
+        blob = {
+            "format": FORMAT,
+            "config": dataclasses.asdict(cfg),
+            "expression_names": names,
+            "expression_driven": torch.from_numpy(driven),
+            "exp_net": exp_net.state_dict(),
+            "pose_net": pose_net.state_dict(),
+            "norm": {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in norm.items()},
+            "fps": 25.0,
+        }
+        torch.save(blob, path)
+        return path
+
+    audio = audio_model(tmp_path / "audio.pt", names)
+    wav = write_wav(tmp_path / "speech.wav", noise_burst(0.84, 0.3, 0.4))  # 21 frames at 25 fps
+    cfg = AudioRenderConfig(smoothing_sigma=1.0, batch_size=4, test_latent="zero", device="cpu", crf=0)
+    out_mp4, out_h5 = tmp_path / "out.mp4", tmp_path / "out.h5"
+    ffmpeg = resolve_ffmpeg()
+    frames = render_audio(
+        wav, tracking, model, audio, out_mp4, out_h5, cfg=cfg, clip="speech", target="synth", ffmpeg=ffmpeg
+    )
+    driver = AudioDriver(audio, "cpu")
+    feats = audio_features(load_audio(wav, SR, ffmpeg), 25.0, driver.cfg.features)
+    renderer = PortraitRenderer(model, "cpu", "zero")
+    expected = renderer.render_motion(*audio_motion(driver, feats, stats.gaze_deg, cfg), batch_size=4)
+    assert frames.shape == (21, 64, 64, 3) and same_image(frames, expected)
+    assert np.abs(frames[1:].astype(int) - frames[:-1]).mean() > 0.2  # the noise burst moves the face: 0.38
+    arrays, attrs = read_stage(out_h5, "rendered"), read_attrs(out_h5)
+    assert np.array_equal(arrays["frames"], frames) and np.array_equal(arrays["frame_index"], np.arange(21))
+    assert (attrs["kind"], attrs["video"], attrs["driver"], attrs["target"]) == (
+        "audio",
+        "speech_to_synth",
+        "speech",
+        "synth",
+    )
+    assert (attrs["fps"], attrs["audio_model"], attrs["renderer_model"]) == (25.0, str(audio), str(model))
+    info = probe_video(out_mp4)
+    assert info.has_audio and (info.width, info.height, info.fps) == (64, 64, 25.0)
+    decoded = np.array(list(iter_frames(out_mp4, info)), int)
+    luma = np.array([0.299, 0.587, 0.114])  # BT.601: what yuv420p keeps at full resolution
+    # measured at crf 0: 1.26 (at crf 18, the default, 2.49)
+    assert len(decoded) == 21 and np.abs(decoded @ luma - frames @ luma).mean() < 1.9
+    # a model for other coefficients than the target's, or a renderer taking another number of them: refused
+    other = audio_model(tmp_path / "other.pt", ["jawOpen"] + names[1:][::-1])
+    with pytest.raises(PipelineInputError, match="trained on other expression coefficients than"):
+        render_audio(
+            wav,
+            tracking,
+            model,
+            other,
+            tmp_path / "x.mp4",
+            tmp_path / "x.h5",
+            cfg=cfg,
+            clip="c",
+            target="t",
+            ffmpeg=ffmpeg,
+        )
+    fewer = tmp_path / "fewer.h5"
+    with h5py.File(tracking) as f, h5py.File(fewer, "w") as g:
+        for key in ("fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
+            g[key] = f[key][()]
+        g["fit/expression"] = f["fit/expression"][()][:, :-1]
+        g["fit/expression_names"] = names[:-1]
+        g.attrs["fps"] = 25.0
+    short = audio_model(tmp_path / "short.pt", names[:-1])
+    with pytest.raises(
+        PipelineInputError, match=f"renderer takes {KE} expression coefficients, the audio model gives {KE - 1}"
+    ):
+        render_audio(
+            wav,
+            fewer,
+            model,
+            short,
+            tmp_path / "x.mp4",
+            tmp_path / "x.h5",
+            cfg=cfg,
+            clip="c",
+            target="t",
+            ffmpeg=ffmpeg,
+        )
+    assert not list(tmp_path.glob("x.*"))
 
 
 # ---------------------------------------------------------------- training and rendering on real videos

@@ -356,3 +356,53 @@ def test_raw_face_boxes_need_a_detection_and_finite_image_points():
     for bad in (lm[:, :467], lm[0], lm[..., :1]):
         with pytest.raises(ValueError, match="landmarks must be"):
             raw_face_boxes(bad, valid)
+
+
+def test_crop_refusals_are_exact_and_the_one_euro_settings_reach_the_filter():
+    """Each refusal's message, letter for letter (they are what a user reads); image sizes down to 1 px and boxes
+    under a pixel are accepted; the one-euro branch hands min_cutoff, beta and d_cutoff to the filter in that order,
+    in units of the median box side, at 30 fps unless told."""
+
+    def says(call, message):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+
+    says(lambda: interpolate_invalid(np.zeros((3, 2)), np.ones(2, bool)), "valid must have shape (3,), got (2,)")
+    says(lambda: interpolate_invalid(np.zeros((3, 2)), np.zeros(3, bool)), "no valid rows to interpolate from")
+    message = "one_euro_filter needs rate_hz, min_cutoff, d_cutoff > 0 and beta >= 0"
+    says(lambda: one_euro_filter(np.zeros((3, 2)), 30.0, 1.0, -1.0), message)
+    for kwargs, text in (
+        ({"resolution": 300}, "resolution must be one of (256, 512, 1024), got 300"),
+        ({"margin": 6.0}, "margin must be in [0, 5] (fraction of the face size), got 6.0"),
+        ({"vertical_offset": 2.0}, "vertical_offset must be in [-1, 1] (fraction of the box side), got 2.0"),
+        ({"smoothing": "x"}, "smoothing must be one of ('savgol', 'one_euro', 'none'), got 'x'"),
+        ({"savgol_window": 4}, "savgol_window must be an odd number of frames >= 3, got 4"),
+        ({"savgol_polyorder": 15}, "savgol_polyorder must be in [0, savgol_window), got 15"),
+        ({"one_euro_d_cutoff": 0.0}, "one_euro_min_cutoff and one_euro_d_cutoff must be > 0 (Hz)"),
+        ({"one_euro_beta": -1.0}, "one_euro_beta must be >= 0, got -1.0"),
+    ):
+        says(lambda kwargs=kwargs: CropConfig(**kwargs), text)
+    frame = np.full((8, 8, 3), 200, np.uint8)
+    says(
+        lambda: crop_frame(frame, np.array([4.0, 4.0, 2.0]), 4, pad="x"),
+        "pad must be one of ['black', 'edge'], got 'x'",
+    )
+    says(lambda: crop_frame(frame, np.array([4.0, 4.0, 0.0]), 4), "invalid crop box [4. 4. 0.]")
+    assert crop_frame(frame, np.array([4.0, 4.0, 0.5]), 4).shape == (4, 4, 3)  # a box under a pixel: upsampled
+    rng = np.random.default_rng(7)
+    t = 40
+    landmarks = _synthetic_faces(t, rng, jitter=3.0)
+    valid = np.ones(t, bool)
+    for size in ((0, 5), (5, 0)):
+        says(lambda size=size: compute_crop_boxes(landmarks, valid, size, CropConfig()), f"invalid image size {size}")
+    assert compute_crop_boxes(landmarks, valid, (1, 1), CropConfig(smoothing="none")).shape == (t, 3)
+    plain = compute_crop_boxes(landmarks, valid, (400, 300), CropConfig(smoothing="none", vertical_offset=0.0))
+    cfg = CropConfig(
+        smoothing="one_euro", vertical_offset=0.0, one_euro_min_cutoff=0.7, one_euro_beta=0.3, one_euro_d_cutoff=2.0
+    )
+    scale = float(np.median(plain[:, 2]))
+    for fps in (30.0, 12.0):
+        want = one_euro_filter(plain / scale, fps, 0.7, 0.3, 2.0) * scale
+        got = compute_crop_boxes(landmarks, valid, (400, 300), cfg, **({} if fps == 30.0 else {"fps": fps}))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)

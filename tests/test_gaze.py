@@ -464,6 +464,38 @@ def test_gaze_from_fit_honours_units_eyeball_source_and_landmark_shapes(ict_with
     assert arrays["blink_score"].dtype == np.float32 and np.isnan(arrays["blink_score"]).all()
 
 
+def test_gaze_from_fit_blink_threshold_nan_scores_valid_flags_and_a_lost_translation(ict_with_eyes):
+    """The blink test is "score > threshold": a score at the threshold, or unknown (NaN), keeps the frame measured;
+    the caller's `valid` reaches the estimate; a frame with a rotation but no translation is the only one lost."""
+    full, _ = ict_with_eyes
+    eyes = full.eyeballs
+    n = 4
+    head = np.array([[0.0, 0.0, 0.0], [5.0, 10.0, 0.0], [-4.0, -8.0, 2.0], [2.0, 5.0, -1.0]])
+    rot = FLIP_YZ[None] @ Rotation.from_euler("xyz", head, degrees=True).as_matrix()
+    t = np.tile([0.0, -3.5, 50.0], (n, 1))
+    g = vectors_from_pitch_yaw(
+        np.repeat(np.array([[8.0, -10.0], [-5.0, 15.0], [3.0, 4.0], [0.0, -6.0]])[:, None], 2, 1)
+    )
+    centres_cam = np.einsum("tij,ej->tei", rot, eyes.centers) + t[:, None]
+    landmarks = np.full((n, 478, 2), 256.0)
+    iris2d = project_points_np(centres_cam + eyes.radius * g, INTR)
+    landmarks[:, IRIS_CENTERS[0]], landmarks[:, IRIS_CENTERS[1]] = iris2d[:, 0], iris2d[:, 1]
+    fit = {"identity": np.zeros(0), "rotation": rot, "translation": t, "intrinsics": INTR}
+    cfg = GazeConfig(eyeballs="model", eyeball_radius_cm=eyes.radius, blink_threshold=0.5)
+    res = gaze_from_fit(landmarks, fit, full, cfg, blink_score=np.array([0.5, np.nan, 0.5001, 0.1]))
+    assert res.eyes_closed.tolist() == [False, False, True, False]
+    assert res.valid.tolist() == [True, True, False, True]
+    assert np.isnan(res.blink_score[1]) and res.blink_score[0] == 0.5
+    assert _angle_deg(res.eye_vectors[[0, 1, 3]], g[[0, 1, 3]]).max() < 0.5
+    res = gaze_from_fit(landmarks, fit, full, cfg, valid=np.array([True, False, True, True]))
+    assert res.valid.tolist() == [True, False, True, True] and not res.eyes_closed.any()
+    lost = t.copy()
+    lost[2, 1] = np.nan
+    res = estimate_gaze(iris2d, eyes.centers, rot, lost, INTR, eyes.radius)
+    assert res.valid.tolist() == [True, True, False, True]
+    assert np.isnan(res.eyeball_centers[2]).all() and np.isfinite(res.eyeball_centers[[0, 1, 3]]).all()
+
+
 def test_per_eye_outputs_and_which_frames_count_as_measured():
     """Per-eye head-relative angles, eyeball centres and iris points agree with the scene; a frame counts as measured
     only with iris points, a pose and `valid`; a frame without a pose stays NaN; eyes closed throughout give unit

