@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from bench_frame_reader import peak_rss_mb  # this process's VmHWM (one definition, beside the script)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -194,11 +195,6 @@ def write_looped(files: Path, out: Path, n: int) -> None:
                 else:
                     src.copy(ds, dst, name=key)
             dst.attrs.update(src.attrs)
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def run_stage(stage: str, work: str, corr: str, cfg: dict, threads: int, queue) -> None:

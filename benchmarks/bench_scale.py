@@ -26,15 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from bench_frame_reader import peak_rss_mb  # this process's VmHWM (one definition, beside the script)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PAPER = ((5513, 512), (18138, 256), (10934, 1024))  # (frames, resolution) of the seed paper's identities
 STAGES = ("ingest", "track", "crop", "fit", "gaze", "assemble", "qc")
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def run_stage(stage: str, video: str, out: str, resolution: int, threads: int, queue) -> None:
