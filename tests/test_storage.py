@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from file_limits import errors_under_file_size_limit
 
 from neural_renderer.atomic import OTHER_HOST_STALE_S, sweep_stale_temporaries, temporary_path
 from neural_renderer.errors import PipelineInputError
@@ -264,28 +265,18 @@ def test_assemble_logs_the_expected_size_before_writing_and_it_is_close(tmp_path
 
 
 def test_assemble_that_runs_out_of_room_fails_in_one_line_and_leaves_no_file(tmp_path):
-    """A file-size limit (RLIMIT_FSIZE, EFBIG) stands in for a full disk or quota: the same OSError path."""
+    """A file-size limit stands in for a full disk or quota (tests/file_limits.py)."""
     files = {k: str(v) for k, v in _write_all_stages(tmp_path, 40).items()}
     out = tmp_path / "out" / "tracking.h5"
-    script = (
-        "import resource, signal, sys\n"
+    lines = errors_under_file_size_limit(  # 40 noise frames of 64² are ~490 kB
         "import numpy as np\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))\n"  # 40 noise frames of 64² are ~490 kB
-        "from neural_renderer.errors import PipelineInputError\n"
         "from neural_renderer.storage import assemble_tracking\n"
         "rng = np.random.default_rng(0)\n"
         "frames = (rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(40))\n"
-        "try:\n"
-        f"    assemble_tracking({str(out)!r}, {files!r}, frames, 40, 64, {{}})\n"
-        "except PipelineInputError as exc:\n"
-        "    print('ERROR', exc)\n"
+        f"assemble_tracking({str(out)!r}, {files!r}, frames, 40, 64, {{}})",
+        300_000,
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("ERROR")]
-    assert len(lines) == 1 and "tracking.h5: no room to write it (about" in lines[0], proc.stdout
+    assert len(lines) == 1 and "tracking.h5: no room to write it (about" in lines[0], lines
     assert list(out.parent.iterdir()) == []  # neither the file nor its temporary
 
 
