@@ -287,20 +287,19 @@ def test_motion_shape_refusals_and_driving_motion_refusals_name_what_is_wrong(tm
         assert info.value.path == str(path) and info.value.reason == reason, info.value.reason
 
     names = {"fit__expression_names": ["a", "b"]}
-    one = _motion_file(tmp_path / "one.h5", **names)
-    with h5py.File(one, "r+") as f:
-        for key in ("fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
-            data = f[key][()]
-            del f[key]
-            f[key] = data[:1]
-    assert len(read_driving_motion(one)) == 1
-    empty = _motion_file(tmp_path / "empty.h5", **names)
-    with h5py.File(empty, "r+") as f:
-        for key in ("fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
-            data = f[key][()]
-            del f[key]
-            f[key] = data[:0]
-    refused(empty, "tracking file has no frames")
+
+    def with_frames(path, n):
+        """A motion file whose motion datasets keep their first n frames."""
+        _motion_file(path, **names)
+        with h5py.File(path, "r+") as f:
+            for key in ("fit/expression", "fit/rotation", "fit/translation", "gaze/head_pitch_yaw_deg"):
+                data = f[key][()]
+                del f[key]
+                f[key] = data[:n]
+        return path
+
+    assert len(read_driving_motion(with_frames(tmp_path / "one.h5", 1))) == 1
+    refused(with_frames(tmp_path / "empty.h5", 0), "tracking file has no frames")
     refused(_motion_file(tmp_path / "unnamed.h5"), "not a tracking file: missing ['fit/expression_names']")
     lost = _motion_file(tmp_path / "lost.h5", **names)
     with h5py.File(lost, "r+") as f:
