@@ -366,19 +366,22 @@ def _rendered(path, frames: np.ndarray, idx: np.ndarray, kind: str = "self"):
     return path
 
 
-def _run_metrics(tmp_path, rendered, generated, real, tracking, name: str) -> dict:
+def _run_metrics(
+    tmp_path, rendered, generated, real, tracking, name: str, kind="self", method="test", driving_features=None
+) -> dict:
     from neural_renderer.stages import metrics as metrics_stage
 
     return metrics_stage.run(
-        "self",
+        kind,
         rendered,
         generated,
         real,
         tmp_path / f"{name}.json",
         cfg={"device": "cpu"},
         target="d0",
-        method="test",
+        method=method,
         real_tracking=tracking,
+        driving_features=driving_features,
     )
 
 
@@ -455,7 +458,6 @@ def test_metrics_stage_scores_a_reenactment_against_its_driving_frames_motion(tm
 
     from neural_renderer.metrics.evaluate import motion_distances
     from neural_renderer.metrics.features import read_features
-    from neural_renderer.stages import metrics as metrics_stage
     from neural_renderer.storage import write_stage
 
     rng = np.random.default_rng(5)
@@ -487,18 +489,7 @@ def test_metrics_stage_scores_a_reenactment_against_its_driving_frames_motion(tm
     rendered = _rendered(tmp_path / "cross.h5", frames[idx], idx, kind="cross")
 
     def run(kind, rendered, driving_features, name):
-        return metrics_stage.run(
-            kind,
-            rendered,
-            generated,
-            real,
-            tmp_path / f"{name}.json",
-            cfg={"device": "cpu"},
-            target="d0",
-            method="m",
-            real_tracking=tracking,
-            driving_features=driving_features,
-        )
+        return _run_metrics(tmp_path, rendered, generated, real, tracking, name, kind, "m", driving_features)
 
     record = run("cross", rendered, driving, "cross")
     gen_f, drive_f, real_f = (read_features(p) for p in (generated, driving, real))
